@@ -1,0 +1,179 @@
+// Package gpu defines the Device interface that every backend (gpu/cpu,
+// gpu/cuda) implements, and the shape structs its operations take.
+//
+// Tensors are float32 and dense. Images and feature maps are NCHW:
+// N images in the batch, C channels, H rows, W columns, W fastest.
+// Fully-connected activations are (N, features), features fastest.
+// Weights follow PyTorch: convolution filters are (K, C, R, S) with K output
+// channels and R×S taps, linear weights are (Out, In).
+//
+// The conventions every operation follows:
+//   - outputs first, inputs next, the shape struct last;
+//   - an operation is enqueued on the device's stream and may run after the
+//     call returns; Record and Wait order work across devices, Sync waits
+//     for everything enqueued so far;
+//   - buffers passed to one operation all live on that device;
+//   - an operation overwrites its outputs unless its doc says it accumulates;
+//   - a shape that does not match the buffers is a programmer's mistake and
+//     panics; what the environment can cause (no memory, a failed launch)
+//     is a returned error.
+package gpu
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Buffer is a region of device memory holding Len float32 values.
+type Buffer interface {
+	// Device is the device the buffer lives on.
+	Device() Device
+	// Len is the number of float32 elements.
+	Len() int
+}
+
+// Event marks a point in a device's stream. Another device can Wait on it.
+type Event interface{}
+
+// ErrNoPeer is returned by Device.CopyPeer when the two devices cannot copy
+// directly; Transfer then stages the copy through the host.
+var ErrNoPeer = errors.New("gpu: no peer access between devices")
+
+// Device is one logical device: a stream of work on a CPU or a GPU, with its
+// own memory. Two logical devices may share one physical device.
+//
+// A Device is used by one goroutine at a time; the scheduler in package
+// parallel gives every device a worker goroutine of its own.
+type Device interface {
+	// Name identifies the device, e.g. "cpu:0" or "cuda:1".
+	Name() string
+
+	// Alloc returns a buffer of n float32 values. Its contents are undefined.
+	Alloc(n int) (Buffer, error)
+	// Free releases a buffer. Freeing nil is a no-op.
+	Free(b Buffer)
+	// Upload copies len(src) values from the host to the start of dst.
+	Upload(dst Buffer, src []float32) error
+	// Download copies len(dst) values from the start of src to the host.
+	// It waits for the work that writes src.
+	Download(dst []float32, src Buffer) error
+	// Copy copies src to dst, both on this device, min(len) values.
+	Copy(dst, src Buffer) error
+	// CopyPeer copies src, which lives on this device, into dst on another
+	// device, enqueued on this device's stream (the producer pushes). It
+	// returns ErrNoPeer if the devices cannot copy directly.
+	CopyPeer(dst, src Buffer) error
+	// Fill sets every value of dst to v.
+	Fill(dst Buffer, v float32) error
+
+	// Record returns an event marking the work enqueued so far.
+	Record() (Event, error)
+	// Wait makes later work on this device wait for e, which may come from
+	// another device.
+	Wait(e Event) error
+	// Sync blocks until all work enqueued on this device is done.
+	Sync() error
+
+	Ops
+}
+
+// Ops are the network's operations, forward and backward.
+type Ops interface {
+	// Conv is a cross-correlation: y[n,k,p,q] = Σ_{c,r,s} w[k,c,r,s] ·
+	// x[n,c,p·Stride+r−Pad,q·Stride+s−Pad], zero outside the image.
+	// y (N,K,P,Q), x (N,C,H,W), w (K,C,R,S).
+	Conv(y, x, w Buffer, s ConvShape) error
+	// ConvBackwardData computes dx = ∂L/∂x from dy. dx (N,C,H,W).
+	ConvBackwardData(dx, dy, w Buffer, s ConvShape) error
+	// ConvBackwardFilter computes dw = ∂L/∂w from dy and x. dw (K,C,R,S).
+	ConvBackwardFilter(dw, dy, x Buffer, s ConvShape) error
+
+	// AddBias adds b[c] to every y[n,c,·]. y (N,C,Inner), b (C).
+	AddBias(y, b Buffer, s BiasShape) error
+	// BiasBackward sets db[c] = Σ_{n,i} dy[n,c,i].
+	BiasBackward(db, dy Buffer, s BiasShape) error
+
+	// ReLU sets y = max(0, x) over n values. y may be x.
+	ReLU(y, x Buffer, n int) error
+	// ReLUBackward sets dx = dy where y > 0, else 0. dx may be dy.
+	ReLUBackward(dx, dy, y Buffer, n int) error
+
+	// LRN is local response normalization across channels (PAPER.md §3.3):
+	// y[c] = x[c] / (K + Alpha·Σ_{j=c−Size/2}^{c+Size/2} x[j]²)^Beta, the sum
+	// clipped to the valid channels. x, y (N,C,H,W).
+	LRN(y, x Buffer, s LRNShape) error
+	// LRNBackward computes dx from dy, x and y = LRN(x).
+	LRNBackward(dx, dy, x, y Buffer, s LRNShape) error
+
+	// MaxPool takes the maximum over Size×Size windows every Stride pixels,
+	// no padding. y (N,C,P,Q), x (N,C,H,W).
+	MaxPool(y, x Buffer, s PoolShape) error
+	// MaxPoolBackward routes dy to the first maximum of each window and sums
+	// where windows overlap. dx (N,C,H,W).
+	MaxPoolBackward(dx, dy, x, y Buffer, s PoolShape) error
+
+	// Linear sets y = x·wᵀ + b. y (N,Out), x (N,In), w (Out,In), b (Out).
+	Linear(y, x, w, b Buffer, s LinearShape) error
+	// LinearBackwardData sets dx = dy·w. dx (N,In).
+	LinearBackwardData(dx, dy, w Buffer, s LinearShape) error
+	// LinearBackwardWeights sets dw = dyᵀ·x and db = Σ_n dy.
+	LinearBackwardWeights(dw, db, dy, x Buffer, s LinearShape) error
+
+	// Dropout keeps x[i] with probability 1−P, scaled by 1/(1−P) (inverted
+	// dropout), and zeroes it otherwise; mask receives the factor applied
+	// (0 or 1/(1−P)). Whether i is kept is DropoutKeep(Seed, i, P).
+	Dropout(y, mask, x Buffer, s DropoutShape) error
+	// DropoutBackward sets dx = dy·mask over n values.
+	DropoutBackward(dx, dy, mask Buffer, n int) error
+
+	// SoftmaxCrossEntropy computes prob = softmax(logits) per row and
+	// loss[n] = −log prob[n, label[n]]. Labels are class indices stored as
+	// float32. prob (N,Classes), loss (N), logits (N,Classes), labels (N).
+	SoftmaxCrossEntropy(prob, loss, logits, labels Buffer, s SoftmaxShape) error
+	// SoftmaxCrossEntropyBackward sets dlogits = (prob − onehot(labels)) / N,
+	// the gradient of the batch's mean loss.
+	SoftmaxCrossEntropyBackward(dlogits, prob, labels Buffer, s SoftmaxShape) error
+
+	// Add accumulates: y += x over n values.
+	Add(y, x Buffer, n int) error
+	// Concat joins srcs per image: dst[n] = src0[n] ‖ src1[n] ‖ …, where
+	// src i holds N rows of Sizes[i] values. Concatenating NCHW maps this way
+	// joins them along C.
+	Concat(dst Buffer, srcs []Buffer, s ConcatShape) error
+	// Split is Concat's inverse (and its backward pass).
+	Split(dsts []Buffer, src Buffer, s ConcatShape) error
+
+	// SGD is the paper's update (§5) over N values:
+	// v ← Momentum·v − WeightDecay·LR·w − LR·dw;  w ← w + v.
+	SGD(w, v, dw Buffer, s SGDShape) error
+}
+
+// Transfer copies src into dst on another device: directly where the
+// devices allow it, through host memory where they do not. It is issued by
+// the goroutine that owns src's device and ordered after the work that
+// wrote src; the consumer waits on an event recorded on src's device.
+func Transfer(dst, src Buffer) error {
+	if dst.Device() == src.Device() {
+		return dst.Device().Copy(dst, src)
+	}
+	err := src.Device().CopyPeer(dst, src)
+	if !errors.Is(err, ErrNoPeer) {
+		return err
+	}
+	host := make([]float32, min(dst.Len(), src.Len()))
+	if err := src.Device().Download(host, src); err != nil {
+		return err
+	}
+	return dst.Device().Upload(dst, host)
+}
+
+// Check panics unless b holds at least n values; backends call it to catch a
+// shape that does not match its buffers.
+func Check(name string, b Buffer, n int) {
+	if b == nil {
+		panic(fmt.Sprintf("gpu: %s is nil", name))
+	}
+	if b.Len() < n {
+		panic(fmt.Sprintf("gpu: %s holds %d values, the shape needs %d", name, b.Len(), n))
+	}
+}

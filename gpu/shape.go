@@ -1,0 +1,150 @@
+package gpu
+
+import "fmt"
+
+// ConvShape describes a convolution of N images of C×H×W with K filters of
+// C×R×S, applied every Stride pixels on the image zero-padded by Pad.
+type ConvShape struct {
+	N, C, H, W  int
+	K, R, S     int
+	Stride, Pad int
+}
+
+// P is the output height.
+func (s ConvShape) P() int { return (s.H+2*s.Pad-s.R)/s.Stride + 1 }
+
+// Q is the output width.
+func (s ConvShape) Q() int { return (s.W+2*s.Pad-s.S)/s.Stride + 1 }
+
+// XLen is the number of input values, N·C·H·W.
+func (s ConvShape) XLen() int { return s.N * s.C * s.H * s.W }
+
+// YLen is the number of output values, N·K·P·Q.
+func (s ConvShape) YLen() int { return s.N * s.K * s.P() * s.Q() }
+
+// WLen is the number of filter values, K·C·R·S.
+func (s ConvShape) WLen() int { return s.K * s.C * s.R * s.S }
+
+// FLOPs is the multiply-adds of the forward pass, counted as two each.
+func (s ConvShape) FLOPs() int64 {
+	return 2 * int64(s.N) * int64(s.K) * int64(s.P()) * int64(s.Q()) * int64(s.C) * int64(s.R) * int64(s.S)
+}
+
+// Validate reports a shape no convolution can have.
+func (s ConvShape) Validate() error {
+	if s.N < 1 || s.C < 1 || s.H < 1 || s.W < 1 || s.K < 1 || s.R < 1 || s.S < 1 || s.Stride < 1 || s.Pad < 0 {
+		return fmt.Errorf("gpu: invalid convolution %+v", s)
+	}
+	if s.H+2*s.Pad < s.R || s.W+2*s.Pad < s.S {
+		return fmt.Errorf("gpu: convolution filter %d×%d larger than padded input %d×%d", s.R, s.S, s.H+2*s.Pad, s.W+2*s.Pad)
+	}
+	return nil
+}
+
+// BiasShape describes N images of C channels of Inner values each.
+type BiasShape struct{ N, C, Inner int }
+
+// Len is N·C·Inner.
+func (s BiasShape) Len() int { return s.N * s.C * s.Inner }
+
+// LRNShape describes local response normalization of N images of C×H×W over
+// Size neighbouring channels. Alpha multiplies the sum of squares as it
+// stands: a net following the cuda-convnet2/Caffe/PyTorch convention passes
+// α/Size here.
+type LRNShape struct {
+	N, C, H, W     int
+	Size           int
+	Alpha, Beta, K float32
+}
+
+// Len is N·C·H·W.
+func (s LRNShape) Len() int { return s.N * s.C * s.H * s.W }
+
+// Validate reports a shape LRN cannot have.
+func (s LRNShape) Validate() error {
+	if s.N < 1 || s.C < 1 || s.H < 1 || s.W < 1 || s.Size < 1 || s.K <= 0 || s.Beta < 0 || s.Alpha < 0 {
+		return fmt.Errorf("gpu: invalid LRN %+v", s)
+	}
+	return nil
+}
+
+// PoolShape describes max pooling of N images of C×H×W over Size×Size
+// windows every Stride pixels, without padding.
+type PoolShape struct {
+	N, C, H, W   int
+	Size, Stride int
+}
+
+// P is the output height.
+func (s PoolShape) P() int { return (s.H-s.Size)/s.Stride + 1 }
+
+// Q is the output width.
+func (s PoolShape) Q() int { return (s.W-s.Size)/s.Stride + 1 }
+
+// XLen is N·C·H·W.
+func (s PoolShape) XLen() int { return s.N * s.C * s.H * s.W }
+
+// YLen is N·C·P·Q.
+func (s PoolShape) YLen() int { return s.N * s.C * s.P() * s.Q() }
+
+// Validate reports a shape pooling cannot have.
+func (s PoolShape) Validate() error {
+	if s.N < 1 || s.C < 1 || s.Size < 1 || s.Stride < 1 || s.H < s.Size || s.W < s.Size {
+		return fmt.Errorf("gpu: invalid pooling %+v", s)
+	}
+	return nil
+}
+
+// LinearShape describes a fully-connected layer on N rows: In inputs to Out
+// outputs.
+type LinearShape struct{ N, In, Out int }
+
+// FLOPs is the multiply-adds of the forward pass, counted as two each.
+func (s LinearShape) FLOPs() int64 { return 2 * int64(s.N) * int64(s.In) * int64(s.Out) }
+
+// DropoutShape describes dropout over N values with drop probability P.
+// Seed selects the mask; the scheduler derives it from the run's seed, the
+// layer and the step, so every device draws the same mask for a layer.
+type DropoutShape struct {
+	N    int
+	P    float32
+	Seed uint64
+}
+
+// SoftmaxShape describes N rows of Classes logits.
+type SoftmaxShape struct{ N, Classes int }
+
+// ConcatShape describes N rows made of one chunk per source, Sizes[i]
+// values from source i.
+type ConcatShape struct {
+	N     int
+	Sizes []int
+}
+
+// Row is the length of one joined row, Σ Sizes.
+func (s ConcatShape) Row() int {
+	t := 0
+	for _, v := range s.Sizes {
+		t += v
+	}
+	return t
+}
+
+// SGDShape describes one SGD update of N parameters.
+type SGDShape struct {
+	N                         int
+	LR, Momentum, WeightDecay float32
+}
+
+// DropoutKeep reports whether dropout with seed keeps element i, with drop
+// probability p. It is a counter-based generator (SplitMix64 of seed and i),
+// so any device computes any element's decision without state; the CUDA
+// kernel implements the same function.
+func DropoutKeep(seed uint64, i int, p float32) bool {
+	z := seed + uint64(i+1)*0x9E3779B97F4A7C15
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+	z ^= z >> 31
+	u := float32(z>>40) * (1.0 / (1 << 24)) // 24 random bits in [0, 1)
+	return u >= p
+}
