@@ -1,0 +1,131 @@
+package cpu
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/alexnet-go/trainer/gpu"
+)
+
+// reportGFLOPs reports the benchmark's rate for flops per iteration.
+func reportGFLOPs(b *testing.B, flops int64) {
+	b.ReportMetric(float64(flops)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}
+
+// BenchmarkSgemm times Device.Sgemm with all of the machine's threads.
+func BenchmarkSgemm(b *testing.B) {
+	b.Logf("BLAS: %s", BLAS())
+	d := New(Options{})
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, c := range []struct {
+		name    string
+		transB  bool
+		m, n, k int
+	}{
+		{"1024x1024x1024", false, 1024, 1024, 1024},
+		{"fc6_128x4096x9216", true, 128, 4096, 9216}, // y = x·wᵀ of fc6, both towers
+	} {
+		b.Run(fmt.Sprintf("%s/threads=%d", c.name, d.threads), func(b *testing.B) {
+			a, bm, cm := randSlice(r, c.m*c.k), randSlice(r, c.k*c.n), make([]float32, c.m*c.n)
+			ldb := c.n
+			if c.transB {
+				ldb = c.k
+			}
+			d.Sgemm(false, c.transB, c.m, c.n, c.k, 1, a, c.k, bm, ldb, 0, cm, c.n) // warm up
+			for b.Loop() {
+				d.Sgemm(false, c.transB, c.m, c.n, c.k, 1, a, c.k, bm, ldb, 0, cm, c.n)
+			}
+			reportGFLOPs(b, 2*int64(c.m)*int64(c.n)*int64(c.k))
+		})
+	}
+}
+
+// BenchmarkConv times an AlexNet conv2-like layer (one tower: 48 channels
+// of 27×27 to 128 of 27×27, 5×5 filters, padding 2) on a batch of 32,
+// forward and both backward passes.
+func BenchmarkConv(b *testing.B) {
+	s := gpu.ConvShape{N: 32, C: 48, H: 27, W: 27, K: 128, R: 5, S: 5, Stride: 1, Pad: 2}
+	d := New(Options{})
+	r := rand.New(rand.NewPCG(1, 2))
+	x, w, y := upload(b, d, randSlice(r, s.XLen())), upload(b, d, randSlice(r, s.WLen())), upload(b, d, randSlice(r, s.YLen()))
+	for _, op := range []struct {
+		name string
+		run  func() error
+	}{
+		{"forward", func() error { return d.Conv(y, x, w, s) }},
+		{"backward-data", func() error { return d.ConvBackwardData(x, y, w, s) }},
+		{"backward-filter", func() error { return d.ConvBackwardFilter(w, y, x, s) }},
+	} {
+		b.Run(fmt.Sprintf("conv2/%s/threads=%d", op.name, d.threads), func(b *testing.B) {
+			if err := op.run(); err != nil { // warm up: page in the scratch
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := op.run(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportGFLOPs(b, s.FLOPs())
+		})
+	}
+}
+
+// BenchmarkLRN times LRN and LRNBackward on AlexNet's response-normalized
+// conv1 output (one tower: 48 channels of 55×55) for a batch of 32,
+// reporting the rate at which values are normalized.
+func BenchmarkLRN(b *testing.B) {
+	s := gpu.LRNShape{N: 32, C: 48, H: 55, W: 55, Size: 5, Alpha: 1e-4 / 5, Beta: 0.75, K: 2}
+	d := New(Options{})
+	r := rand.New(rand.NewPCG(1, 2))
+	x, y, dy, dx := upload(b, d, randSlice(r, s.Len())), upload(b, d, randSlice(r, s.Len())), upload(b, d, randSlice(r, s.Len())), upload(b, d, randSlice(r, s.Len()))
+	for _, op := range []struct {
+		name string
+		run  func() error
+	}{
+		{"forward", func() error { return d.LRN(y, x, s) }},
+		{"backward", func() error { return d.LRNBackward(dx, dy, x, y, s) }},
+	} {
+		b.Run(fmt.Sprintf("conv1/%s/threads=%d", op.name, d.threads), func(b *testing.B) {
+			if err := op.run(); err != nil { // warm up: page in the scratch
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := op.run(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(s.Len())*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gvalues/s")
+		})
+	}
+}
+
+// BenchmarkMaxPool times overlapping 3×3 pooling with stride 2 of AlexNet's
+// conv1 output (one tower) for a batch of 32, reporting input values per
+// second.
+func BenchmarkMaxPool(b *testing.B) {
+	s := gpu.PoolShape{N: 32, C: 48, H: 55, W: 55, Size: 3, Stride: 2}
+	d := New(Options{})
+	r := rand.New(rand.NewPCG(1, 2))
+	x, dx := upload(b, d, randSlice(r, s.XLen())), upload(b, d, randSlice(r, s.XLen()))
+	y, dy := upload(b, d, randSlice(r, s.YLen())), upload(b, d, randSlice(r, s.YLen()))
+	for _, op := range []struct {
+		name string
+		run  func() error
+	}{
+		{"forward", func() error { return d.MaxPool(y, x, s) }},
+		{"backward", func() error { return d.MaxPoolBackward(dx, dy, x, y, s) }},
+	} {
+		b.Run(fmt.Sprintf("pool1/%s/threads=%d", op.name, d.threads), func(b *testing.B) {
+			if err := op.run(); err != nil { // warm up: page in the scratch
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := op.run(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(s.XLen())*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gvalues/s")
+		})
+	}
+}

@@ -1,0 +1,217 @@
+package cpu
+
+import (
+	"fmt"
+
+	"github.com/alexnet-go/trainer/gpu"
+)
+
+// AddBias adds b[c] to every value of channel c of y (N, C, Inner);
+// b (C).
+func (d *Device) AddBias(y, b gpu.Buffer, s gpu.BiasShape) error {
+	checkBias(s)
+	yd := d.data("y", y, s.Len()) // (N, C, Inner)
+	bd := d.data("b", b, s.C)     // (C)
+	t := d.elemThreads(int64(s.Len()))
+	parallelFor(s.N*s.C, t, func(lo, hi int) {
+		for pl := lo; pl < hi; pl++ {
+			v := bd[pl%s.C]
+			row := yd[pl*s.Inner : (pl+1)*s.Inner]
+			for i := range row {
+				row[i] += v
+			}
+		}
+	})
+	return nil
+}
+
+// BiasBackward sets db[c] = Σ_{n,i} dy[n,c,i], summed in float64;
+// dy (N, C, Inner), db (C).
+func (d *Device) BiasBackward(db, dy gpu.Buffer, s gpu.BiasShape) error {
+	checkBias(s)
+	dbd := d.data("db", db, s.C)     // (C)
+	dyd := d.data("dy", dy, s.Len()) // (N, C, Inner)
+	t := d.elemThreads(int64(s.Len()))
+	parallelFor(s.C, t, func(lo, hi int) {
+		for c := lo; c < hi; c++ {
+			var acc float64
+			for n := range s.N {
+				at := (n*s.C + c) * s.Inner
+				acc += sum64(dyd[at : at+s.Inner])
+			}
+			dbd[c] = float32(acc)
+		}
+	})
+	return nil
+}
+
+// sum64 returns Σ v in float64, in four interleaved partial sums.
+func sum64(v []float32) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(v); i += 4 {
+		s0 += float64(v[i])
+		s1 += float64(v[i+1])
+		s2 += float64(v[i+2])
+		s3 += float64(v[i+3])
+	}
+	for ; i < len(v); i++ {
+		s0 += float64(v[i])
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// checkBias panics on a bias shape with a negative size.
+func checkBias(s gpu.BiasShape) {
+	if s.N < 0 || s.C < 0 || s.Inner < 0 {
+		panic(fmt.Sprintf("cpu: invalid bias shape %+v", s))
+	}
+}
+
+// ReLU sets y = max(0, x) over n values; y may be x.
+func (d *Device) ReLU(y, x gpu.Buffer, n int) error {
+	yd, xd := d.data("y", y, n), d.data("x", x, n)
+	d.elementwise(n, func(lo, hi int) {
+		ys := yd[lo:hi]
+		for i, v := range xd[lo:hi] {
+			ys[i] = max(v, 0)
+		}
+	})
+	return nil
+}
+
+// ReLUBackward sets dx = dy where y > 0, else 0, over n values; dx may
+// be dy.
+func (d *Device) ReLUBackward(dx, dy, y gpu.Buffer, n int) error {
+	dxd, dyd, yd := d.data("dx", dx, n), d.data("dy", dy, n), d.data("y", y, n)
+	d.elementwise(n, func(lo, hi int) {
+		dxs, dys := dxd[lo:hi], dyd[lo:hi]
+		for i, v := range yd[lo:hi] {
+			if v > 0 {
+				dxs[i] = dys[i]
+			} else {
+				dxs[i] = 0
+			}
+		}
+	})
+	return nil
+}
+
+// Dropout sets mask[i] to 1/(1−P) where gpu.DropoutKeep(Seed, i, P) keeps
+// element i and to 0 elsewhere, and y = x·mask; y, mask, x (N). With P = 0
+// the mask is all ones.
+func (d *Device) Dropout(y, mask, x gpu.Buffer, s gpu.DropoutShape) error {
+	if s.N < 0 || !(s.P >= 0 && s.P <= 1) {
+		panic(fmt.Sprintf("cpu: invalid dropout shape %+v", s))
+	}
+	yd, md, xd := d.data("y", y, s.N), d.data("mask", mask, s.N), d.data("x", x, s.N)
+	scale := 1 / (1 - s.P)
+	d.elementwise(s.N, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			m := float32(1)
+			if s.P > 0 {
+				m = 0
+				if gpu.DropoutKeep(s.Seed, i, s.P) {
+					m = scale
+				}
+			}
+			md[i] = m
+			yd[i] = xd[i] * m
+		}
+	})
+	return nil
+}
+
+// DropoutBackward sets dx = dy·mask over n values.
+func (d *Device) DropoutBackward(dx, dy, mask gpu.Buffer, n int) error {
+	dxd, dyd, md := d.data("dx", dx, n), d.data("dy", dy, n), d.data("mask", mask, n)
+	d.elementwise(n, func(lo, hi int) {
+		dxs, ms := dxd[lo:hi], md[lo:hi]
+		for i, v := range dyd[lo:hi] {
+			dxs[i] = v * ms[i]
+		}
+	})
+	return nil
+}
+
+// Add accumulates y += x over n values.
+func (d *Device) Add(y, x gpu.Buffer, n int) error {
+	yd, xd := d.data("y", y, n), d.data("x", x, n)
+	d.elementwise(n, func(lo, hi int) {
+		ys := yd[lo:hi]
+		for i, v := range xd[lo:hi] {
+			ys[i] += v
+		}
+	})
+	return nil
+}
+
+// Concat sets row n of dst (N, Σ Sizes) to the rows n of srcs, src i
+// (N, Sizes[i]), side by side.
+func (d *Device) Concat(dst gpu.Buffer, srcs []gpu.Buffer, s gpu.ConcatShape) error {
+	dd, sd := d.concatArgs("dst", dst, "src", srcs, s)
+	row := s.Row()
+	parallelFor(s.N, d.elemThreads(int64(s.N)*int64(row)), func(lo, hi int) {
+		for n := lo; n < hi; n++ {
+			at := n * row
+			for i, src := range sd {
+				k := s.Sizes[i]
+				copy(dd[at:at+k], src[n*k:(n+1)*k])
+				at += k
+			}
+		}
+	})
+	return nil
+}
+
+// Split is Concat's inverse: dst i (N, Sizes[i]) gets its chunk of every
+// row of src (N, Σ Sizes).
+func (d *Device) Split(dsts []gpu.Buffer, src gpu.Buffer, s gpu.ConcatShape) error {
+	sd, dd := d.concatArgs("src", src, "dst", dsts, s)
+	row := s.Row()
+	parallelFor(s.N, d.elemThreads(int64(s.N)*int64(row)), func(lo, hi int) {
+		for n := lo; n < hi; n++ {
+			at := n * row
+			for i, dst := range dd {
+				k := s.Sizes[i]
+				copy(dst[n*k:(n+1)*k], sd[at:at+k])
+				at += k
+			}
+		}
+	})
+	return nil
+}
+
+// concatArgs checks the buffers of a Concat or Split: the joined one and
+// one part per size.
+func (d *Device) concatArgs(joinedName string, joined gpu.Buffer, partName string, parts []gpu.Buffer, s gpu.ConcatShape) ([]float32, [][]float32) {
+	if s.N < 0 || len(parts) != len(s.Sizes) {
+		panic(fmt.Sprintf("cpu: concat shape %+v for %d buffers", s, len(parts)))
+	}
+	pd := make([][]float32, len(parts))
+	for i, b := range parts {
+		if s.Sizes[i] < 0 {
+			panic(fmt.Sprintf("cpu: invalid concat shape %+v", s))
+		}
+		pd[i] = d.data(fmt.Sprintf("%s%d", partName, i), b, s.N*s.Sizes[i])
+	}
+	return d.data(joinedName, joined, s.N*s.Row()), pd
+}
+
+// SGD applies the paper's update (§5) to N parameters in float32:
+// v ← Momentum·v − WeightDecay·LR·w − LR·dw, then w ← w + v.
+func (d *Device) SGD(w, v, dw gpu.Buffer, s gpu.SGDShape) error {
+	wd, vd, gd := d.data("w", w, s.N), d.data("v", v, s.N), d.data("dw", dw, s.N)
+	decay := float32(s.WeightDecay * s.LR)
+	d.elementwise(s.N, func(lo, hi int) {
+		vs, gs := vd[lo:hi], gd[lo:hi]
+		for i, x := range wd[lo:hi] {
+			// Each product is rounded on its own (no fused multiply-add)
+			// so that the result does not depend on the compiler.
+			vi := float32(s.Momentum*vs[i]) - float32(decay*x) - float32(s.LR*gs[i])
+			vs[i] = vi
+			wd[lo+i] = x + vi
+		}
+	})
+	return nil
+}
