@@ -1,0 +1,266 @@
+package gputest_test
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/alexnet-go/trainer/gpu"
+	"github.com/alexnet-go/trainer/gpu/cpu"
+	"github.com/alexnet-go/trainer/gpu/gputest"
+)
+
+// The suite is only as good as its power to fail: each broken device below
+// wraps the CPU device and gets one operation subtly wrong, and the check
+// for that operation must report it while passing the CPU device itself.
+
+// brokenReLU flips the lowest mantissa bit of one output.
+type brokenReLU struct{ gpu.Device }
+
+func (d brokenReLU) ReLU(y, x gpu.Buffer, n int) error {
+	if err := d.Device.ReLU(y, x, n); err != nil {
+		return err
+	}
+	return edit(d.Device, y, n, func(v []float32) {
+		v[n/2] = math.Float32frombits(math.Float32bits(v[n/2]) ^ 1)
+	})
+}
+
+// brokenLRN mixes up the conventions: it divides Alpha by Size, as Caffe
+// does, where gpu.LRNShape says Alpha is used as it stands.
+type brokenLRN struct{ gpu.Device }
+
+func (d brokenLRN) LRN(y, x gpu.Buffer, s gpu.LRNShape) error {
+	s.Alpha /= float32(s.Size)
+	return d.Device.LRN(y, x, s)
+}
+
+// brokenLRNBackward forgets the cross-channel terms of the gradient:
+// dx = dy·y/x = dy·D^−β.
+type brokenLRNBackward struct{ gpu.Device }
+
+func (d brokenLRNBackward) LRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
+	n := s.Len()
+	g, xv, yv := get(d.Device, dy, n), get(d.Device, x, n), get(d.Device, y, n)
+	for i := range g {
+		g[i] *= yv[i] / xv[i]
+	}
+	return d.Device.Upload(dx, g)
+}
+
+// brokenMaxPoolBackward lets the last of equal maxima win, not the first.
+type brokenMaxPoolBackward struct{ gpu.Device }
+
+func (d brokenMaxPoolBackward) MaxPoolBackward(dx, dy, x, y gpu.Buffer, s gpu.PoolShape) error {
+	xv, gv := get(d.Device, x, s.XLen()), get(d.Device, dy, s.YLen())
+	out := make([]float32, s.XLen())
+	i := 0
+	for nc := range s.N * s.C {
+		for p := range s.P() {
+			for q := range s.Q() {
+				best := -1
+				for r := range s.Size {
+					for t := range s.Size {
+						j := (nc*s.H+p*s.Stride+r)*s.W + q*s.Stride + t
+						if best < 0 || xv[j] >= xv[best] {
+							best = j
+						}
+					}
+				}
+				out[best] += gv[i]
+				i++
+			}
+		}
+	}
+	return d.Device.Upload(dx, out)
+}
+
+// brokenConv computes a true convolution, the filter flipped, instead of
+// the cross-correlation the doc comment defines.
+type brokenConv struct{ gpu.Device }
+
+func (d brokenConv) Conv(y, x, w gpu.Buffer, s gpu.ConvShape) error {
+	wv := get(d.Device, w, s.WLen())
+	flip := make([]float32, len(wv))
+	for kc := range s.K * s.C {
+		for r := range s.R {
+			for t := range s.S {
+				flip[(kc*s.R+r)*s.S+t] = wv[(kc*s.R+s.R-1-r)*s.S+s.S-1-t]
+			}
+		}
+	}
+	fb, err := d.Device.Alloc(len(flip))
+	if err != nil {
+		return err
+	}
+	defer d.Device.Free(fb)
+	if err := d.Device.Upload(fb, flip); err != nil {
+		return err
+	}
+	return d.Device.Conv(y, x, fb, s)
+}
+
+// brokenAdd writes one value past the end of y.
+type brokenAdd struct{ gpu.Device }
+
+func (d brokenAdd) Add(y, x gpu.Buffer, n int) error {
+	return d.Device.Add(y, x, min(n+1, y.Len(), x.Len()))
+}
+
+// brokenDropout draws its mask from seed+1.
+type brokenDropout struct{ gpu.Device }
+
+func (d brokenDropout) Dropout(y, mask, x gpu.Buffer, s gpu.DropoutShape) error {
+	s.Seed++
+	return d.Device.Dropout(y, mask, x, s)
+}
+
+// brokenSoftmax forgets to take out each row's maximum: exp overflows.
+type brokenSoftmax struct{ gpu.Device }
+
+func (d brokenSoftmax) SoftmaxCrossEntropy(prob, loss, logits, labels gpu.Buffer, s gpu.SoftmaxShape) error {
+	z := get(d.Device, logits, s.N*s.Classes)
+	lab := get(d.Device, labels, s.N)
+	p := make([]float32, len(z))
+	l := make([]float32, s.N)
+	for n := range s.N {
+		var sum float32
+		for j := range s.Classes {
+			p[n*s.Classes+j] = float32(math.Exp(float64(z[n*s.Classes+j])))
+			sum += p[n*s.Classes+j]
+		}
+		for j := range s.Classes {
+			p[n*s.Classes+j] /= sum
+		}
+		l[n] = -float32(math.Log(float64(p[n*s.Classes+int(lab[n])])))
+	}
+	if err := d.Device.Upload(prob, p); err != nil {
+		return err
+	}
+	return d.Device.Upload(loss, l)
+}
+
+func get(dev gpu.Device, b gpu.Buffer, n int) []float32 {
+	v := make([]float32, n)
+	if err := dev.Download(v, b); err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func edit(dev gpu.Device, b gpu.Buffer, n int, f func([]float32)) error {
+	v := get(dev, b, n)
+	f(v)
+	return dev.Upload(b, v)
+}
+
+func TestSuiteCatchesBrokenOps(t *testing.T) {
+	healthy := cpu.New(cpu.Options{Threads: 1})
+	for _, tc := range []struct {
+		name, check string
+		dev         gpu.Device
+		want        string // in the failures
+	}{
+		{"ReLU_bit", "ReLU", brokenReLU{healthy}, ": y: 1 of"},
+		{"LRN_alpha_over_n", "LRN", brokenLRN{healthy}, "paper_C7: y:"},
+		{"LRNBackward_no_cross_terms", "LRN", brokenLRNBackward{healthy}, "strong_C12: dx vs finite differences"},
+		{"MaxPoolBackward_last_max", "MaxPool", brokenMaxPoolBackward{healthy}, "dx with ties"},
+		{"Conv_flipped", "Conv", brokenConv{healthy}, "3x3_s1_p1: y:"},
+		{"Add_past_end", "Add", brokenAdd{healthy}, "written past its end"},
+		{"Dropout_seed", "Dropout", brokenDropout{healthy}, "mask (seed 1)"},
+		{"Softmax_overflow", "SoftmaxCrossEntropy", brokenSoftmax{healthy}, "large_100: logits in ±100 give"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if fails := gputest.Failures(healthy, tc.check); len(fails) > 0 {
+				t.Fatalf("the CPU device fails %s:\n%s", tc.check, strings.Join(fails, "\n"))
+			}
+			fails := strings.Join(gputest.Failures(tc.dev, tc.check), "\n")
+			switch {
+			case fails == "":
+				t.Errorf("%s passes a device that is broken", tc.check)
+			case !strings.Contains(fails, tc.want):
+				t.Errorf("%s fails the broken device, but with no failure containing %q:\n%s", tc.check, tc.want, fails)
+			default:
+				first, _, _ := strings.Cut(fails, "\n  ")
+				t.Logf("as it should, %s reports: %s …", tc.check, first)
+			}
+		})
+	}
+}
+
+// TestRunOnCPU runs the whole suite on the CPU device, so that a change to
+// the suite that breaks it shows here too (gpu/cpu's tests run it as well).
+func TestRunOnCPU(t *testing.T) {
+	gputest.Run(t, cpu.New(cpu.Options{Threads: 1}))
+}
+
+func TestRunPair(t *testing.T) {
+	gputest.RunPair(t, cpu.New(cpu.Options{Index: 0, Threads: 1}), cpu.New(cpu.Options{Index: 1, Threads: 1}))
+}
+
+func TestCompare(t *testing.T) {
+	want := []float64{1, 2, 3, math.Inf(1)}
+	if msg := gputest.Compare("v", []float32{1, 2.0001, 3, float32(math.Inf(1))}, want, nil, 0, 1e-4); msg != "" {
+		t.Errorf("values within rtol and equal infinities: %s", msg)
+	}
+	msg := gputest.Compare("v", []float32{1, float32(math.NaN()), 3.1, 0}, want, nil, 0, 1e-4)
+	for _, s := range []string{"3 of 4 values", "v[1]: got NaN", "v[2]: got 3.0999999", "v[3]: got 0, want +Inf"} {
+		if !strings.Contains(msg, s) {
+			t.Errorf("report lacks %q:\n%s", s, msg)
+		}
+	}
+	if msg := gputest.Compare("v", []float32{1}, want, nil, 0, 0); !strings.Contains(msg, "1 values, want 4") {
+		t.Errorf("length mismatch: %s", msg)
+	}
+	// At most 10 mismatches are listed.
+	got := make([]float32, 50)
+	msg = gputest.Compare("v", got, make([]float64, 50), nil, 0, 0)
+	if msg != "" {
+		t.Errorf("equal zeros: %s", msg)
+	}
+	msg = gputest.Compare("v", got, want50(), nil, 0, 0)
+	if n := strings.Count(msg, "\n"); n != 10 || !strings.Contains(msg, "50 of 50") {
+		t.Errorf("want 10 listed mismatches of 50, got %d lines:\n%s", n, msg)
+	}
+}
+
+func want50() []float64 {
+	w := make([]float64, 50)
+	for i := range w {
+		w[i] = float64(i + 1)
+	}
+	return w
+}
+
+// recorder is a testing.TB that records errors instead of failing.
+type recorder struct {
+	testing.TB
+	errs []string
+}
+
+func (r *recorder) Helper()           {}
+func (r *recorder) Error(args ...any) { r.errs = append(r.errs, fmt.Sprint(args...)) }
+func (r *recorder) Errorf(format string, args ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+func TestClose(t *testing.T) {
+	r := &recorder{TB: t}
+	gputest.Close(r, "y", []float32{1, 2, 3}, []float32{1, 2, 3.0001}, 1e-3, 0)
+	if len(r.errs) != 0 {
+		t.Errorf("Close failed values within atol: %v", r.errs)
+	}
+	gputest.Close(r, "y", []float32{1, 2, 3}, []float32{1, 2.5, 3}, 1e-3, 1e-3)
+	if len(r.errs) != 1 {
+		t.Errorf("Close reported %d failures for one mismatch, want 1", len(r.errs))
+	}
+}
+
+func TestUploadDownload(t *testing.T) {
+	dev := cpu.New(cpu.Options{Threads: 1})
+	v := []float32{1, -2, 3.5}
+	b := gputest.Upload(t, dev, v)
+	defer dev.Free(b)
+	gputest.Close(t, "round trip", gputest.Download(t, b), v, 0, 0)
+}
