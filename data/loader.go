@@ -1,0 +1,303 @@
+package data
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Batch is one batch of rendered images.
+type Batch struct {
+	// Images holds the rendered images.
+	Images []float32 // (N, C, Size, Size)
+	// Labels holds each image's class index, as float32.
+	Labels []float32 // (N)
+	// Index holds each image's index in the set.
+	Index []int // (N)
+	// N is the number of images in the batch: the loader's batch size, or
+	// fewer in a final partial batch.
+	N int
+}
+
+// LoaderOptions configure a Loader. For training: Shuffle, DropLast and an
+// Augment with Crop and Flip; for evaluation: none of these, which renders
+// every image once, centred, in order, the last batch possibly partial.
+type LoaderOptions struct {
+	// Batch is the number of images per batch (the paper: 128).
+	Batch int
+	// Seed seeds the epoch orders and the augmentation.
+	Seed uint64
+	// Shuffle visits the images in a fresh random order every epoch.
+	Shuffle bool
+	// Augment places and augments the images; its Size 0 means max(H, W).
+	Augment Augment
+	// Mean is subtracted from every rendered image (see MeanImage); nil
+	// for none.
+	Mean []float32 // (C, Size, Size)
+	// Workers is the number of goroutines rendering batches; 0 means
+	// GOMAXPROCS. It does not change the batches.
+	Workers int
+	// Prefetch is the most batches being rendered or waiting ahead of the
+	// consumer; 0 means 2·Workers.
+	Prefetch int
+	// DropLast drops a final partial batch.
+	DropLast bool
+}
+
+// Loader renders a Set into batches with worker goroutines and a bounded
+// prefetch queue. Its methods may be called from several goroutines, but one
+// epoch is meant to be consumed by one.
+type Loader struct {
+	set      *Set
+	o        LoaderOptions
+	size     int // canvas side
+	imageLen int // C·Size·Size
+
+	free chan *Batch // batches given back with Recycle
+
+	images, batches atomic.Int64
+	work, wait      atomic.Int64 // nanoseconds
+}
+
+// NewLoader returns a loader over s. It returns an error if the options do not
+// fit the set (a batch size below 1, a mean image of the wrong size).
+func NewLoader(s *Set, o LoaderOptions) (*Loader, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Batch < 1 {
+		return nil, fmt.Errorf("data: loader for %q: batch size %d, want at least 1", s.Name, o.Batch)
+	}
+	if o.Augment.Size < 0 || o.Augment.Pad < 0 {
+		return nil, fmt.Errorf("data: loader for %q: Augment.Size %d, Pad %d: want non-negative", s.Name, o.Augment.Size, o.Augment.Pad)
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.Prefetch <= 0 {
+		o.Prefetch = 2 * o.Workers
+	}
+	size := o.Augment.size(s.H, s.W)
+	o.Augment.Size = size
+	l := &Loader{set: s, o: o, size: size, imageLen: s.C * size * size}
+	if o.Mean != nil && len(o.Mean) != l.imageLen {
+		return nil, fmt.Errorf("data: loader for %q: mean image has %d values, want C·Size·Size = %d·%d·%d = %d (use MeanImage(train, %d))",
+			s.Name, len(o.Mean), s.C, size, size, l.imageLen, size)
+	}
+	l.free = make(chan *Batch, o.Prefetch+1)
+	return l, nil
+}
+
+// Size returns the side of the rendered images.
+func (l *Loader) Size() int { return l.size }
+
+// Set returns the set the loader reads.
+func (l *Loader) Set() *Set { return l.set }
+
+// Batches returns the number of batches in an epoch.
+func (l *Loader) Batches() int {
+	if l.o.DropLast {
+		return l.set.N / l.o.Batch
+	}
+	return (l.set.N + l.o.Batch - 1) / l.o.Batch
+}
+
+// Order returns the order in which an epoch visits the images: with Shuffle,
+// a permutation of [0, N) from rand.New(rand.NewPCG(Seed, epoch)).Shuffle;
+// without, 0, 1, …, N−1.
+func (l *Loader) Order(epoch int) []int {
+	order := make([]int, l.set.N)
+	for i := range order {
+		order[i] = i
+	}
+	if l.o.Shuffle {
+		r := rand.New(rand.NewPCG(l.o.Seed, uint64(epoch)))
+		r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	}
+	return order
+}
+
+// Epoch returns an iterator over the epoch's batches, in order:
+//
+//	for b, err := range loader.Epoch(ctx, epoch) {
+//		if err != nil {
+//			return err // ctx was cancelled
+//		}
+//		... use b ...
+//	}
+//
+// Workers render batches ahead of the loop, at most Prefetch at a time. The
+// batches are a pure function of (Seed, epoch, the options), whatever the
+// number of workers. Breaking out of the loop, or cancelling ctx, stops the
+// workers; the iterator returns only after every goroutine it started has
+// ended. On cancellation it yields (nil, ctx.Err()) once and stops. A batch
+// stays valid after the loop moves on, until it is passed to Recycle.
+func (l *Loader) Epoch(ctx context.Context, epoch int) iter.Seq2[*Batch, error] {
+	return func(yield func(*Batch, error) bool) {
+		nb := l.Batches()
+		if nb == 0 {
+			return
+		}
+		if err := ctx.Err(); err != nil {
+			yield(nil, err)
+			return
+		}
+		order := l.Order(epoch)
+		wctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		defer func() {
+			cancel()
+			wg.Wait()
+		}()
+
+		// Batch k is rendered by whichever worker takes it and delivered
+		// through its own slot, so the consumer can take them in order. A
+		// token in sem is a batch in flight: taken before the batch is
+		// handed to a worker, returned when the consumer receives it.
+		slots := make([]chan *Batch, nb)
+		for k := range slots {
+			slots[k] = make(chan *Batch, 1)
+		}
+		sem := make(chan struct{}, l.o.Prefetch)
+		jobs := make(chan int)
+		wg.Go(func() {
+			defer close(jobs)
+			for k := range nb {
+				select {
+				case sem <- struct{}{}:
+				case <-wctx.Done():
+					return
+				}
+				select {
+				case jobs <- k:
+				case <-wctx.Done():
+					return
+				}
+			}
+		})
+		for range min(l.o.Workers, nb) {
+			wg.Go(func() {
+				for k := range jobs {
+					if wctx.Err() != nil {
+						return
+					}
+					slots[k] <- l.render(order, epoch, k) // never blocks: one send per slot
+				}
+			})
+		}
+
+		for k := range nb {
+			t := time.Now()
+			var b *Batch
+			select {
+			case b = <-slots[k]:
+			case <-ctx.Done():
+				yield(nil, ctx.Err())
+				return
+			}
+			l.wait.Add(int64(time.Since(t)))
+			<-sem
+			if !yield(b, nil) {
+				return
+			}
+		}
+	}
+}
+
+// render renders batch k of the epoch.
+func (l *Loader) render(order []int, epoch, k int) *Batch {
+	t := time.Now()
+	lo := k * l.o.Batch
+	idx := order[lo:min(lo+l.o.Batch, len(order))]
+	b := l.alloc(len(idx))
+	s, a := l.set, l.o.Augment
+	for j, i := range idx {
+		p := a.Draw(s.H, s.W, l.o.Seed, epoch, i)
+		a.Render(b.Images[j*l.imageLen:(j+1)*l.imageLen], s, i, p, l.o.Mean)
+		b.Labels[j] = float32(s.Labels[i])
+		b.Index[j] = i
+	}
+	l.images.Add(int64(len(idx)))
+	l.batches.Add(1)
+	l.work.Add(int64(time.Since(t)))
+	return b
+}
+
+// alloc returns a batch for n images, recycled if one is free.
+func (l *Loader) alloc(n int) *Batch {
+	var b *Batch
+	select {
+	case b = <-l.free:
+	default:
+		b = &Batch{
+			Images: make([]float32, l.o.Batch*l.imageLen),
+			Labels: make([]float32, l.o.Batch),
+			Index:  make([]int, l.o.Batch),
+		}
+	}
+	b.N = n
+	b.Images = b.Images[:n*l.imageLen]
+	b.Labels = b.Labels[:n]
+	b.Index = b.Index[:n]
+	return b
+}
+
+// Recycle gives a batch back to the loader for reuse, sparing an allocation;
+// the caller must not use b afterwards. Recycling is optional, and a batch
+// from another loader is ignored.
+func (l *Loader) Recycle(b *Batch) {
+	if b == nil || cap(b.Images) != l.o.Batch*l.imageLen || cap(b.Labels) != l.o.Batch || cap(b.Index) != l.o.Batch {
+		return
+	}
+	b.Images, b.Labels, b.Index = b.Images[:cap(b.Images)], b.Labels[:cap(b.Labels)], b.Index[:cap(b.Index)]
+	select {
+	case l.free <- b:
+	default:
+	}
+}
+
+// Stats are a loader's cumulative counters, over all its epochs.
+type Stats struct {
+	// Images and Batches rendered.
+	Images, Batches int64
+	// Work is the time spent rendering, summed over the workers.
+	Work time.Duration
+	// Wait is the time the consumer spent waiting for the next batch: near
+	// zero when the loader keeps up.
+	Wait time.Duration
+	// Workers is the number of worker goroutines.
+	Workers int
+}
+
+// Stats returns the loader's counters so far.
+func (l *Loader) Stats() Stats {
+	return Stats{
+		Images:  l.images.Load(),
+		Batches: l.batches.Load(),
+		Work:    time.Duration(l.work.Load()),
+		Wait:    time.Duration(l.wait.Load()),
+		Workers: l.o.Workers,
+	}
+}
+
+// Rate is the loader's own throughput in images/s: images per second of
+// rendering time, times the workers that can run at once (at most
+// GOMAXPROCS). It is what the loader could sustain if the consumer never
+// made it wait.
+func (s Stats) Rate() float64 {
+	if s.Work <= 0 {
+		return 0
+	}
+	return float64(s.Images) / s.Work.Seconds() * float64(min(s.Workers, runtime.GOMAXPROCS(0)))
+}
+
+// String formats the stats for a log line.
+func (s Stats) String() string {
+	return fmt.Sprintf("%d images in %d batches, %.0f images/s over %d workers, consumer waited %v",
+		s.Images, s.Batches, s.Rate(), s.Workers, s.Wait.Round(time.Millisecond))
+}
