@@ -1,0 +1,265 @@
+package parallel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/alexnet-go/trainer/gpu"
+	"github.com/alexnet-go/trainer/model"
+)
+
+// Options are the training hyper-parameters the plan needs.
+type Options struct {
+	Batch       int    // the largest batch a step takes
+	Seed        uint64 // dropout masks derive from it, the step and the layer
+	Momentum    float32
+	WeightDecay float32 // applied to weights, not biases (as cuda-convnet2)
+}
+
+// Runner holds a net placed on devices, its buffers, and one worker per
+// device. It is not safe for concurrent use; its methods run one step at a
+// time.
+type Runner struct {
+	net      *model.Net
+	devs     []gpu.Device // by tower
+	opt      Options
+	batch    int
+	workers  []*worker
+	workerOf map[gpu.Device]*worker
+
+	nodes  []*node // table order, the image excluded
+	inputs []*node // the image on each device that reads it
+	logits *node
+	edges  []*edge
+	bufs   []gpu.Buffer
+
+	labels, prob, loss gpu.Buffer // on the logits' device
+
+	step  uint64
+	moved atomic.Int64 // bytes moved between devices since the last reset
+}
+
+// worker is the goroutine that owns one device: every call on the device
+// happens on it, locked to one OS thread (as CUDA contexts want).
+type worker struct {
+	dev  gpu.Device
+	jobs chan func()
+}
+
+func newWorker(d gpu.Device) *worker {
+	w := &worker{dev: d, jobs: make(chan func())}
+	go func() {
+		runtime.LockOSThread()
+		for job := range w.jobs {
+			job()
+		}
+	}()
+	return w
+}
+
+// New places net on devs, one device per tower (a single device takes every
+// tower), allocates the plan's buffers and uploads the weights.
+func New(net *model.Net, devs []gpu.Device, w model.Weights, o Options) (*Runner, error) {
+	if len(devs) == 0 {
+		return nil, errors.New("parallel: no devices")
+	}
+	if o.Batch < 1 {
+		return nil, fmt.Errorf("parallel: batch must be at least 1, got %d", o.Batch)
+	}
+	if len(devs) == 1 {
+		for len(devs) < net.Towers {
+			devs = append(devs, devs[0])
+		}
+	}
+	if len(devs) != net.Towers {
+		return nil, fmt.Errorf("parallel: net %s has %d tower(s); give 1 or %d devices, not %d", net.Name, net.Towers, net.Towers, len(devs))
+	}
+	if err := w.Check(net); err != nil {
+		return nil, err
+	}
+	r := &Runner{net: net, devs: devs, opt: o, batch: o.Batch, workerOf: map[gpu.Device]*worker{}}
+	for _, d := range devs {
+		if _, ok := r.workerOf[d]; !ok {
+			wk := newWorker(d)
+			r.workerOf[d] = wk
+			r.workers = append(r.workers, wk)
+		}
+	}
+	// Buffers are allocated from this goroutine, before any step runs;
+	// a device must accept calls from any one goroutine at a time.
+	err := r.build()
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	ld := r.logits.dev
+	for _, b := range []*gpu.Buffer{&r.labels, &r.loss} {
+		if *b, err = ld.Alloc(o.Batch); err != nil {
+			r.Close()
+			return nil, fmt.Errorf("parallel: %w", err)
+		}
+	}
+	if r.prob, err = ld.Alloc(o.Batch * net.Classes); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("parallel: %w", err)
+	}
+	r.bufs = append(r.bufs, r.labels, r.loss, r.prob)
+	if err := r.SetWeights(w); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// all runs f(wk) on every worker at once and returns the first error. If one
+// fails, ctx is cancelled so that workers waiting on it give up.
+func (r *Runner) all(f func(ctx context.Context, wk *worker) error) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errs := make(chan error, len(r.workers))
+	for _, wk := range r.workers {
+		wk.jobs <- func() {
+			err := f(ctx, wk)
+			if err != nil {
+				cancel()
+			}
+			errs <- err
+		}
+	}
+	var first error
+	for range r.workers {
+		if err := <-errs; err != nil && (first == nil || errors.Is(first, context.Canceled)) {
+			first = err
+		}
+	}
+	// An abandoned step leaves events in the channels; drain them so the
+	// next step starts clean.
+	for _, e := range r.edges {
+		select {
+		case <-e.ready:
+		default:
+		}
+	}
+	return first
+}
+
+// Close stops the workers and frees the buffers.
+func (r *Runner) Close() {
+	for _, b := range r.bufs {
+		b.Device().Free(b)
+	}
+	r.bufs = nil
+	for _, wk := range r.workers {
+		close(wk.jobs)
+	}
+	r.workers = nil
+}
+
+// Devices returns the device of each tower.
+func (r *Runner) Devices() []gpu.Device { return r.devs }
+
+// Net returns the net being run.
+func (r *Runner) Net() *model.Net { return r.net }
+
+// MovedBytes returns the bytes moved between devices since the last call,
+// and starts counting afresh.
+func (r *Runner) MovedBytes() int64 { return r.moved.Swap(0) }
+
+// CrossingBytes is what one training step moves between devices at the
+// full batch: every edge's copy, activations forward and gradients back.
+func (r *Runner) CrossingBytes() int64 {
+	var t int64
+	for _, e := range r.edges {
+		t += e.bytes()
+	}
+	return t
+}
+
+// send pushes e's source into its destination, records an event and hands
+// it to the consumer.
+func (r *Runner) send(e *edge) error {
+	if err := gpu.Transfer(e.dst, e.src); err != nil {
+		return fmt.Errorf("parallel: %s: %w", e.name, err)
+	}
+	ev, err := e.from.dev.Record()
+	if err != nil {
+		return fmt.Errorf("parallel: %s: %w", e.name, err)
+	}
+	r.moved.Add(e.bytes())
+	e.ready <- ev
+	return nil
+}
+
+// recv waits until e has arrived on this worker's device.
+func recv(ctx context.Context, e *edge) error {
+	select {
+	case ev := <-e.ready:
+		if err := e.to.dev.Wait(ev); err != nil {
+			return fmt.Errorf("parallel: %s: %w", e.name, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// SetWeights uploads w to the devices. The momentum is left as it is.
+func (r *Runner) SetWeights(w model.Weights) error {
+	if err := w.Check(r.net); err != nil {
+		return err
+	}
+	return r.all(func(_ context.Context, wk *worker) error {
+		for _, n := range r.nodes {
+			if n.w != wk || n.wt == nil {
+				continue
+			}
+			if err := n.dev.Upload(n.wt, w[n.l.Name+".weight"].Data); err != nil {
+				return err
+			}
+			if err := n.dev.Upload(n.b, w[n.l.Name+".bias"].Data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Weights downloads the current weights.
+func (r *Runner) Weights() (model.Weights, error) { return r.params(false) }
+
+// Grads downloads the gradients of the last training step, named as the
+// weights they belong to.
+func (r *Runner) Grads() (model.Weights, error) { return r.params(true) }
+
+func (r *Runner) params(grads bool) (model.Weights, error) {
+	out := model.Weights{}
+	var mu sync.Mutex
+	err := r.all(func(_ context.Context, wk *worker) error {
+		for _, n := range r.nodes {
+			if n.w != wk || n.wt == nil {
+				continue
+			}
+			w, b := n.wt, n.b
+			if grads {
+				w, b = n.dw, n.db
+			}
+			wt := model.Tensor{Shape: n.l.WeightShape(), Data: make([]float32, w.Len())}
+			bt := model.Tensor{Shape: []int{n.l.Filters}, Data: make([]float32, b.Len())}
+			if err := n.dev.Download(wt.Data, w); err != nil {
+				return err
+			}
+			if err := n.dev.Download(bt.Data, b); err != nil {
+				return err
+			}
+			mu.Lock()
+			out[n.l.Name+".weight"], out[n.l.Name+".bias"] = wt, bt
+			mu.Unlock()
+		}
+		return nil
+	})
+	return out, err
+}

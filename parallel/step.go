@@ -1,0 +1,382 @@
+package parallel
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/alexnet-go/trainer/gpu"
+	"github.com/alexnet-go/trainer/model"
+)
+
+// Batch is one step's input.
+type Batch struct {
+	N      int
+	Images []float32 // (N, C, H, W), preprocessed
+	Labels []float32 // (N) class indices; nil when there are none
+}
+
+// Result is what a step computed.
+type Result struct {
+	N          int
+	Loss       float64   // the mean cross-entropy
+	Top1, Top5 int       // images whose label is not the top class, not in the top 5
+	Prob       []float32 // (N, Classes) the softmax
+}
+
+// Train runs one training step on b: forward with dropout, backward, and the
+// SGD update with learning rate lr.
+func (r *Runner) Train(b Batch, lr float32) (Result, error) {
+	if err := r.check(b, true); err != nil {
+		return Result{}, err
+	}
+	r.step++
+	var res Result
+	err := r.all(func(ctx context.Context, wk *worker) error {
+		if err := r.forward(ctx, wk, b, true, &res); err != nil {
+			return err
+		}
+		return r.backward(ctx, wk, b.N, lr)
+	})
+	return res, err
+}
+
+// Eval runs the forward pass without dropout and scores b's labels if any.
+func (r *Runner) Eval(b Batch) (Result, error) {
+	if err := r.check(b, false); err != nil {
+		return Result{}, err
+	}
+	var res Result
+	err := r.all(func(ctx context.Context, wk *worker) error { return r.forward(ctx, wk, b, false, &res) })
+	return res, err
+}
+
+// Outputs downloads each named layer's output of the last step, N images
+// of it: (N, C, H, W), or (N, features) for fully-connected layers.
+func (r *Runner) Outputs(n int, names []string) (map[string][]float32, error) {
+	out := map[string][]float32{}
+	for _, name := range names {
+		var nd *node
+		for _, c := range r.nodes {
+			if c.l.Name == name {
+				nd = c
+			}
+		}
+		if nd == nil {
+			return nil, fmt.Errorf("parallel: net %s has no layer %q", r.net.Name, name)
+		}
+		v := make([]float32, n*nd.l.Out.Len())
+		if err := r.onWorker(nd.w, func() error { return nd.dev.Download(v, nd.y) }); err != nil {
+			return nil, err
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
+func (r *Runner) onWorker(wk *worker, f func() error) error {
+	done := make(chan error, 1)
+	wk.jobs <- func() { done <- f() }
+	return <-done
+}
+
+func (r *Runner) check(b Batch, needLabels bool) error {
+	in := r.net.Input
+	switch {
+	case b.N < 1 || b.N > r.batch:
+		return fmt.Errorf("parallel: batch of %d images; this runner takes 1 to %d", b.N, r.batch)
+	case len(b.Images) != b.N*in.Len():
+		return fmt.Errorf("parallel: %d image values for %d images of %v", len(b.Images), b.N, in)
+	case needLabels && len(b.Labels) != b.N:
+		return fmt.Errorf("parallel: %d labels for %d images", len(b.Labels), b.N)
+	}
+	for _, l := range b.Labels {
+		if l < 0 || int(l) >= r.net.Classes || l != float32(int(l)) {
+			return fmt.Errorf("parallel: label %g outside the net's %d classes", l, r.net.Classes)
+		}
+	}
+	return nil
+}
+
+// dropoutSeed gives every (step, layer) its own mask, the same on any
+// placement.
+func (r *Runner) dropoutSeed(idx int) uint64 {
+	z := r.opt.Seed ^ (r.step * 0x9E3779B97F4A7C15) ^ (uint64(idx) * 0xD1B54A32D192ED03)
+	z = (z ^ (z >> 29)) * 0xBF58476D1CE4E5B9
+	return z ^ (z >> 32)
+}
+
+// forward runs wk's share of the forward pass; the logits' worker also
+// computes the softmax and scores it into res.
+func (r *Runner) forward(ctx context.Context, wk *worker, b Batch, train bool, res *Result) error {
+	d := wk.dev
+	for _, in := range r.inputs {
+		if in.w == wk {
+			if err := d.Upload(in.y, b.Images); err != nil {
+				return err
+			}
+		}
+	}
+	got := map[*edge]bool{}
+	for _, n := range r.nodes {
+		if n.w != wk {
+			continue
+		}
+		for _, in := range n.ins {
+			if in.edge != nil && !got[in.edge] {
+				if err := recv(ctx, in.edge); err != nil {
+					return err
+				}
+				got[in.edge] = true
+			}
+		}
+		if err := r.forwardNode(n, b.N, train); err != nil {
+			return fmt.Errorf("parallel: %s on %s: %w", n.l.Name, d.Name(), err)
+		}
+		for _, e := range n.sends {
+			if err := r.send(e); err != nil {
+				return err
+			}
+		}
+	}
+	if r.logits.w != wk {
+		return nil
+	}
+	labels := make([]float32, b.N)
+	copy(labels, b.Labels)
+	if err := d.Upload(r.labels, labels); err != nil {
+		return err
+	}
+	s := gpu.SoftmaxShape{N: b.N, Classes: r.net.Classes}
+	if err := d.SoftmaxCrossEntropy(r.prob, r.loss, r.logits.y, r.labels, s); err != nil {
+		return fmt.Errorf("parallel: softmax on %s: %w", d.Name(), err)
+	}
+	res.N = b.N
+	res.Prob = make([]float32, b.N*r.net.Classes)
+	if err := d.Download(res.Prob, r.prob); err != nil {
+		return err
+	}
+	if b.Labels == nil {
+		return nil
+	}
+	loss := make([]float32, b.N)
+	if err := d.Download(loss, r.loss); err != nil {
+		return err
+	}
+	for i, l := range loss {
+		res.Loss += float64(l)
+		top1, top5 := Rank(res.Prob[i*r.net.Classes:(i+1)*r.net.Classes], int(b.Labels[i]))
+		if !top1 {
+			res.Top1++
+		}
+		if !top5 {
+			res.Top5++
+		}
+	}
+	res.Loss /= float64(b.N)
+	return nil
+}
+
+// Rank reports whether label is the most probable class, and whether it is
+// among the five most probable. A class tied with the label counts against
+// it, so a constant output scores as wrong.
+func Rank(prob []float32, label int) (top1, top5 bool) {
+	p := prob[label]
+	if math.IsNaN(float64(p)) {
+		return false, false
+	}
+	above := 0
+	for c, q := range prob {
+		if c != label && (q >= p || math.IsNaN(float64(q))) {
+			above++
+		}
+	}
+	return above == 0, above < 5
+}
+
+func (r *Runner) forwardNode(n *node, N int, train bool) error {
+	d, l := n.dev, n.l
+	x := n.ins[0].buf
+	if len(n.ins) > 1 {
+		if err := d.Concat(n.xcat, n.inBufs(), n.concatShape(N)); err != nil {
+			return err
+		}
+		x = n.xcat
+	}
+	cnt := N * l.Out.Len()
+	var err error
+	switch l.Kind {
+	case model.Conv:
+		s := convShape(l, N)
+		err = first(d.Conv(n.y, x, n.wt, s), d.AddBias(n.y, n.b, gpu.BiasShape{N: N, C: l.Filters, Inner: l.Out.H * l.Out.W}))
+	case model.Linear:
+		err = d.Linear(n.y, x, n.wt, n.b, gpu.LinearShape{N: N, In: l.In.Len(), Out: l.Filters})
+	case model.LRN:
+		err = d.LRN(n.y, x, lrnShape(l, N))
+	case model.Pool:
+		err = d.MaxPool(n.y, x, poolShape(l, N))
+	case model.Dropout:
+		if train {
+			err = d.Dropout(n.y, n.mask, x, gpu.DropoutShape{N: cnt, P: l.P, Seed: r.dropoutSeed(n.idx)})
+		} else {
+			err = d.Copy(n.y, x)
+		}
+	}
+	if err == nil && l.ReLU {
+		err = d.ReLU(n.y, n.y, cnt)
+	}
+	return err
+}
+
+// backward runs wk's share of the backward pass and updates its weights.
+func (r *Runner) backward(ctx context.Context, wk *worker, N int, lr float32) error {
+	d := wk.dev
+	for i := len(r.nodes) - 1; i >= 0; i-- {
+		n := r.nodes[i]
+		if n.w != wk {
+			continue
+		}
+		if n == r.logits {
+			if err := d.SoftmaxCrossEntropyBackward(n.dy, r.prob, r.labels, gpu.SoftmaxShape{N: N, Classes: r.net.Classes}); err != nil {
+				return err
+			}
+		} else if len(n.contribs) == 0 {
+			continue // nothing reads this layer
+		}
+		for k, c := range n.contribs {
+			if c.edge != nil {
+				if err := recv(ctx, c.edge); err != nil {
+					return err
+				}
+			}
+			if len(n.contribs) == 1 {
+				break // dy is the contribution itself
+			}
+			var err error
+			if k == 0 {
+				err = d.Copy(n.dy, c.buf)
+			} else {
+				err = d.Add(n.dy, c.buf, N*n.l.Out.Len())
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if err := r.backwardNode(n, N, lr); err != nil {
+			return fmt.Errorf("parallel: %s backward on %s: %w", n.l.Name, d.Name(), err)
+		}
+		for _, e := range n.backs {
+			if e != nil {
+				if err := r.send(e); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (r *Runner) backwardNode(n *node, N int, lr float32) error {
+	d, l := n.dev, n.l
+	cnt := N * l.Out.Len()
+	if l.ReLU {
+		if err := d.ReLUBackward(n.dy, n.dy, n.y, cnt); err != nil {
+			return err
+		}
+	}
+	x, dx := n.ins[0].buf, n.dxSlots[0]
+	if len(n.ins) > 1 {
+		x, dx = n.xcat, n.dxcat
+	}
+	var err error
+	switch l.Kind {
+	case model.Conv:
+		s := convShape(l, N)
+		err = first(d.ConvBackwardFilter(n.dw, n.dy, x, s), d.BiasBackward(n.db, n.dy, gpu.BiasShape{N: N, C: l.Filters, Inner: l.Out.H * l.Out.W}))
+		if err == nil && dx != nil {
+			err = d.ConvBackwardData(dx, n.dy, n.wt, s)
+		}
+	case model.Linear:
+		s := gpu.LinearShape{N: N, In: l.In.Len(), Out: l.Filters}
+		err = d.LinearBackwardWeights(n.dw, n.db, n.dy, x, s)
+		if err == nil && dx != nil {
+			err = d.LinearBackwardData(dx, n.dy, n.wt, s)
+		}
+	case model.LRN:
+		err = d.LRNBackward(dx, n.dy, x, n.y, lrnShape(l, N))
+	case model.Pool:
+		err = d.MaxPoolBackward(dx, n.dy, x, n.y, poolShape(l, N))
+	case model.Dropout:
+		err = d.DropoutBackward(dx, n.dy, n.mask, cnt)
+	}
+	if err == nil && len(n.ins) > 1 && dx != nil {
+		err = d.Split(n.dxSlots, n.dxcat, n.concatShape(N))
+	}
+	if err == nil && n.wt != nil {
+		err = first(
+			d.SGD(n.wt, n.vw, n.dw, gpu.SGDShape{N: n.wt.Len(), LR: lr, Momentum: r.opt.Momentum, WeightDecay: r.opt.WeightDecay}),
+			d.SGD(n.b, n.vb, n.db, gpu.SGDShape{N: n.b.Len(), LR: lr, Momentum: r.opt.Momentum}))
+	}
+	return err
+}
+
+func (n *node) inBufs() []gpu.Buffer {
+	out := make([]gpu.Buffer, len(n.ins))
+	for i, in := range n.ins {
+		out[i] = in.buf
+	}
+	return out
+}
+
+func (n *node) concatShape(N int) gpu.ConcatShape {
+	s := gpu.ConcatShape{N: N}
+	for _, in := range n.ins {
+		s.Sizes = append(s.Sizes, in.src.l.Out.Len())
+	}
+	return s
+}
+
+func convShape(l *model.Layer, N int) gpu.ConvShape {
+	return gpu.ConvShape{N: N, C: l.In.C, H: l.In.H, W: l.In.W, K: l.Filters, R: l.Kernel, S: l.Kernel, Stride: l.Stride, Pad: l.Pad}
+}
+
+func lrnShape(l *model.Layer, N int) gpu.LRNShape {
+	return gpu.LRNShape{N: N, C: l.In.C, H: l.In.H, W: l.In.W, Size: l.Kernel, Alpha: l.Alpha, Beta: l.Beta, K: l.K}
+}
+
+func poolShape(l *model.Layer, N int) gpu.PoolShape {
+	return gpu.PoolShape{N: N, C: l.In.C, H: l.In.H, W: l.In.W, Size: l.Kernel, Stride: l.Stride}
+}
+
+func first(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// TrainFLOPs is the floating-point work of one training step on n images:
+// for every convolution and linear layer the forward pass, the weight
+// gradient and, where the input needs one, the input gradient.
+func TrainFLOPs(net *model.Net, n int) int64 {
+	var t int64
+	for _, l := range net.Layers {
+		var f int64
+		switch l.Kind {
+		case model.Conv:
+			f = convShape(l, n).FLOPs()
+		case model.Linear:
+			f = gpu.LinearShape{N: n, In: l.In.Len(), Out: l.Filters}.FLOPs()
+		default:
+			continue
+		}
+		passes := int64(3)
+		if len(l.Inputs) == 1 && net.Layer(l.Inputs[0]).Kind == model.Input {
+			passes = 2
+		}
+		t += passes * f
+	}
+	return t
+}
