@@ -1,0 +1,208 @@
+// Command trainer trains the two-tower AlexNet of Krizhevsky, Sutskever and
+// Hinton (2012), one tower per device, and inspects and runs its weights.
+//
+//	trainer                       train alexnet-small on Fashion-MNIST on two CPU devices
+//	trainer train --gpus cpu,cpu  the same, explicitly
+//	trainer inspect --net alexnet the layer table: devices, shapes, parameters
+//	trainer forward --net N --weights W --input X --output Y
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/alexnet-go/trainer/gpu/cpu"
+	"github.com/alexnet-go/trainer/model"
+	"github.com/alexnet-go/trainer/parallel"
+	"github.com/alexnet-go/trainer/train"
+)
+
+func main() {
+	if err := app().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "trainer:", err)
+		os.Exit(1)
+	}
+}
+
+func app() *cli.App {
+	d := train.Defaults()
+	trainFlags := []cli.Flag{
+		&cli.StringFlag{Name: "net", Value: d.Net, Usage: "the net: " + strings.Join(model.Names(), ", ")},
+		&cli.StringFlag{Name: "gpus", Usage: "devices, one per tower: `0,1` CUDA ordinals, cpu,cpu two CPU devices, one entry for both towers (default: cpu,cpu without a GPU)"},
+		&cli.IntFlag{Name: "threads", Usage: "threads per CPU device (0: share the cores)"},
+		&cli.StringFlag{Name: "data", Value: d.Data, Usage: "a Fashion-MNIST/MNIST IDX directory"},
+		&cli.IntFlag{Name: "epochs", Value: d.Epochs, Usage: "epochs to train"},
+		&cli.IntFlag{Name: "batch", Value: d.Batch, Usage: "images per step"},
+		&cli.Float64Flag{Name: "lr", Value: d.LR, Usage: "the initial learning rate"},
+		&cli.Float64Flag{Name: "momentum", Value: d.Momentum, Usage: "SGD momentum"},
+		&cli.Float64Flag{Name: "weight-decay", Value: d.WeightDecay, Usage: "weight decay on the weights"},
+		&cli.Uint64Flag{Name: "seed", Value: d.Seed, Usage: "seed of the init, the data order, the augmentation and dropout"},
+		&cli.IntFlag{Name: "limit", Usage: "use only the first N training images (0: all)"},
+		&cli.IntFlag{Name: "patience", Value: d.Patience, Usage: "epochs without a better validation error before the rate is divided by 10"},
+		&cli.StringFlag{Name: "lrn", Value: d.LRN, Usage: "LRN α convention: paper (α on the sum) or caffe (α/n, as cuda-convnet2, Caffe, PyTorch)"},
+		&cli.StringFlag{Name: "out", Usage: "the run directory (default runs/NET-TIME); must not hold a run"},
+	}
+	return &cli.App{
+		Name:   "trainer",
+		Usage:  "train the two-tower AlexNet with its towers on two devices",
+		Flags:  trainFlags,
+		Action: trainCmd,
+		Commands: []*cli.Command{
+			{Name: "train", Usage: "train a net (the default command)", Flags: trainFlags, Action: trainCmd},
+			{Name: "inspect", Usage: "print a net's layer table: device, output shape, parameters",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "net", Value: "alexnet", Usage: "the net: " + strings.Join(model.Names(), ", ")},
+					&cli.IntFlag{Name: "classes", Value: 1000, Usage: "classes of the last layer"},
+					&cli.IntFlag{Name: "channels", Value: 3, Usage: "input channels (the small nets)"},
+					&cli.StringFlag{Name: "lrn", Value: "paper", Usage: "LRN α convention: paper or caffe"},
+				},
+				Action: inspectCmd},
+			{Name: "nets", Usage: "list the nets", Action: func(*cli.Context) error { fmt.Print(model.Describe()); return nil }},
+			{Name: "forward", Usage: "run inference on a preprocessed float32 tensor named input (N,C,H,W)",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "net", Required: true, Usage: "the net the weights belong to"},
+					&cli.StringFlag{Name: "weights", Required: true, Usage: "a safetensors file of the net's weights"},
+					&cli.StringFlag{Name: "input", Required: true, Usage: "a safetensors file holding `input` (N,C,H,W) float32"},
+					&cli.StringFlag{Name: "output", Required: true, Usage: "the safetensors file to write `logits` (N,classes) to"},
+					&cli.BoolFlag{Name: "layers", Usage: "also write every layer's output under the layer's name"},
+					&cli.StringFlag{Name: "lrn", Value: "", Usage: "LRN α convention (default: the one stored with the weights, else paper)"},
+					&cli.StringFlag{Name: "gpus", Value: "cpu", Usage: "devices, as for train"},
+				},
+				Action: forwardCmd},
+		},
+	}
+}
+
+func trainCmd(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (flags start with --; see trainer --help)", c.Args().First())
+	}
+	cfg := train.Config{
+		Net: c.String("net"), LRN: c.String("lrn"), GPUs: c.String("gpus"), Threads: c.Int("threads"),
+		Data: c.String("data"), Epochs: c.Int("epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"),
+		Momentum: c.Float64("momentum"), WeightDecay: c.Float64("weight-decay"), Seed: c.Uint64("seed"),
+		Limit: c.Int("limit"), Patience: c.Int("patience"), Out: c.String("out"),
+	}
+	if cfg.GPUs == "" {
+		cfg.GPUs = train.DefaultGPUs
+		fmt.Fprintln(os.Stderr, "trainer: no CUDA backend in this build: the two towers run on two CPU devices (--gpus cpu,cpu)")
+	}
+	if cfg.Out == "" {
+		cfg.Out = filepath.Join("runs", cfg.Net+"-"+time.Now().Format("20060102-150405"))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	_, err := train.Run(ctx, cfg, os.Stdout)
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("interrupted; what the finished epochs wrote is in %s", cfg.Out)
+	}
+	return err
+}
+
+func inspectCmd(c *cli.Context) error {
+	n, err := model.Build(c.String("net"), model.Options{Channels: c.Int("channels"), Classes: c.Int("classes"), LRN: c.String("lrn")})
+	if err != nil {
+		return err
+	}
+	fmt.Print(n.Describe())
+	return nil
+}
+
+func forwardCmd(c *cli.Context) error {
+	for _, f := range []string{"weights", "input"} {
+		if sameFile(c.String("output"), c.String(f)) {
+			return fmt.Errorf("--output %s is the --%s file; choose another name so it is not overwritten", c.String("output"), f)
+		}
+	}
+	w, meta, err := model.ReadSafetensors(c.String("weights"))
+	if err != nil {
+		return fmt.Errorf("--weights: %w", err)
+	}
+	in, _, err := model.ReadSafetensors(c.String("input"))
+	if err != nil {
+		return fmt.Errorf("--input: %w", err)
+	}
+	x, ok := in["input"]
+	if !ok || len(x.Shape) != 4 {
+		return fmt.Errorf("--input %s: needs a float32 tensor named input of shape (N,C,H,W)", c.String("input"))
+	}
+	// The weights say how many classes and input channels the net has.
+	name := c.String("net")
+	fc8, conv1 := w["fc8.weight"], w["conv1.weight"]
+	if _, two := w["conv1a.weight"]; two {
+		conv1 = w["conv1a.weight"]
+	}
+	if len(fc8.Shape) != 2 || len(conv1.Shape) != 4 {
+		return fmt.Errorf("--weights %s: no fc8.weight (classes, in) and conv1 weight: not the weights of an AlexNet", c.String("weights"))
+	}
+	lrn := c.String("lrn")
+	if lrn == "" {
+		lrn = meta["lrn"]
+	}
+	net, err := model.Build(name, model.Options{Channels: conv1.Shape[1], Classes: fc8.Shape[0], LRN: lrn})
+	if err != nil {
+		return fmt.Errorf("--net: %w", err)
+	}
+	if err := model.Weights(w).Check(net); err != nil {
+		return fmt.Errorf("--weights %s: %w", c.String("weights"), err)
+	}
+	if s := net.Input; x.Shape[1] != s.C || x.Shape[2] != s.H || x.Shape[3] != s.W || x.Shape[0] < 1 {
+		return fmt.Errorf("--input %s: input is %v; net %s takes (N,%d,%d,%d)", c.String("input"), x.Shape, name, s.C, s.H, s.W)
+	}
+	devs, err := train.OpenDevices(c.String("gpus"), 0)
+	if err != nil {
+		return err
+	}
+	n := x.Shape[0]
+	r, err := parallel.New(net, devs, w, parallel.Options{Batch: n})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	res, err := r.Eval(parallel.Batch{N: n, Images: x.Data})
+	if err != nil {
+		return err
+	}
+	names := []string{net.Logits().Name}
+	if c.Bool("layers") {
+		names = nil
+		for _, l := range net.Layers[1:] {
+			names = append(names, l.Name)
+		}
+	}
+	outs, err := r.Outputs(n, names)
+	if err != nil {
+		return err
+	}
+	tensors := map[string]model.Tensor{"logits": {Shape: []int{n, net.Classes}, Data: outs[net.Logits().Name]}}
+	if c.Bool("layers") {
+		for _, l := range net.Layers[1:] {
+			shape := []int{n, l.Out.C, l.Out.H, l.Out.W}
+			if l.Out.H == 1 && l.Out.W == 1 {
+				shape = []int{n, l.Out.C}
+			}
+			tensors[l.Name] = model.Tensor{Shape: shape, Data: outs[l.Name]}
+		}
+		tensors["prob"] = model.Tensor{Shape: []int{n, net.Classes}, Data: res.Prob}
+	}
+	if err := model.WriteSafetensors(c.String("output"), tensors, map[string]string{"net": net.Name, "blas": cpu.BLAS()}); err != nil {
+		return fmt.Errorf("--output: %w", err)
+	}
+	fmt.Printf("wrote %s: logits (%d, %d)\n", c.String("output"), n, net.Classes)
+	return nil
+}
+
+func sameFile(a, b string) bool {
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+}
