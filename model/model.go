@@ -225,7 +225,7 @@ func (n *Net) finish() error {
 func (n *Net) Describe() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: input %v, %d classes, %d tower(s), LRN α convention %q\n\n", n.Name, n.Input, n.Classes, n.Towers, n.LRN)
-	fmt.Fprintf(&b, "%-8s %-8s %-7s %-24s %-12s %12s\n", "layer", "kind", "device", "inputs", "output", "parameters")
+	fmt.Fprintf(&b, "%-8s %-10s %-7s %-24s %-12s %12s\n", "layer", "kind", "device", "inputs", "output", "parameters")
 	for _, l := range n.Layers {
 		if l.Kind == Input {
 			continue
@@ -234,9 +234,9 @@ func (n *Net) Describe() string {
 		if l.ReLU {
 			kind += "+relu"
 		}
-		fmt.Fprintf(&b, "%-8s %-8s %-7d %-24s %-12v %12s\n", l.Name, kind, l.Tower, strings.Join(l.Inputs, ","), l.Out, commas(l.Params()))
+		fmt.Fprintf(&b, "%-8s %-10s %-7d %-24s %-12v %12s\n", l.Name, kind, l.Tower, strings.Join(l.Inputs, ","), l.Out, commas(l.Params()))
 	}
-	fmt.Fprintf(&b, "%-8s %-8s %-7s %-24s %-12s %12s\n", "total", "", "", "", "", commas(n.Params()))
+	fmt.Fprintf(&b, "%-8s %-10s %-7s %-24s %-12s %12s\n", "total", "", "", "", "", commas(n.Params()))
 	if e := n.CrossEdges(); len(e) > 0 {
 		fmt.Fprintf(&b, "\ncross-device edges: %s\n", strings.Join(e, " "))
 	}
