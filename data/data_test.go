@@ -630,6 +630,25 @@ func TestLoaderDeterministicAcrossWorkers(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 	t.Log(l3.Stats())
+
+	// A resumed epoch delivers exactly the batches it had not reached.
+	full := epochBatches(t, l3, 1)
+	k := 0
+	for b, err := range l3.EpochFrom(context.Background(), 1, 11) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(b.Images, full[11+k].Images) || !slices.Equal(b.Index, full[11+k].Index) {
+			t.Fatalf("EpochFrom(1, 11): batch %d differs from Epoch's batch %d", k, 11+k)
+		}
+		k++
+	}
+	if k != 4 {
+		t.Errorf("EpochFrom(1, 11) gave %d batches of 15, want 4", k)
+	}
+	for range l3.EpochFrom(context.Background(), 1, 15) {
+		t.Error("EpochFrom past the end gave a batch")
+	}
 }
 
 func TestLoaderOrder(t *testing.T) {

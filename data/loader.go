@@ -138,9 +138,15 @@ func (l *Loader) Order(epoch int) []int {
 // ended. On cancellation it yields (nil, ctx.Err()) once and stops. A batch
 // stays valid after the loop moves on, until it is passed to Recycle.
 func (l *Loader) Epoch(ctx context.Context, epoch int) iter.Seq2[*Batch, error] {
+	return l.EpochFrom(ctx, epoch, 0)
+}
+
+// EpochFrom is Epoch starting at batch start: the batches a run resumed
+// mid-epoch has not trained on yet, identical to those Epoch delivers.
+func (l *Loader) EpochFrom(ctx context.Context, epoch, start int) iter.Seq2[*Batch, error] {
 	return func(yield func(*Batch, error) bool) {
 		nb := l.Batches()
-		if nb == 0 {
+		if start < 0 || start >= nb {
 			return
 		}
 		if err := ctx.Err(); err != nil {
@@ -167,7 +173,7 @@ func (l *Loader) Epoch(ctx context.Context, epoch int) iter.Seq2[*Batch, error] 
 		jobs := make(chan int)
 		wg.Go(func() {
 			defer close(jobs)
-			for k := range nb {
+			for k := start; k < nb; k++ {
 				select {
 				case sem <- struct{}{}:
 				case <-wctx.Done():
@@ -180,7 +186,7 @@ func (l *Loader) Epoch(ctx context.Context, epoch int) iter.Seq2[*Batch, error] 
 				}
 			}
 		})
-		for range min(l.o.Workers, nb) {
+		for range min(l.o.Workers, nb-start) {
 			wg.Go(func() {
 				for k := range jobs {
 					if wctx.Err() != nil {
@@ -191,7 +197,7 @@ func (l *Loader) Epoch(ctx context.Context, epoch int) iter.Seq2[*Batch, error] 
 			})
 		}
 
-		for k := range nb {
+		for k := start; k < nb; k++ {
 			t := time.Now()
 			var b *Batch
 			select {

@@ -207,3 +207,28 @@ func TestDescribe(t *testing.T) {
 		}
 	}
 }
+
+func TestPreprocessRoundTrip(t *testing.T) {
+	p := Preprocess{Net: "alexnet-small", LRN: "paper", Classes: []string{"T-shirt/top", "Ankle boot"}, C: 1, ImageH: 28, ImageW: 28, Canvas: 2,
+		Mean: []float32{1.5, -2, 255, 0.125}}
+	q, err := PreprocessFrom(p.Metadata())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Net != p.Net || q.LRN != p.LRN || strings.Join(q.Classes, "|") != "T-shirt/top|Ankle boot" || q.C != 1 || q.ImageH != 28 || q.ImageW != 28 || q.Canvas != 2 {
+		t.Errorf("round trip: %+v", q)
+	}
+	for i, v := range p.Mean {
+		if q.Mean[i] != v {
+			t.Errorf("mean[%d] = %g, want %g", i, q.Mean[i], v)
+		}
+	}
+	if _, err := PreprocessFrom(map[string]string{"net": "x"}); err == nil || !strings.Contains(err.Error(), "trainer train") {
+		t.Errorf("metadata of another tool: %v", err)
+	}
+	m := p.Metadata()
+	m["mean"] = m["mean"][:8]
+	if _, err := PreprocessFrom(m); err == nil {
+		t.Error("a short mean accepted")
+	}
+}

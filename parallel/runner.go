@@ -207,8 +207,50 @@ func recv(ctx context.Context, e *edge) error {
 	}
 }
 
+// which names the parameter buffers params and setParams move.
+type which int
+
+const (
+	weights which = iota
+	grads
+	momentum
+)
+
+func (n *node) bufs(k which) (w, b gpu.Buffer) {
+	switch k {
+	case grads:
+		return n.dw, n.db
+	case momentum:
+		return n.vw, n.vb
+	}
+	return n.wt, n.b
+}
+
 // SetWeights uploads w to the devices. The momentum is left as it is.
-func (r *Runner) SetWeights(w model.Weights) error {
+func (r *Runner) SetWeights(w model.Weights) error { return r.setParams(weights, w) }
+
+// SetMomentum uploads the momentum buffers v, named as the weights they
+// belong to: what a checkpoint restores.
+func (r *Runner) SetMomentum(v model.Weights) error { return r.setParams(momentum, v) }
+
+// Weights downloads the current weights.
+func (r *Runner) Weights() (model.Weights, error) { return r.params(weights) }
+
+// Grads downloads the gradients of the last training step, named as the
+// weights they belong to.
+func (r *Runner) Grads() (model.Weights, error) { return r.params(grads) }
+
+// Momentum downloads the momentum buffers, named as the weights they
+// belong to.
+func (r *Runner) Momentum() (model.Weights, error) { return r.params(momentum) }
+
+// Step is the number of training steps taken; dropout masks derive from it.
+func (r *Runner) Step() uint64 { return r.step }
+
+// SetStep sets the step counter, as a resumed run continues it.
+func (r *Runner) SetStep(s uint64) { r.step = s }
+
+func (r *Runner) setParams(k which, w model.Weights) error {
 	if err := w.Check(r.net); err != nil {
 		return err
 	}
@@ -217,10 +259,11 @@ func (r *Runner) SetWeights(w model.Weights) error {
 			if n.w != wk || n.wt == nil {
 				continue
 			}
-			if err := n.dev.Upload(n.wt, w[n.l.Name+".weight"].Data); err != nil {
+			wb, bb := n.bufs(k)
+			if err := n.dev.Upload(wb, w[n.l.Name+".weight"].Data); err != nil {
 				return err
 			}
-			if err := n.dev.Upload(n.b, w[n.l.Name+".bias"].Data); err != nil {
+			if err := n.dev.Upload(bb, w[n.l.Name+".bias"].Data); err != nil {
 				return err
 			}
 		}
@@ -228,14 +271,7 @@ func (r *Runner) SetWeights(w model.Weights) error {
 	})
 }
 
-// Weights downloads the current weights.
-func (r *Runner) Weights() (model.Weights, error) { return r.params(false) }
-
-// Grads downloads the gradients of the last training step, named as the
-// weights they belong to.
-func (r *Runner) Grads() (model.Weights, error) { return r.params(true) }
-
-func (r *Runner) params(grads bool) (model.Weights, error) {
+func (r *Runner) params(k which) (model.Weights, error) {
 	out := model.Weights{}
 	var mu sync.Mutex
 	err := r.all(func(_ context.Context, wk *worker) error {
@@ -243,10 +279,7 @@ func (r *Runner) params(grads bool) (model.Weights, error) {
 			if n.w != wk || n.wt == nil {
 				continue
 			}
-			w, b := n.wt, n.b
-			if grads {
-				w, b = n.dw, n.db
-			}
+			w, b := n.bufs(k)
 			wt := model.Tensor{Shape: n.l.WeightShape(), Data: make([]float32, w.Len())}
 			bt := model.Tensor{Shape: []int{n.l.Filters}, Data: make([]float32, b.Len())}
 			if err := n.dev.Download(wt.Data, w); err != nil {

@@ -38,13 +38,18 @@ type Config struct {
 	Limit       int     `json:"limit"`
 	Patience    int     `json:"patience"` // epochs without a better validation error before the rate is divided by 10
 	Out         string  `json:"out"`
-	Workers     int     `json:"workers"` // loader goroutines; 0: one per core
+	// A checkpoint is saved every CheckpointSteps steps (0: never), every
+	// CheckpointMinutes minutes (0: never), at each epoch's end and when the
+	// run is interrupted.
+	CheckpointSteps   int     `json:"checkpoint_steps"`
+	CheckpointMinutes float64 `json:"checkpoint_minutes"`
+	Workers           int     `json:"workers"` // loader goroutines; 0: one per core
 }
 
 // Defaults returns the paper's recipe (§5) on the embedded default data.
 func Defaults() Config {
 	return Config{Net: "alexnet-small", LRN: "paper", GPUs: DefaultGPUs, Data: "/usr/share/datasets/fashion-mnist",
-		Epochs: 10, Batch: 128, LR: 0.01, Momentum: 0.9, WeightDecay: 0.0005, Seed: 1, Patience: 1}
+		Epochs: 10, Batch: 128, LR: 0.01, Momentum: 0.9, WeightDecay: 0.0005, Seed: 1, Patience: 1, CheckpointMinutes: 10}
 }
 
 // Validate reports the first setting no run can use, naming its flag.
@@ -68,6 +73,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--limit %d: must be 0 (all images) or more", c.Limit)
 	case c.Patience < 1:
 		return fmt.Errorf("--patience %d: must be at least 1 epoch", c.Patience)
+	case c.CheckpointSteps < 0 || c.CheckpointMinutes < 0:
+		return fmt.Errorf("--checkpoint-steps %d, --checkpoint-minutes %g: must be 0 (never) or more", c.CheckpointSteps, c.CheckpointMinutes)
 	case c.Out == "":
 		return errors.New("--out: give a directory for the run")
 	}
@@ -89,8 +96,14 @@ type Metrics struct {
 	LoaderPerS    float64 `json:"loader_images_per_s"`
 }
 
-// Run trains as c says, logging progress to log, and returns each epoch's
-// metrics. It stops early, keeping what it wrote, when ctx is cancelled.
+// ErrInterrupted is returned when the context is cancelled (SIGINT or
+// SIGTERM): the run saved a checkpoint and can be resumed.
+var ErrInterrupted = errors.New("interrupted")
+
+// Run starts a new run as c says in the directory c.Out, which must not
+// hold a run, logging progress to log, and returns each epoch's metrics.
+// When ctx is cancelled it finishes the step in progress, saves a
+// checkpoint and returns an error wrapping ErrInterrupted.
 func Run(ctx context.Context, c Config, log io.Writer) ([]Metrics, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -98,8 +111,48 @@ func Run(ctx context.Context, c Config, log io.Writer) ([]Metrics, error) {
 	if err := makeRunDir(c.Out); err != nil {
 		return nil, err
 	}
-	devs, err := OpenDevices(c.GPUs, c.Threads)
+	return run(ctx, c, false, log)
+}
+
+// Resume continues the run in dir from its last checkpoint, with the
+// config it was started with; epochs > 0 changes how many epochs it runs
+// in all. On the CPU devices the continued run computes exactly what the
+// uninterrupted run would have.
+func Resume(ctx context.Context, dir string, epochs int, log io.Writer) ([]Metrics, error) {
+	b, err := os.ReadFile(filepath.Join(dir, configFile))
 	if err != nil {
+		return nil, fmt.Errorf("--resume %s: not a run directory: %v", dir, errors.Unwrap(err))
+	}
+	var c Config
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("--resume %s: %s is corrupt: %v", dir, configFile, err)
+	}
+	c.Out = dir
+	if epochs > 0 {
+		c.Epochs = epochs
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("--resume %s: %s: %v", dir, configFile, err)
+	}
+	return run(ctx, c, true, log)
+}
+
+// trainer is one run in progress.
+type trainer struct {
+	c      Config
+	net    *model.Net
+	r      *parallel.Runner
+	tl, vl *data.Loader
+	pre    model.Preprocess
+	log    io.Writer
+	prog   *progress
+	st     State
+	saved  time.Time // when the last checkpoint was written
+	kept   string    // what the last checkpoint on disk holds, for messages
+}
+
+func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, error) {
+	if _, err := OpenDevices(c.GPUs, c.Threads); err != nil { // a bad --gpus fails before the data loads
 		return nil, err
 	}
 	trainSet, valSet, err := data.LoadIDX(c.Data)
@@ -110,6 +163,15 @@ func Run(ctx context.Context, c Config, log io.Writer) ([]Metrics, error) {
 		trainSet = data.Limit(trainSet, c.Limit)
 	}
 	net, err := model.Build(c.Net, model.Options{Channels: trainSet.C, Classes: len(trainSet.Classes), LRN: c.LRN})
+	if err != nil {
+		return nil, err
+	}
+	spec := c.GPUs
+	if first, _, two := strings.Cut(spec, ","); two && net.Towers == 1 {
+		spec = first
+		fmt.Fprintf(log, "%s has one tower: it runs on the first device of --gpus %s\n", net.Name, c.GPUs)
+	}
+	devs, err := OpenDevices(spec, c.Threads)
 	if err != nil {
 		return nil, err
 	}
@@ -124,33 +186,56 @@ func Run(ctx context.Context, c Config, log io.Writer) ([]Metrics, error) {
 	// fits 28×28 images: translations by up to ±2 pixels on a 32×32 canvas.
 	aug := data.Augment{Size: size, Pad: 2, Crop: true, Flip: true}
 	mean := data.MeanImage(trainSet, size)
-	trainLoader, err := data.NewLoader(trainSet, data.LoaderOptions{Batch: c.Batch, Seed: c.Seed, Shuffle: true, Augment: aug, Mean: mean, Workers: c.Workers, DropLast: true})
+	t := &trainer{c: c, net: net, log: log, prog: newProgress(log),
+		pre: model.Preprocess{Net: net.Name, LRN: net.LRN, Classes: trainSet.Classes,
+			C: trainSet.C, ImageH: trainSet.H, ImageW: trainSet.W, Canvas: size, Mean: mean}}
+	t.tl, err = data.NewLoader(trainSet, data.LoaderOptions{Batch: c.Batch, Seed: c.Seed, Shuffle: true, Augment: aug, Mean: mean, Workers: c.Workers, DropLast: true})
 	if err != nil {
 		return nil, err
 	}
-	if trainLoader.Batches() == 0 {
+	if t.tl.Batches() == 0 {
 		return nil, fmt.Errorf("--batch %d: larger than the %d training images", c.Batch, trainSet.N)
 	}
-	valLoader, err := data.NewLoader(valSet, data.LoaderOptions{Batch: c.Batch, Seed: c.Seed, Augment: data.Augment{Size: size, Pad: 2}, Mean: mean, Workers: c.Workers})
+	t.vl, err = data.NewLoader(valSet, data.LoaderOptions{Batch: c.Batch, Seed: c.Seed, Augment: data.Augment{Size: size, Pad: 2}, Mean: mean, Workers: c.Workers})
 	if err != nil {
 		return nil, err
 	}
 
 	w := model.Init(net, c.Seed)
-	r, err := parallel.New(net, devs, w, parallel.Options{Batch: c.Batch, Seed: c.Seed, Momentum: float32(c.Momentum), WeightDecay: float32(c.WeightDecay)})
+	t.st = State{Epoch: 1, LR: c.LR, Best: math.MaxFloat64} // any error beats it; JSON has no Inf
+	var mom model.Weights
+	if resume {
+		st, cw, cv, ok, err := loadCheckpoint(c.Out, net, func(s string) { fmt.Fprintln(log, s) })
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			t.st, w, mom = st, cw, cv
+			t.kept = fmt.Sprintf("the last good checkpoint (step %d) is kept in %s", st.Step, c.Out)
+		}
+		if err := writeMetrics(c.Out, t.st.History); err != nil {
+			return nil, err
+		}
+	}
+	t.r, err = parallel.New(net, devs, w, parallel.Options{Batch: c.Batch, Seed: c.Seed, Momentum: float32(c.Momentum), WeightDecay: float32(c.WeightDecay)})
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
-
-	if err := writeJSON(filepath.Join(c.Out, "config.json"), c); err != nil {
-		return nil, err
+	defer t.r.Close()
+	if mom != nil {
+		if err := t.r.SetMomentum(mom); err != nil {
+			return nil, err
+		}
 	}
-	mf, err := os.OpenFile(filepath.Join(c.Out, "metrics.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("--out %s: %v", c.Out, err)
+	t.r.SetStep(t.st.Step)
+	if !resume {
+		if err := writeJSON(filepath.Join(c.Out, configFile), c); err != nil {
+			return nil, err
+		}
+		if err := writeMetrics(c.Out, nil); err != nil {
+			return nil, err
+		}
 	}
-	defer mf.Close()
 
 	names := make([]string, len(devs))
 	for i, d := range devs {
@@ -159,84 +244,146 @@ func Run(ctx context.Context, c Config, log io.Writer) ([]Metrics, error) {
 	fmt.Fprintf(log, "%s (%s params) on %s, BLAS: %s\n", net.Name, commas(net.Params()), strings.Join(names, ","), cpu.BLAS())
 	fmt.Fprintf(log, "data %s: %d training, %d validation images of %d×%d×%d, %d classes; run in %s\n",
 		c.Data, trainSet.N, valSet.N, trainSet.C, trainSet.H, trainSet.W, len(trainSet.Classes), c.Out)
-
-	var all []Metrics
-	lr, best, stale := c.LR, math.Inf(1), 0
-	for epoch := 1; epoch <= c.Epochs; epoch++ {
-		m, err := runEpoch(ctx, r, trainLoader, valLoader, epoch, lr, c, log)
-		if err != nil {
-			return all, err
-		}
-		all = append(all, m)
-		if err := json.NewEncoder(mf).Encode(m); err != nil {
-			return all, fmt.Errorf("--out %s: %v", c.Out, err)
-		}
-		fmt.Fprintf(log, "epoch %d/%d lr %g: train loss %.4f err %.2f%%, val loss %.4f top-1 %.2f%% top-5 %.2f%%, %.0f img/s, %.1f s, %s moved\n",
-			epoch, c.Epochs, lr, m.TrainLoss, 100*m.TrainTop1Err, m.ValLoss, 100*m.ValTop1Err, 100*m.ValTop5Err, m.ImagesPerS, m.Seconds, bytesString(m.TransferBytes))
-		wts, err := r.Weights()
-		if err != nil {
-			return all, err
-		}
-		if err := model.WriteSafetensors(filepath.Join(c.Out, "weights.safetensors"), wts, map[string]string{
-			"net": net.Name, "lrn": net.LRN, "classes": strings.Join(trainSet.Classes, "\n"), "epoch": fmt.Sprint(epoch)}); err != nil {
-			return all, err
-		}
-		// Divide the rate by 10 when the validation error stops improving (§5).
-		if m.ValTop1Err < best {
-			best, stale = m.ValTop1Err, 0
-		} else if stale++; stale >= c.Patience {
-			lr /= 10
-			stale = 0
-			fmt.Fprintf(log, "validation error did not improve for %d epoch(s): learning rate now %g\n", c.Patience, lr)
+	if resume {
+		fmt.Fprintf(log, "resuming at epoch %d, batch %d of %d (step %d)\n", t.st.Epoch, t.st.Batch, t.tl.Batches(), t.st.Step)
+	}
+	t.saved = time.Now()
+	for t.st.Epoch <= c.Epochs {
+		if err := t.epoch(ctx); err != nil {
+			if ctx.Err() != nil {
+				if err := saveCheckpoint(c.Out, net, t.r, t.st); err != nil {
+					return t.st.History, err
+				}
+				return t.st.History, fmt.Errorf("%w at epoch %d, batch %d: checkpoint saved; continue with: trainer train --resume %s", ErrInterrupted, t.st.Epoch, t.st.Batch, c.Out)
+			}
+			return t.st.History, err
 		}
 	}
-	return all, nil
+	return t.st.History, nil
 }
 
-func runEpoch(ctx context.Context, r *parallel.Runner, tl, vl *data.Loader, epoch int, lr float64, c Config, log io.Writer) (Metrics, error) {
-	m := Metrics{Epoch: epoch, LR: lr}
-	start := time.Now()
-	r.MovedBytes()
-	var seen, wrong int
-	var loss float64
-	steps, every := tl.Batches(), max(1, tl.Batches()/10)
-	step := 0
-	for b, err := range tl.Epoch(ctx, epoch) {
+// epoch trains the rest of the epoch in progress, evaluates it, records its
+// metrics and steps the schedule.
+func (t *trainer) epoch(ctx context.Context) error {
+	st, c := &t.st, t.c
+	steps := t.tl.Batches()
+	t.prog.start(st.Epoch, c.Epochs, steps, st.Batch)
+	t.r.MovedBytes()
+	began := time.Now() // each step's time includes waiting for its batch
+	for b, err := range t.tl.EpochFrom(ctx, st.Epoch, st.Batch) {
 		if err != nil {
-			return m, err
+			return err
 		}
-		res, err := r.Train(parallel.Batch{N: b.N, Images: b.Images, Labels: b.Labels}, float32(lr))
-		tl.Recycle(b)
+		res, err := t.r.Train(parallel.Batch{N: b.N, Images: b.Images, Labels: b.Labels}, float32(st.LR))
+		t.tl.Recycle(b)
 		if err != nil {
-			return m, err
+			return err
 		}
 		if math.IsNaN(res.Loss) || math.IsInf(res.Loss, 0) {
-			return m, fmt.Errorf("epoch %d step %d: the loss is %v: training diverged; lower --lr", epoch, step+1, res.Loss)
+			return t.diverged(res.Loss, b.N)
 		}
-		loss += res.Loss * float64(res.N)
-		wrong += res.Top1
-		seen += res.N
-		step++
-		if step%every == 0 || step == steps {
-			el := time.Since(start).Seconds()
-			fmt.Fprintf(log, "epoch %d step %d/%d: loss %.4f err %.2f%% %.0f img/s\n", epoch, step, steps, loss/float64(seen), 100*float64(wrong)/float64(seen), float64(seen)/el)
+		st.Step = t.r.Step()
+		st.Batch++
+		st.Loss += res.Loss * float64(res.N)
+		st.Wrong += res.Top1
+		st.Seen += res.N
+		dt := time.Since(began).Seconds()
+		began = time.Now()
+		st.Seconds += dt
+		st.Moved += t.r.MovedBytes()
+		t.prog.step(st.Batch, st.Loss/float64(st.Seen), float64(st.Wrong)/float64(st.Seen), float64(res.N)/dt)
+		if t.due() {
+			if err := t.checkpoint(); err != nil {
+				return err
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return m, err
+		return err
 	}
-	m.Seconds = time.Since(start).Seconds()
-	m.TrainLoss = loss / float64(seen)
-	m.TrainTop1Err = float64(wrong) / float64(seen)
-	m.ImagesPerS = float64(seen) / m.Seconds
-	m.TransferBytes = r.MovedBytes()
-	m.LoaderPerS = tl.Stats().Rate()
-	v, err := Evaluate(ctx, r, vl)
+	t.prog.done()
+	v, err := Evaluate(ctx, t.r, t.vl)
 	if err != nil {
-		return m, err
+		return err
 	}
-	m.ValLoss, m.ValTop1Err, m.ValTop5Err = v.Loss, v.Top1Err, v.Top5Err
-	return m, nil
+	m := Metrics{Epoch: st.Epoch, LR: st.LR, TrainLoss: st.Loss / float64(st.Seen), TrainTop1Err: float64(st.Wrong) / float64(st.Seen),
+		ValLoss: v.Loss, ValTop1Err: v.Top1Err, ValTop5Err: v.Top5Err, Seconds: st.Seconds, TransferBytes: st.Moved,
+		ImagesPerS: float64(st.Seen) / st.Seconds, LoaderPerS: t.tl.Stats().Rate()}
+	fmt.Fprintf(t.log, "epoch %d/%d lr %g: train loss %.4f err %.2f%%, val loss %.4f top-1 %.2f%% top-5 %.2f%%, %.0f img/s, %.1f s, %s moved\n",
+		m.Epoch, c.Epochs, m.LR, m.TrainLoss, 100*m.TrainTop1Err, m.ValLoss, 100*m.ValTop1Err, 100*m.ValTop5Err, m.ImagesPerS, m.Seconds, bytesString(m.TransferBytes))
+
+	// The next epoch's state, with the rate divided by 10 when the
+	// validation error stopped improving (§5).
+	next := State{Epoch: st.Epoch + 1, Step: st.Step, LR: st.LR, Best: st.Best, Stale: st.Stale, History: append(st.History, m)}
+	if m.ValTop1Err < next.Best {
+		next.Best, next.Stale = m.ValTop1Err, 0
+	} else if next.Stale++; next.Stale >= c.Patience {
+		next.LR /= 10
+		next.Stale = 0
+		fmt.Fprintf(t.log, "validation error did not improve for %d epoch(s): learning rate now %g\n", c.Patience, next.LR)
+	}
+	*st = next
+	// The checkpoint first: metrics.jsonl and the weights are rewritten
+	// from it, so a crash between the writes loses nothing.
+	if err := t.checkpoint(); err != nil {
+		return err
+	}
+	if err := writeMetrics(c.Out, st.History); err != nil {
+		return err
+	}
+	wts, err := t.r.Weights()
+	if err != nil {
+		return err
+	}
+	meta := t.pre.Metadata()
+	meta["epoch"] = fmt.Sprint(m.Epoch)
+	return model.WriteSafetensors(filepath.Join(c.Out, weightsFile), wts, meta)
+}
+
+// due reports whether a checkpoint is due by the step or minute interval.
+func (t *trainer) due() bool {
+	c := t.c
+	return (c.CheckpointSteps > 0 && t.st.Step%uint64(c.CheckpointSteps) == 0) ||
+		(c.CheckpointMinutes > 0 && time.Since(t.saved).Minutes() >= c.CheckpointMinutes)
+}
+
+func (t *trainer) checkpoint() error {
+	if err := saveCheckpoint(t.c.Out, t.net, t.r, t.st); err != nil {
+		return err
+	}
+	t.saved = time.Now()
+	t.kept = fmt.Sprintf("the last good checkpoint (step %d) is kept in %s", t.st.Step, t.c.Out)
+	return nil
+}
+
+// diverged names the step and the first layer whose output went non-finite.
+func (t *trainer) diverged(loss float64, n int) error {
+	where := ""
+	if outs, err := t.r.Outputs(n, layerNames(t.net)); err == nil {
+		for _, name := range layerNames(t.net) {
+			if firstNonFinite(model.Weights{name: {Data: outs[name]}}) != "" {
+				where = fmt.Sprintf("; the first layer with a NaN or Inf output is %s", name)
+				break
+			}
+		}
+	}
+	kept := t.kept
+	if kept == "" {
+		kept = "no checkpoint was saved yet"
+	}
+	return fmt.Errorf("step %d (epoch %d, batch %d): the loss is %v%s: training diverged; lower --lr (it is %g now); %s",
+		t.r.Step(), t.st.Epoch, t.st.Batch+1, loss, where, t.st.LR, kept)
+}
+
+func layerNames(n *model.Net) []string {
+	var out []string
+	for _, l := range n.Layers[1:] {
+		out = append(out, l.Name)
+	}
+	return out
 }
 
 // Score is a net's performance on a data set.
@@ -278,9 +425,9 @@ func makeRunDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("--out %s: cannot create the run directory: %v", dir, errors.Unwrap(err))
 	}
-	for _, f := range []string{"config.json", "metrics.jsonl", "weights.safetensors"} {
+	for _, f := range []string{configFile, metricsFile, weightsFile, checkpointFile} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
-			return fmt.Errorf("--out %s: holds a run already (%s); choose another directory", dir, f)
+			return fmt.Errorf("--out %s: holds a run already (%s); continue it with --resume %s or choose another directory", dir, f, dir)
 		}
 	}
 	probe, err := os.CreateTemp(dir, ".write-test*")
@@ -296,10 +443,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("--out: %v", err)
-	}
-	return nil
+	return writeAtomic(path, append(b, '\n'))
 }
 
 func commas(v int) string {

@@ -50,6 +50,9 @@ func app() *cli.App {
 		&cli.IntFlag{Name: "patience", Value: d.Patience, Usage: "epochs without a better validation error before the rate is divided by 10"},
 		&cli.StringFlag{Name: "lrn", Value: d.LRN, Usage: "LRN α convention: paper (α on the sum) or caffe (α/n, as cuda-convnet2, Caffe, PyTorch)"},
 		&cli.StringFlag{Name: "out", Usage: "the run directory (default runs/NET-TIME); must not hold a run"},
+		&cli.StringFlag{Name: "resume", Usage: "continue the run in `DIR` from its last checkpoint, with its own config (only --epochs may change)"},
+		&cli.IntFlag{Name: "checkpoint-steps", Usage: "save a checkpoint every N steps (0: only by time, at each epoch's end and on SIGINT/SIGTERM)"},
+		&cli.Float64Flag{Name: "checkpoint-minutes", Value: d.CheckpointMinutes, Usage: "save a checkpoint every N minutes (0: never by time)"},
 	}
 	return &cli.App{
 		Name:   "trainer",
@@ -86,24 +89,57 @@ func trainCmd(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (flags start with --; see trainer --help)", c.Args().First())
 	}
-	cfg := train.Config{
-		Net: c.String("net"), LRN: c.String("lrn"), GPUs: c.String("gpus"), Threads: c.Int("threads"),
-		Data: c.String("data"), Epochs: c.Int("epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"),
-		Momentum: c.Float64("momentum"), WeightDecay: c.Float64("weight-decay"), Seed: c.Uint64("seed"),
-		Limit: c.Int("limit"), Patience: c.Int("patience"), Out: c.String("out"),
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The first SIGINT or SIGTERM (a preempted instance) finishes the step,
+	// saves a checkpoint and exits 0; a second exits at once.
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	go func() {
+		if _, ok := <-sig; !ok {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "\ntrainer: stopping after this step to save a checkpoint (signal again to exit at once)")
+		cancel()
+		if _, ok := <-sig; ok {
+			fmt.Fprintln(os.Stderr, "trainer: exiting without a checkpoint; the last one on disk is whole")
+			os.Exit(130)
+		}
+	}()
+
+	var err error
+	if dir := c.String("resume"); dir != "" {
+		for _, f := range c.FlagNames() {
+			if c.IsSet(f) && f != "resume" && f != "epochs" {
+				return fmt.Errorf("--%s with --resume: a resumed run keeps its config.json; only --epochs may change", f)
+			}
+		}
+		epochs := 0 // the run's own
+		if c.IsSet("epochs") {
+			epochs = c.Int("epochs")
+		}
+		_, err = train.Resume(ctx, dir, epochs, os.Stdout)
+	} else {
+		cfg := train.Config{
+			Net: c.String("net"), LRN: c.String("lrn"), GPUs: c.String("gpus"), Threads: c.Int("threads"),
+			Data: c.String("data"), Epochs: c.Int("epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"),
+			Momentum: c.Float64("momentum"), WeightDecay: c.Float64("weight-decay"), Seed: c.Uint64("seed"),
+			Limit: c.Int("limit"), Patience: c.Int("patience"), Out: c.String("out"),
+			CheckpointSteps: c.Int("checkpoint-steps"), CheckpointMinutes: c.Float64("checkpoint-minutes"),
+		}
+		if cfg.GPUs == "" {
+			cfg.GPUs = train.DefaultGPUs
+			fmt.Fprintln(os.Stderr, "trainer: no CUDA backend in this build: the two towers run on two CPU devices (--gpus cpu,cpu)")
+		}
+		if cfg.Out == "" {
+			cfg.Out = filepath.Join("runs", cfg.Net+"-"+time.Now().Format("20060102-150405"))
+		}
+		_, err = train.Run(ctx, cfg, os.Stdout)
 	}
-	if cfg.GPUs == "" {
-		cfg.GPUs = train.DefaultGPUs
-		fmt.Fprintln(os.Stderr, "trainer: no CUDA backend in this build: the two towers run on two CPU devices (--gpus cpu,cpu)")
-	}
-	if cfg.Out == "" {
-		cfg.Out = filepath.Join("runs", cfg.Net+"-"+time.Now().Format("20060102-150405"))
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	_, err := train.Run(ctx, cfg, os.Stdout)
-	if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("interrupted; what the finished epochs wrote is in %s", cfg.Out)
+	if errors.Is(err, train.ErrInterrupted) {
+		fmt.Fprintln(os.Stderr, "trainer:", err)
+		return nil
 	}
 	return err
 }

@@ -1,0 +1,65 @@
+package model
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// Preprocess is what turns an image into the net's input, stored in the
+// weights file's metadata so that eval and predict apply what training did.
+type Preprocess struct {
+	Net     string    // the net the weights belong to
+	LRN     string    // its LRN α convention
+	Classes []string  // class names, in label order
+	ImageH  int       // the data set's images are ImageH×ImageW×C
+	ImageW  int       //
+	C       int       //
+	Canvas  int       // they are centred on a Canvas×Canvas input
+	Mean    []float32 // (C, Canvas, Canvas) subtracted from raw 0..255 pixels
+}
+
+// Metadata encodes p as safetensors metadata (strings only).
+func (p Preprocess) Metadata() map[string]string {
+	b := make([]byte, 0, 4*len(p.Mean))
+	for _, v := range p.Mean {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
+	}
+	return map[string]string{
+		"net":     p.Net,
+		"lrn":     p.LRN,
+		"classes": strings.Join(p.Classes, "\n"),
+		"image":   fmt.Sprintf("%d,%d,%d", p.C, p.ImageH, p.ImageW),
+		"canvas":  strconv.Itoa(p.Canvas),
+		"mean":    base64.StdEncoding.EncodeToString(b),
+	}
+}
+
+// PreprocessFrom decodes the metadata Metadata wrote. Weights written by
+// other tools lack it; the error says so.
+func PreprocessFrom(meta map[string]string) (Preprocess, error) {
+	p := Preprocess{Net: meta["net"], LRN: meta["lrn"]}
+	if meta["classes"] == "" || meta["image"] == "" || meta["canvas"] == "" {
+		return p, fmt.Errorf("the weights carry no preprocessing (net, classes, image, canvas, mean): they were not written by trainer train")
+	}
+	p.Classes = strings.Split(meta["classes"], "\n")
+	if _, err := fmt.Sscanf(meta["image"], "%d,%d,%d", &p.C, &p.ImageH, &p.ImageW); err != nil {
+		return p, fmt.Errorf("weights metadata image=%q: %v", meta["image"], err)
+	}
+	var err error
+	if p.Canvas, err = strconv.Atoi(meta["canvas"]); err != nil || p.Canvas < 1 {
+		return p, fmt.Errorf("weights metadata canvas=%q is not a size", meta["canvas"])
+	}
+	b, err := base64.StdEncoding.DecodeString(meta["mean"])
+	if err != nil || len(b) != 4*p.C*p.Canvas*p.Canvas {
+		return p, fmt.Errorf("weights metadata mean: not %d×%d×%d float32 values", p.C, p.Canvas, p.Canvas)
+	}
+	p.Mean = make([]float32, len(b)/4)
+	for i := range p.Mean {
+		p.Mean[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return p, nil
+}
