@@ -69,6 +69,8 @@ func app() *cli.App {
 					&cli.StringFlag{Name: "lrn", Value: "paper", Usage: "LRN α convention: paper or caffe"},
 				},
 				Action: inspectCmd},
+			plotCommand(),
+			kernelsCommand(),
 			{Name: "nets", Usage: "list the nets", Action: func(*cli.Context) error { fmt.Print(model.Describe()); return nil }},
 			{Name: "forward", Usage: "run inference on a preprocessed float32 tensor named input (N,C,H,W)",
 				Flags: []cli.Flag{
