@@ -69,6 +69,8 @@ func app() *cli.App {
 					&cli.StringFlag{Name: "lrn", Value: "paper", Usage: "LRN α convention: paper or caffe"},
 				},
 				Action: inspectCmd},
+			evalCommand(),
+			predictCommand(),
 			plotCommand(),
 			kernelsCommand(),
 			{Name: "nets", Usage: "list the nets", Action: func(*cli.Context) error { fmt.Print(model.Describe()); return nil }},
