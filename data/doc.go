@@ -8,9 +8,11 @@
 //
 // The pipeline, and where it departs from the paper:
 //
-//   - Data: IDX files (MNIST, Fashion-MNIST) read by LoadIDX. There is no
-//     separate hold-out: the IDX test set serves as the validation set, as
-//     the paper's ILSVRC-2012 numbers are validation-set numbers.
+//   - Data: IDX files (MNIST, Fashion-MNIST) read by LoadIDX, CIFAR-10's
+//     binary batches read by LoadCIFAR, and ImageNet-style folders, which
+//     Prepare turns once into 256×256 shards (OpenPrepared). There is no
+//     separate hold-out: the test (or val) set serves as the validation set,
+//     as the paper's ILSVRC-2012 numbers are validation-set numbers.
 //   - Canvas instead of rescaling: the paper rescales ImageNet images to
 //     256×256; small images are instead placed centred on the canvas, and
 //     images larger than the canvas are cropped.
@@ -27,8 +29,11 @@
 //     initialisation of §5, N(0, 0.01²), was designed for inputs of that
 //     magnitude; on [0, 1] inputs the signal vanishes through the eight
 //     layers and the net does not learn. See Render and MeanImage.
-//   - PCA colour augmentation is not implemented: the data sets at hand are
-//     grayscale.
+//   - Prepared (ImageNet-scale) data get the paper's own augmentation in
+//     CropLoader: random 227×227 crops of the 256×256 images, reflections,
+//     PCA colour noise (CropAugment) and the mean image subtracted at the
+//     source position; evaluation takes the centre crop or the ten patches
+//     (TenCrops). The small in-memory sets above have no colour to perturb.
 //
 // Determinism: the augmentation of image i in epoch e is a pure function of
 // (seed, e, i) computed with a counter-based hash, and the epoch's order is a

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
-	"math/rand/v2"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -111,15 +109,7 @@ func (l *Loader) Batches() int {
 // a permutation of [0, N) from rand.New(rand.NewPCG(Seed, epoch)).Shuffle;
 // without, 0, 1, …, N−1.
 func (l *Loader) Order(epoch int) []int {
-	order := make([]int, l.set.N)
-	for i := range order {
-		order[i] = i
-	}
-	if l.o.Shuffle {
-		r := rand.New(rand.NewPCG(l.o.Seed, uint64(epoch)))
-		r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-	}
-	return order
+	return epochOrder(l.set.N, l.o.Shuffle, l.o.Seed, epoch)
 }
 
 // Epoch returns an iterator over the epoch's batches, in order:
@@ -144,75 +134,10 @@ func (l *Loader) Epoch(ctx context.Context, epoch int) iter.Seq2[*Batch, error] 
 // EpochFrom is Epoch starting at batch start: the batches a run resumed
 // mid-epoch has not trained on yet, identical to those Epoch delivers.
 func (l *Loader) EpochFrom(ctx context.Context, epoch, start int) iter.Seq2[*Batch, error] {
-	return func(yield func(*Batch, error) bool) {
-		nb := l.Batches()
-		if start < 0 || start >= nb {
-			return
-		}
-		if err := ctx.Err(); err != nil {
-			yield(nil, err)
-			return
-		}
+	return runEpoch(ctx, l.Batches(), start, l.o.Workers, l.o.Prefetch, &l.wait, func(int) renderFunc {
 		order := l.Order(epoch)
-		wctx, cancel := context.WithCancel(ctx)
-		var wg sync.WaitGroup
-		defer func() {
-			cancel()
-			wg.Wait()
-		}()
-
-		// Batch k is rendered by whichever worker takes it and delivered
-		// through its own slot, so the consumer can take them in order. A
-		// token in sem is a batch in flight: taken before the batch is
-		// handed to a worker, returned when the consumer receives it.
-		slots := make([]chan *Batch, nb)
-		for k := range slots {
-			slots[k] = make(chan *Batch, 1)
-		}
-		sem := make(chan struct{}, l.o.Prefetch)
-		jobs := make(chan int)
-		wg.Go(func() {
-			defer close(jobs)
-			for k := start; k < nb; k++ {
-				select {
-				case sem <- struct{}{}:
-				case <-wctx.Done():
-					return
-				}
-				select {
-				case jobs <- k:
-				case <-wctx.Done():
-					return
-				}
-			}
-		})
-		for range min(l.o.Workers, nb-start) {
-			wg.Go(func() {
-				for k := range jobs {
-					if wctx.Err() != nil {
-						return
-					}
-					slots[k] <- l.render(order, epoch, k) // never blocks: one send per slot
-				}
-			})
-		}
-
-		for k := start; k < nb; k++ {
-			t := time.Now()
-			var b *Batch
-			select {
-			case b = <-slots[k]:
-			case <-ctx.Done():
-				yield(nil, ctx.Err())
-				return
-			}
-			l.wait.Add(int64(time.Since(t)))
-			<-sem
-			if !yield(b, nil) {
-				return
-			}
-		}
-	}
+		return func(_, k int) (*Batch, error) { return l.render(order, epoch, k), nil }
+	})
 }
 
 // render renders batch k of the epoch.

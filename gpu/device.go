@@ -146,6 +146,25 @@ type Ops interface {
 	// SGD is the paper's update (§5) over N values:
 	// v ← Momentum·v − WeightDecay·LR·w − LR·dw;  w ← w + v.
 	SGD(w, v, dw Buffer, s SGDShape) error
+
+	// Augment turns N raw images into the network's inputs as the paper
+	// does (§2, §4.1): it crops each at (X, Y), reflects it if Flip,
+	// subtracts the mean image and adds a colour offset per channel:
+	//
+	//	dst[n,c,y,x] = (float32(src[n,c,Y+y,X+x′]) − mean[c,Y+y,X+x′]) + off[n,c]
+	//
+	// with x′ = Crop−1−x if Flip, else x, and both operations rounded to
+	// float32 in this order, so every backend gives the same bits. The mean
+	// is taken at the source pixel, not the output position: it is a
+	// property of where the pixel lies in the Size×Size image.
+	//
+	// src is the N·C·Size·Size source bytes, the N images (C,Size,Size)
+	// back to back, packed four per float32 word by PackBytes (byte j in
+	// bits 8·(j mod 4) of word j/4). mean (C,Size,Size). params (N, 3+C):
+	// per image X, Y, Flip, off[0], …, off[C−1], where X and Y are integers
+	// in [0, Size−Crop] and Flip is 0 or 1; other values are a programmer's
+	// mistake. dst (N,C,Crop,Crop).
+	Augment(dst, src, mean, params Buffer, s AugmentShape) error
 }
 
 // Transfer copies src into dst on another device: directly where the

@@ -1,6 +1,10 @@
 package gpu
 
-import "fmt"
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+)
 
 // ConvShape describes a convolution of N images of C×H×W with K filters of
 // C×R×S, applied every Stride pixels on the image zero-padded by Pad.
@@ -147,4 +151,64 @@ func DropoutKeep(seed uint64, i int, p float32) bool {
 	z ^= z >> 31
 	u := float32(z>>40) * (1.0 / (1 << 24)) // 24 random bits in [0, 1)
 	return u >= p
+}
+
+// AugmentShape describes Augment: N source images of C×Size×Size bytes,
+// each cropped to C×Crop×Crop.
+type AugmentShape struct{ N, C, Size, Crop int }
+
+// SrcLen is the number of float32 words holding the N·C·Size·Size source
+// bytes packed four to a word (see PackBytes): ⌈N·C·Size·Size / 4⌉.
+func (s AugmentShape) SrcLen() int { return (s.N*s.C*s.Size*s.Size + 3) / 4 }
+
+// MeanLen is the number of values of the mean image, C·Size·Size.
+func (s AugmentShape) MeanLen() int { return s.C * s.Size * s.Size }
+
+// ParamsLen is the number of parameter values, N·(3+C): X, Y, Flip and C
+// offsets per image.
+func (s AugmentShape) ParamsLen() int { return s.N * (3 + s.C) }
+
+// DstLen is the number of output values, N·C·Crop·Crop.
+func (s AugmentShape) DstLen() int { return s.N * s.C * s.Crop * s.Crop }
+
+// Validate reports a shape Augment cannot have.
+func (s AugmentShape) Validate() error {
+	if s.N < 1 || s.C < 1 || s.Size < 1 || s.Crop < 1 || s.Crop > s.Size {
+		return fmt.Errorf("gpu: invalid augmentation %+v", s)
+	}
+	return nil
+}
+
+// PackBytes packs b four bytes to a float32 word, little-endian: byte j
+// lands in bits 8·(j mod 4) … 8·(j mod 4)+7 of word j/4, read as the
+// word's IEEE-754 bits (math.Float32bits). A final partial word is padded
+// with zero bytes. The words are bit patterns, not numbers: some are NaNs,
+// and they must only be copied (Upload, Copy, Transfer), never computed on.
+// Augment takes its source images in this form, a quarter of the size of
+// float32 pixels.
+func PackBytes(b []uint8) []float32 {
+	w := make([]float32, (len(b)+3)/4)
+	full := len(b) / 4
+	for k := range full {
+		w[k] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*k:]))
+	}
+	if full < len(w) {
+		var tail [4]uint8
+		copy(tail[:], b[4*full:])
+		w[full] = math.Float32frombits(binary.LittleEndian.Uint32(tail[:]))
+	}
+	return w
+}
+
+// UnpackBytes is PackBytes's inverse: it returns the first n bytes packed
+// in w. It panics if w holds fewer than n bytes.
+func UnpackBytes(w []float32, n int) []uint8 {
+	if n < 0 || n > 4*len(w) {
+		panic(fmt.Sprintf("gpu: UnpackBytes: %d bytes from %d words", n, len(w)))
+	}
+	b := make([]uint8, 4*((n+3)/4))
+	for k := range len(b) / 4 {
+		binary.LittleEndian.PutUint32(b[4*k:], math.Float32bits(w[k]))
+	}
+	return b[:n:n]
 }

@@ -88,6 +88,7 @@ var suite = []struct {
 	{"Add", checkAdd},
 	{"ConcatSplit", checkConcatSplit},
 	{"SGD", checkSGD},
+	{"Augment", checkAugment},
 }
 
 // Upload allocates a buffer on dev holding v, failing t if the device
