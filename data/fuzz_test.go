@@ -3,6 +3,11 @@ package data
 import (
 	"bytes"
 	"encoding/binary"
+	"image"
+	"image/jpeg"
+	pngenc "image/png"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -54,6 +59,36 @@ func FuzzReadIDXLabels(f *testing.F) {
 			if l < 0 || l > 255 {
 				t.Errorf("label %d", l)
 			}
+		}
+	})
+}
+
+// FuzzDecodeImage feeds arbitrary bytes to the image decoders prepare and
+// predict use (libjpeg-turbo where present, Go's PNG, JPEG and GIF): an
+// error is fine, a crash or a hang is not.
+func FuzzDecodeImage(f *testing.F) {
+	var png, jpg bytes.Buffer
+	img := image.NewRGBA(image.Rect(0, 0, 9, 7))
+	for i := range img.Pix {
+		img.Pix[i] = byte(i * 37)
+	}
+	pngenc.Encode(&png, img)
+	jpeg.Encode(&jpg, img, nil)
+	f.Add(png.Bytes())
+	f.Add(jpg.Bytes())
+	f.Add(jpg.Bytes()[:jpg.Len()/2])
+	f.Add([]byte("GIF89a"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if img, err := DecodeJPEG(b); err == nil {
+			FromImage(img, 3, 8, 8)
+		}
+		p := filepath.Join(dir, "x")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if img, err := DecodeImage(p); err == nil {
+			FromImage(img, 1, 5, 5)
 		}
 	})
 }

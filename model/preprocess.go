@@ -20,6 +20,19 @@ type Preprocess struct {
 	C       int       //
 	Canvas  int       // they are centred on a Canvas×Canvas input
 	Mean    []float32 // (C, Canvas, Canvas) subtracted from raw 0..255 pixels
+	// Prepared marks data made by trainer prepare: the images are
+	// ImageH×ImageW (256×256) and the net sees their centre Canvas×Canvas
+	// crop (227); Mean is then (C, ImageH, ImageW), taken at the source
+	// position.
+	Prepared bool
+}
+
+// MeanLen is the number of values Mean holds.
+func (p Preprocess) MeanLen() int {
+	if p.Prepared {
+		return p.C * p.ImageH * p.ImageW
+	}
+	return p.C * p.Canvas * p.Canvas
 }
 
 // Metadata encodes p as safetensors metadata (strings only).
@@ -28,7 +41,12 @@ func (p Preprocess) Metadata() map[string]string {
 	for _, v := range p.Mean {
 		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
 	}
+	layout := "canvas"
+	if p.Prepared {
+		layout = "prepared"
+	}
 	return map[string]string{
+		"layout":  layout,
 		"net":     p.Net,
 		"lrn":     p.LRN,
 		"classes": strings.Join(p.Classes, "\n"),
@@ -41,7 +59,7 @@ func (p Preprocess) Metadata() map[string]string {
 // PreprocessFrom decodes the metadata Metadata wrote. Weights written by
 // other tools lack it; the error says so.
 func PreprocessFrom(meta map[string]string) (Preprocess, error) {
-	p := Preprocess{Net: meta["net"], LRN: meta["lrn"]}
+	p := Preprocess{Net: meta["net"], LRN: meta["lrn"], Prepared: meta["layout"] == "prepared"}
 	if meta["classes"] == "" || meta["image"] == "" || meta["canvas"] == "" {
 		return p, fmt.Errorf("the weights carry no preprocessing (net, classes, image, canvas, mean): they were not written by trainer train")
 	}
@@ -54,8 +72,8 @@ func PreprocessFrom(meta map[string]string) (Preprocess, error) {
 		return p, fmt.Errorf("weights metadata canvas=%q is not a size", meta["canvas"])
 	}
 	b, err := base64.StdEncoding.DecodeString(meta["mean"])
-	if err != nil || len(b) != 4*p.C*p.Canvas*p.Canvas {
-		return p, fmt.Errorf("weights metadata mean: not %d×%d×%d float32 values", p.C, p.Canvas, p.Canvas)
+	if err != nil || len(b) != 4*p.MeanLen() {
+		return p, fmt.Errorf("weights metadata mean: not the %d float32 values of a (C, H, W) mean image", p.MeanLen())
 	}
 	p.Mean = make([]float32, len(b)/4)
 	for i := range p.Mean {

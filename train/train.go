@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"math"
 	"os"
 	"path/filepath"
@@ -142,7 +143,7 @@ type trainer struct {
 	c      Config
 	net    *model.Net
 	r      *parallel.Runner
-	tl, vl *data.Loader
+	tl, vl Batcher
 	pre    model.Preprocess
 	log    io.Writer
 	prog   *progress
@@ -155,17 +156,11 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 	if _, err := OpenDevices(c.GPUs, c.Threads); err != nil { // a bad --gpus fails before the data loads
 		return nil, err
 	}
-	trainSet, valSet, err := data.LoadIDX(c.Data)
+	ds, err := openData(c)
 	if err != nil {
 		return nil, err
 	}
-	if c.Limit > 0 {
-		trainSet = data.Limit(trainSet, c.Limit)
-	}
-	net, err := model.Build(c.Net, model.Options{Channels: trainSet.C, Classes: len(trainSet.Classes), LRN: c.LRN})
-	if err != nil {
-		return nil, err
-	}
+	net := ds.net
 	spec := c.GPUs
 	if first, _, two := strings.Cut(spec, ","); two && net.Towers == 1 {
 		spec = first
@@ -175,30 +170,9 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 	if err != nil {
 		return nil, err
 	}
-	size := net.Input.H
-	if trainSet.H > size || trainSet.W > size {
-		return nil, fmt.Errorf("--net %s takes %d×%d images; %s holds %d×%d", c.Net, size, size, c.Data, trainSet.H, trainSet.W)
-	}
-	if size > 2*max(trainSet.H, trainSet.W) {
-		return nil, fmt.Errorf("--net %s takes %d×%d images; %s holds %d×%d images, too small to upscale that far: use alexnet-small or a prepared ImageNet folder", c.Net, size, size, c.Data, trainSet.H, trainSet.W)
-	}
-	// Random crops with padding and flips, the paper's augmentation that
-	// fits 28×28 images: translations by up to ±2 pixels on a 32×32 canvas.
-	aug := data.Augment{Size: size, Pad: 2, Crop: true, Flip: true}
-	mean := data.MeanImage(trainSet, size)
-	t := &trainer{c: c, net: net, log: log, prog: newProgress(log),
-		pre: model.Preprocess{Net: net.Name, LRN: net.LRN, Classes: trainSet.Classes,
-			C: trainSet.C, ImageH: trainSet.H, ImageW: trainSet.W, Canvas: size, Mean: mean}}
-	t.tl, err = data.NewLoader(trainSet, data.LoaderOptions{Batch: c.Batch, Seed: c.Seed, Shuffle: true, Augment: aug, Mean: mean, Workers: c.Workers, DropLast: true})
-	if err != nil {
-		return nil, err
-	}
+	t := &trainer{c: c, net: net, log: log, prog: newProgress(log), pre: ds.pre, tl: ds.train, vl: ds.val}
 	if t.tl.Batches() == 0 {
-		return nil, fmt.Errorf("--batch %d: larger than the %d training images", c.Batch, trainSet.N)
-	}
-	t.vl, err = data.NewLoader(valSet, data.LoaderOptions{Batch: c.Batch, Seed: c.Seed, Augment: data.Augment{Size: size, Pad: 2}, Mean: mean, Workers: c.Workers})
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--batch %d: larger than the %d training images", c.Batch, ds.trainN)
 	}
 
 	w := model.Init(net, c.Seed)
@@ -242,8 +216,7 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 		names[i] = d.Name()
 	}
 	fmt.Fprintf(log, "%s (%s params) on %s, BLAS: %s\n", net.Name, commas(net.Params()), strings.Join(names, ","), cpu.BLAS())
-	fmt.Fprintf(log, "data %s: %d training, %d validation images of %d×%d×%d, %d classes; run in %s\n",
-		c.Data, trainSet.N, valSet.N, trainSet.C, trainSet.H, trainSet.W, len(trainSet.Classes), c.Out)
+	fmt.Fprintf(log, "data %s: %s; run in %s\n", c.Data, ds.desc, c.Out)
 	if resume {
 		fmt.Fprintf(log, "resuming at epoch %d, batch %d of %d (step %d)\n", t.st.Epoch, t.st.Batch, t.tl.Batches(), t.st.Step)
 	}
@@ -393,23 +366,63 @@ type Score struct {
 	Top1Err, Top5Err float64
 }
 
+// Batcher is what the training loop needs of a loader: data.Loader for
+// in-memory sets, data.CropLoader for prepared ones.
+type Batcher interface {
+	Batches() int
+	EpochFrom(ctx context.Context, epoch, start int) iter.Seq2[*data.Batch, error]
+	Recycle(b *data.Batch)
+	Stats() data.Stats
+}
+
 // Evaluate runs the net over every image of l, without dropout.
-func Evaluate(ctx context.Context, r *parallel.Runner, l *data.Loader) (Score, error) {
+func Evaluate(ctx context.Context, r *parallel.Runner, l Batcher) (Score, error) {
+	return EvaluatePatches(ctx, r, l, 1)
+}
+
+// EvaluatePatches scores images given as k consecutive patches each (k = 10
+// for the paper's ten-patch evaluation, §2): an image's prediction is the
+// average of its patches' softmax outputs.
+func EvaluatePatches(ctx context.Context, r *parallel.Runner, l Batcher, k int) (Score, error) {
 	var s Score
 	var t1, t5 int
-	for b, err := range l.Epoch(ctx, 0) {
+	classes := r.Net().Classes
+	avg := make([]float32, classes)
+	for b, err := range l.EpochFrom(ctx, 0, 0) {
 		if err != nil {
 			return s, err
 		}
 		res, err := r.Eval(parallel.Batch{N: b.N, Images: b.Images, Labels: b.Labels})
+		labels := append([]float32(nil), b.Labels[:b.N]...)
 		l.Recycle(b)
 		if err != nil {
 			return s, err
 		}
-		s.Loss += res.Loss * float64(res.N)
-		t1 += res.Top1
-		t5 += res.Top5
-		s.Images += res.N
+		if k == 1 { // the device's own loss, exact
+			s.Loss += res.Loss * float64(res.N)
+			t1 += res.Top1
+			t5 += res.Top5
+			s.Images += res.N
+			continue
+		}
+		for i := 0; i+k <= res.N; i += k {
+			clear(avg)
+			for j := i; j < i+k; j++ {
+				for c, p := range res.Prob[j*classes : (j+1)*classes] {
+					avg[c] += p / float32(k)
+				}
+			}
+			label := int(labels[i])
+			s.Loss -= math.Log(max(float64(avg[label]), 1e-45))
+			top1, top5 := parallel.Rank(avg, label)
+			if !top1 {
+				t1++
+			}
+			if !top5 {
+				t5++
+			}
+			s.Images++
+		}
 	}
 	if s.Images == 0 {
 		return s, ctx.Err()

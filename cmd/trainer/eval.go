@@ -21,15 +21,18 @@ import (
 func evalCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "eval",
-		Usage:     "score trained weights on an IDX data set's test images: loss, top-1 and top-5 error",
+		Usage:     "score trained weights on a data set's test images: loss, top-1 and top-5 error",
 		ArgsUsage: " ",
 		Description: "The images are preprocessed as training preprocessed its validation images, as the\n" +
 			"weights file's metadata records: centred on the net's input canvas, minus the\n" +
 			"training set's mean image. The data must have the image size and the number of\n" +
-			"classes the weights were trained on.",
+			"classes the weights were trained on. Weights trained on prepared data are scored on\n" +
+			"its val split: the centre 227×227 crop, or with --ten-crop the paper's ten patches\n" +
+			"(four corners and the centre, each also reflected) with their softmax averaged.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "weights", Required: true, Usage: "the `FILE` trainer train wrote (RUN/weights.safetensors)"},
-			&cli.StringFlag{Name: "data", Value: train.Defaults().Data, Usage: "a Fashion-MNIST/MNIST IDX `DIR`; its test (t10k) set is scored"},
+			&cli.StringFlag{Name: "data", Value: train.Defaults().Data, Usage: "a Fashion-MNIST/MNIST IDX `DIR` (its test set is scored) or a folder trainer prepare wrote (its val split)"},
+			&cli.BoolFlag{Name: "ten-crop", Usage: "prepared data: average the softmax over the ten patches (§2) instead of the centre crop"},
 			&cli.StringFlag{Name: "gpus", Value: "cpu", Usage: "`DEVICES` as for train: cpu for one, cpu,cpu for one per tower"},
 			&cli.IntFlag{Name: "batch", Value: 128, Usage: "`N` images per forward pass"},
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON object: net, data, weights, images, loss, top1_err, top5_err (errors as fractions)"},
@@ -133,6 +136,12 @@ func evalCmd(c *cli.Context) error {
 		return err
 	}
 	dir := c.String("data")
+	if t.pre.Prepared {
+		return evalPrepared(c, t, dir, batch)
+	}
+	if c.Bool("ten-crop") {
+		return fmt.Errorf("--ten-crop: the weights %s were trained on a small in-memory set, whose images have no 256×256 source to cut ten patches from", t.path)
+	}
 	_, test, err := data.LoadIDX(dir)
 	if err != nil {
 		return err
@@ -165,6 +174,46 @@ func evalCmd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	return printScore(c, t, dir, s)
+}
+
+// evalPrepared scores weights trained on prepared data on its val split.
+func evalPrepared(c *cli.Context, t *trained, dir string, batch int) error {
+	p, err := data.OpenPrepared(dir)
+	if err != nil {
+		return fmt.Errorf("--data: the weights %s were trained on prepared data; give a folder trainer prepare wrote: %w", t.path, err)
+	}
+	defer p.Close()
+	pre := t.pre
+	if p.C != pre.C || p.Size != pre.ImageH || len(p.Classes) != len(pre.Classes) {
+		return fmt.Errorf("--data %s: %d×%d×%d images of %d classes, but --weights %s were trained on %d×%d×%d of %d",
+			dir, p.C, p.Size, p.Size, len(p.Classes), t.path, pre.C, pre.ImageH, pre.ImageW, len(pre.Classes))
+	}
+	if p.Val == nil || p.Val.N() == 0 {
+		return fmt.Errorf("--data %s: no validation images to score", dir)
+	}
+	k := 1
+	if c.Bool("ten-crop") {
+		k = 10
+	}
+	batch = min(batch, p.Val.N())
+	loader, err := data.NewCropLoader(p.Val, data.CropLoaderOptions{Batch: batch, Augment: data.CropAugment{Crop: pre.Canvas}, Mean: pre.Mean, TenCrop: k == 10})
+	if err != nil {
+		return err
+	}
+	r, err := t.runner(c.String("gpus"), batch*k)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	s, err := train.EvaluatePatches(c.Context, r, loader, k)
+	if err != nil {
+		return err
+	}
+	return printScore(c, t, dir, s)
+}
+
+func printScore(c *cli.Context, t *trained, dir string, s train.Score) error {
 	if c.Bool("json") {
 		return printJSON(evalResult{Net: t.net.Name, Data: dir, Weights: t.path, Images: s.Images, Loss: s.Loss, Top1Err: s.Top1Err, Top5Err: s.Top5Err})
 	}
@@ -208,6 +257,9 @@ func predictCmd(c *cli.Context) error {
 	t, err := loadTrained(c.String("weights"))
 	if err != nil {
 		return err
+	}
+	if t.pre.Prepared {
+		return fmt.Errorf("--weights %s: trained on prepared (ImageNet-style) data; predict does not yet rescale photos the way trainer prepare does: score them with trainer eval --data", t.path)
 	}
 	pre := t.pre
 	top = min(top, len(pre.Classes))

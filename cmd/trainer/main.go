@@ -69,6 +69,7 @@ func app() *cli.App {
 					&cli.StringFlag{Name: "lrn", Value: "paper", Usage: "LRN α convention: paper or caffe"},
 				},
 				Action: inspectCmd},
+			prepareCommand(),
 			evalCommand(),
 			predictCommand(),
 			plotCommand(),
