@@ -364,41 +364,69 @@ func processCPU() (time.Duration, bool) {
 // it can tell, images per CPU-second of the whole process.
 func BenchmarkCropLoader(b *testing.B) {
 	const size, crop = 256, 227
-	src := newMemSource(512, 3, size, 1)
+	mem := newMemSource(512, 3, size, 1)
 	mean := make([]float32, 3*size*size)
 	for i := range mean {
 		mean[i] = float32(i%255) + 0.5
 	}
 	a := paperAugment
 	a.Crop = crop
-	for _, workers := range []int{1, 2} {
-		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
-			l, err := NewCropLoader(src, CropLoaderOptions{Batch: 128, Seed: 1, Shuffle: true, DropLast: true,
-				Augment: a, Mean: mean, Workers: workers})
-			if err != nil {
+	// The same images in shards on disk (the page cache, after the first
+	// epoch): what training from a prepared folder reads, CRC checks included.
+	dir := b.TempDir()
+	for k := 0; k < 2; k++ {
+		w, err := createShard(dir, "train", k, 2, 3, size, ShardImages)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := k * 256; i < (k+1)*256; i++ {
+			if err := w.add(mem.image(i), mem.Label(i)); err != nil {
 				b.Fatal(err)
 			}
-			b.ResetTimer()
-			cpu0, cpuOK := processCPU()
-			n, epoch := 0, 0
-			for n < b.N {
-				for bt, err := range l.Epoch(context.Background(), epoch) {
-					if err != nil {
-						b.Fatal(err)
-					}
-					l.Recycle(bt)
-					if n++; n == b.N {
-						break
-					}
+		}
+		if err := w.finish(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	shards, err := OpenShards(dir, "train")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer shards.Close()
+	for _, workers := range []int{1, 2} {
+		for _, from := range []struct {
+			name string
+			src  CropSource
+		}{{"memory", mem}, {"shards", shards}} {
+			src := from.src
+			b.Run(fmt.Sprintf("%s/workers=%d", from.name, workers), func(b *testing.B) {
+				l, err := NewCropLoader(src, CropLoaderOptions{Batch: 128, Seed: 1, Shuffle: true, DropLast: true,
+					Augment: a, Mean: mean, Workers: workers})
+				if err != nil {
+					b.Fatal(err)
 				}
-				epoch++
-			}
-			rate := float64(b.N*128) / b.Elapsed().Seconds()
-			b.ReportMetric(rate, "images/s")
-			b.ReportMetric(rate/float64(min(workers, runtime.GOMAXPROCS(0))), "images/s/core")
-			if cpu1, ok := processCPU(); ok && cpuOK && cpu1 > cpu0 {
-				b.ReportMetric(float64(b.N*128)/(cpu1-cpu0).Seconds(), "images/cpu-s")
-			}
-		})
+				b.ResetTimer()
+				cpu0, cpuOK := processCPU()
+				n, epoch := 0, 0
+				for n < b.N {
+					for bt, err := range l.Epoch(context.Background(), epoch) {
+						if err != nil {
+							b.Fatal(err)
+						}
+						l.Recycle(bt)
+						if n++; n == b.N {
+							break
+						}
+					}
+					epoch++
+				}
+				rate := float64(b.N*128) / b.Elapsed().Seconds()
+				b.ReportMetric(rate, "images/s")
+				b.ReportMetric(rate/float64(min(workers, runtime.GOMAXPROCS(0))), "images/s/core")
+				if cpu1, ok := processCPU(); ok && cpuOK && cpu1 > cpu0 {
+					b.ReportMetric(float64(b.N*128)/(cpu1-cpu0).Seconds(), "images/cpu-s")
+				}
+			})
+		}
 	}
 }

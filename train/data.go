@@ -20,13 +20,19 @@ type dataset struct {
 	desc       string
 }
 
-// openData opens --data: a folder trainer prepare wrote (meta.json), or an
-// IDX directory.
+// openData opens --data: a folder trainer prepare wrote (meta.json),
+// CIFAR-10's binary batches, or an IDX directory.
 func openData(c Config) (*dataset, error) {
 	if _, err := os.Stat(filepath.Join(c.Data, "meta.json")); err == nil {
 		return openPrepared(c)
 	}
-	trainSet, valSet, err := data.LoadIDX(c.Data)
+	load := data.LoadIDX
+	for _, f := range []string{"data_batch_1.bin", "cifar-10-batches-bin"} {
+		if _, err := os.Stat(filepath.Join(c.Data, f)); err == nil {
+			load = data.LoadCIFAR
+		}
+	}
+	trainSet, valSet, err := load(c.Data)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,5 +131,40 @@ func TestAlexNetNeedsLargeImages(t *testing.T) {
 	_, err := Run(context.Background(), c, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "227×227") {
 		t.Errorf("alexnet on 28×28 images: %v", err)
+	}
+}
+
+// CIFAR-10's binary batches train alexnet-small with three input channels.
+func TestTrainCIFAR(t *testing.T) {
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, name := range []string{"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"} {
+		rec := make([]byte, 20*3073)
+		for i := range rec {
+			rec[i] = byte(rng.IntN(256))
+		}
+		for i := 0; i < 20; i++ {
+			rec[i*3073] = byte(i % 10)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), rec, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := Defaults()
+	c.Data, c.Out, c.Epochs, c.Batch = dir, filepath.Join(t.TempDir(), "run"), 1, 20
+	var log strings.Builder
+	ms, err := Run(context.Background(), c, &log)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if !strings.Contains(log.String(), "100 training, 20 validation images of 3×32×32, 10 classes") || len(ms) != 1 {
+		t.Errorf("CIFAR run:\n%s", log.String())
+	}
+	w, _, err := model.ReadSafetensors(filepath.Join(c.Out, "weights.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := w["conv1a.weight"].Shape; len(s) != 4 || s[1] != 3 {
+		t.Errorf("conv1a.weight %v: CIFAR has 3 channels", s)
 	}
 }
