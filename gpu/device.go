@@ -98,6 +98,12 @@ type Ops interface {
 	// ReLUBackward sets dx = dy where y > 0, else 0. dx may be dy.
 	ReLUBackward(dx, dy, y Buffer, n int) error
 
+	// Tanh sets y = tanh(x) over n values: the saturating activation the
+	// paper compares ReLU with (§3.1, Figure 1). y may be x.
+	Tanh(y, x Buffer, n int) error
+	// TanhBackward sets dx = dy·(1 − y²), with y = tanh(x). dx may be dy.
+	TanhBackward(dx, dy, y Buffer, n int) error
+
 	// LRN is local response normalization across channels (PAPER.md §3.3):
 	// y[c] = x[c] / (K + Alpha·Σ_{j=c−Size/2}^{c+Size/2} x[j]²)^Beta, the sum
 	// clipped to the valid channels. x, y (N,C,H,W).

@@ -16,7 +16,8 @@ import (
 // Kind is what a layer computes.
 type Kind int
 
-// The layer kinds. Conv and Linear layers may apply a ReLU to their output.
+// The layer kinds. Conv and Linear layers may apply a ReLU or a tanh to
+// their output.
 const (
 	Input Kind = iota
 	Conv
@@ -56,6 +57,7 @@ type Layer struct {
 	// Linear: Filters is the number of outputs.
 	Filters, Kernel, Stride, Pad int
 	ReLU                         bool    // Conv and Linear: apply max(0, ·) to the output
+	Tanh                         bool    // Conv and Linear: apply tanh to the output (not with ReLU)
 	Alpha, Beta, K               float32 // LRN: the coefficient applied to the sum, β and k
 	P                            float32 // Dropout: the probability of dropping
 	BiasInit                     float32 // Conv and Linear: the initial bias
@@ -107,8 +109,13 @@ type Net struct {
 	Input   Shape
 	Classes int
 	Towers  int
-	LRN     string // "paper" or "caffe", the α convention
+	LRN     string // "paper" or "caffe", the α convention, or "none": no LRN layers
 	Layers  []*Layer
+
+	// Activation follows every conv and FC layer but the last: "relu" or
+	// "tanh". Pool is the max pooling's window/stride: "3/2" (overlapping,
+	// the paper's) or "2/2".
+	Activation, Pool string
 
 	byName map[string]*Layer
 }
@@ -163,6 +170,9 @@ func (n *Net) finish() error {
 	for _, l := range n.Layers {
 		if _, dup := n.byName[l.Name]; dup {
 			return fmt.Errorf("model: %s: layer %q defined twice", n.Name, l.Name)
+		}
+		if l.ReLU && l.Tanh {
+			return fmt.Errorf("model: %s: layer %q applies both ReLU and tanh", n.Name, l.Name)
 		}
 		if l.Kind == Input {
 			l.Out = n.Input
@@ -224,15 +234,19 @@ func (n *Net) finish() error {
 // kind, device, inputs, output shape and parameter count, then the total.
 func (n *Net) Describe() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: input %v, %d classes, %d tower(s), LRN α convention %q\n\n", n.Name, n.Input, n.Classes, n.Towers, n.LRN)
+	fmt.Fprintf(&b, "%s: input %v, %d classes, %d tower(s), LRN %s, activation %s, max pooling %s\n\n",
+		n.Name, n.Input, n.Classes, n.Towers, lrnString(n.LRN), n.Activation, n.Pool)
 	fmt.Fprintf(&b, "%-8s %-10s %-7s %-24s %-12s %12s\n", "layer", "kind", "device", "inputs", "output", "parameters")
 	for _, l := range n.Layers {
 		if l.Kind == Input {
 			continue
 		}
 		kind := l.Kind.String()
-		if l.ReLU {
+		switch {
+		case l.ReLU:
 			kind += "+relu"
+		case l.Tanh:
+			kind += "+tanh"
 		}
 		fmt.Fprintf(&b, "%-8s %-10s %-7d %-24s %-12v %12s\n", l.Name, kind, l.Tower, strings.Join(l.Inputs, ","), l.Out, commas(l.Params()))
 	}
@@ -241,6 +255,14 @@ func (n *Net) Describe() string {
 		fmt.Fprintf(&b, "\ncross-device edges: %s\n", strings.Join(e, " "))
 	}
 	return b.String()
+}
+
+// lrnString describes a net's LRN setting for Describe.
+func lrnString(c string) string {
+	if c == "none" {
+		return "none"
+	}
+	return fmt.Sprintf("α convention %q", c)
 }
 
 func commas(v int) string {

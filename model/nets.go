@@ -7,11 +7,18 @@ import (
 	"strings"
 )
 
-// Options are what a net takes from its data and its user.
+// Options are what a net takes from its data and its user. The zero value
+// of each string is the paper's choice; the others are its ablations.
 type Options struct {
 	Channels int    // input channels: 3 for RGB; the small nets take the data set's
 	Classes  int    // outputs of the last layer
-	LRN      string // "paper" (α on the sum, the default) or "caffe" (α/n, as cuda-convnet2, Caffe, cuDNN and PyTorch)
+	LRN      string // "paper" (α on the sum, the default), "caffe" (α/n, as cuda-convnet2, Caffe, cuDNN and PyTorch) or "none" (no LRN layers, §3.3's ablation)
+	// Activation follows every conv and FC layer but fc8: "relu" (the
+	// default, §3.1) or "tanh" (Figure 1's comparison).
+	Activation string
+	// Pool is the max pooling's window/stride: "3/2" (overlapping, the
+	// default, §3.4) or "2/2" (non-overlapping, its ablation).
+	Pool string
 }
 
 // arch is the family the named nets come from: the paper's Figure 2 with
@@ -66,6 +73,9 @@ func InputSize(name string) int { return nets[name].size }
 // both towers (a then b). ReLU follows every conv and FC layer but fc8; LRN
 // follows conv1 and conv2; 3/2 max pooling follows conv1, conv2 and conv5;
 // dropout 0.5 follows fc6 and fc7. fc8 sits on tower a, as in cuda-convnet2.
+// Options select the paper's ablations: tanh in place of every ReLU, no LRN
+// (pool1 and pool2 then read conv1 and conv2), 2/2 pooling in place of 3/2;
+// each keeps everything else, init included, and the net's name.
 // Init (§5): weights N(0, 0.01²); biases 1 in conv2, conv4, conv5, fc6 and
 // fc7, 0 elsewhere.
 //
@@ -94,11 +104,31 @@ func Build(name string, o Options) (*Net, error) {
 		o.LRN = "paper"
 	case "caffe":
 		alpha /= 5
+	case "none":
 	default:
-		return nil, fmt.Errorf("model: unknown LRN convention %q (use paper or caffe)", o.LRN)
+		return nil, fmt.Errorf("model: unknown LRN convention %q (use paper, caffe or none)", o.LRN)
+	}
+	relu := true
+	switch o.Activation {
+	case "", "relu":
+		o.Activation = "relu"
+	case "tanh":
+		relu = false
+	default:
+		return nil, fmt.Errorf("model: unknown activation %q (use relu or tanh)", o.Activation)
+	}
+	var window, stride int
+	switch o.Pool {
+	case "", "3/2":
+		o.Pool, window, stride = "3/2", 3, 2
+	case "2/2":
+		window, stride = 2, 2
+	default:
+		return nil, fmt.Errorf("model: unknown pooling %q (use 3/2 or 2/2, window/stride)", o.Pool)
 	}
 
-	n := &Net{Name: name, Input: Shape{ch, a.size, a.size}, Classes: o.Classes, Towers: a.towers, LRN: o.LRN}
+	n := &Net{Name: name, Input: Shape{ch, a.size, a.size}, Classes: o.Classes, Towers: a.towers, LRN: o.LRN,
+		Activation: o.Activation, Pool: o.Pool}
 	add := func(l *Layer) { n.Layers = append(n.Layers, l) }
 	suffix := func(t int) string {
 		if a.towers == 1 {
@@ -116,30 +146,33 @@ func Build(name string, o Options) (*Net, error) {
 	conv := func(i, t int, inputs []string, bias float32) {
 		c := a.conv[i]
 		add(&Layer{Name: fmt.Sprintf("conv%d%s", i+1, suffix(t)), Kind: Conv, Inputs: inputs, Tower: t,
-			Filters: c.filters, Kernel: c.kernel, Stride: c.stride, Pad: c.pad, ReLU: true,
+			Filters: c.filters, Kernel: c.kernel, Stride: c.stride, Pad: c.pad, ReLU: relu, Tanh: !relu,
 			BiasInit: bias, WeightStd: 0.01})
 	}
-	lrn := func(i, t int) {
+	// lrn adds norm(i) after conv(i) and returns the layer pool(i) reads.
+	lrn := func(i, t int) string {
+		if o.LRN == "none" {
+			return fmt.Sprintf("conv%d", i)
+		}
 		add(&Layer{Name: fmt.Sprintf("norm%d%s", i, suffix(t)), Kind: LRN, Inputs: []string{fmt.Sprintf("conv%d%s", i, suffix(t))}, Tower: t,
 			Kernel: 5, Alpha: alpha, Beta: 0.75, K: 2})
+		return fmt.Sprintf("norm%d", i)
 	}
 	pool := func(i, t int, from string) {
-		add(&Layer{Name: fmt.Sprintf("pool%d%s", i, suffix(t)), Kind: Pool, Inputs: []string{from + suffix(t)}, Tower: t, Kernel: 3, Stride: 2})
+		add(&Layer{Name: fmt.Sprintf("pool%d%s", i, suffix(t)), Kind: Pool, Inputs: []string{from + suffix(t)}, Tower: t, Kernel: window, Stride: stride})
 	}
 	fc := func(i, t int, inputs []string) {
 		add(&Layer{Name: fmt.Sprintf("fc%d%s", i, suffix(t)), Kind: Linear, Inputs: inputs, Tower: t,
-			Filters: a.fc[i-6], ReLU: true, BiasInit: 1, WeightStd: 0.01})
+			Filters: a.fc[i-6], ReLU: relu, Tanh: !relu, BiasInit: 1, WeightStd: 0.01})
 		add(&Layer{Name: fmt.Sprintf("drop%d%s", i, suffix(t)), Kind: Dropout, Inputs: []string{fmt.Sprintf("fc%d%s", i, suffix(t))}, Tower: t, P: 0.5})
 	}
 
 	add(&Layer{Name: "data", Kind: Input})
 	for t := 0; t < a.towers; t++ {
 		conv(0, t, []string{"data"}, 0)
-		lrn(1, t)
-		pool(1, t, "norm1")
+		pool(1, t, lrn(1, t))
 		conv(1, t, []string{"pool1" + suffix(t)}, 1)
-		lrn(2, t)
-		pool(2, t, "norm2")
+		pool(2, t, lrn(2, t))
 	}
 	for t := 0; t < a.towers; t++ {
 		conv(2, t, all("pool2"), 0)

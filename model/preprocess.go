@@ -12,14 +12,16 @@ import (
 // Preprocess is what turns an image into the net's input, stored in the
 // weights file's metadata so that eval and predict apply what training did.
 type Preprocess struct {
-	Net     string    // the net the weights belong to
-	LRN     string    // its LRN α convention
-	Classes []string  // class names, in label order
-	ImageH  int       // the data set's images are ImageH×ImageW×C
-	ImageW  int       //
-	C       int       //
-	Canvas  int       // they are centred on a Canvas×Canvas input
-	Mean    []float32 // (C, Canvas, Canvas) subtracted from raw 0..255 pixels
+	Net        string    // the net the weights belong to
+	LRN        string    // its LRN α convention, or "none"
+	Activation string    // its activation, "relu" or "tanh" ("" in older weights: relu)
+	Pool       string    // its max pooling, "3/2" or "2/2" ("" in older weights: 3/2)
+	Classes    []string  // class names, in label order
+	ImageH     int       // the data set's images are ImageH×ImageW×C
+	ImageW     int       //
+	C          int       //
+	Canvas     int       // they are centred on a Canvas×Canvas input
+	Mean       []float32 // (C, Canvas, Canvas) subtracted from raw 0..255 pixels
 	// Prepared marks data made by trainer prepare: the images are
 	// ImageH×ImageW (256×256) and the net sees their centre Canvas×Canvas
 	// crop (227); Mean is then (C, ImageH, ImageW), taken at the source
@@ -46,20 +48,23 @@ func (p Preprocess) Metadata() map[string]string {
 		layout = "prepared"
 	}
 	return map[string]string{
-		"layout":  layout,
-		"net":     p.Net,
-		"lrn":     p.LRN,
-		"classes": strings.Join(p.Classes, "\n"),
-		"image":   fmt.Sprintf("%d,%d,%d", p.C, p.ImageH, p.ImageW),
-		"canvas":  strconv.Itoa(p.Canvas),
-		"mean":    base64.StdEncoding.EncodeToString(b),
+		"layout":     layout,
+		"net":        p.Net,
+		"lrn":        p.LRN,
+		"activation": p.Activation,
+		"pool":       p.Pool,
+		"classes":    strings.Join(p.Classes, "\n"),
+		"image":      fmt.Sprintf("%d,%d,%d", p.C, p.ImageH, p.ImageW),
+		"canvas":     strconv.Itoa(p.Canvas),
+		"mean":       base64.StdEncoding.EncodeToString(b),
 	}
 }
 
 // PreprocessFrom decodes the metadata Metadata wrote. Weights written by
 // other tools lack it; the error says so.
 func PreprocessFrom(meta map[string]string) (Preprocess, error) {
-	p := Preprocess{Net: meta["net"], LRN: meta["lrn"], Prepared: meta["layout"] == "prepared"}
+	p := Preprocess{Net: meta["net"], LRN: meta["lrn"], Activation: meta["activation"], Pool: meta["pool"],
+		Prepared: meta["layout"] == "prepared"}
 	if meta["classes"] == "" || meta["image"] == "" || meta["canvas"] == "" {
 		return p, fmt.Errorf("the weights carry no preprocessing (net, classes, image, canvas, mean): they were not written by trainer train")
 	}

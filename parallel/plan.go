@@ -18,6 +18,7 @@ package parallel
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/alexnet-go/trainer/gpu"
 	"github.com/alexnet-go/trainer/model"
@@ -45,6 +46,10 @@ type node struct {
 	needGrad bool         // whether any consumer needs this node's gradient
 	dxSlots  []gpu.Buffer // per input: where this node writes that input's gradient
 	backs    []*edge      // per input: the copy back to the producer's device, or nil
+
+	// time spent in this layer's forward and backward passes (the SGD
+	// update included), summed over steps; only its worker writes them
+	fwd, bwd time.Duration
 }
 
 // input is one input of a node as seen on the node's device.
@@ -66,6 +71,7 @@ type edge struct {
 	src, dst gpu.Buffer
 	from, to *worker
 	ready    chan gpu.Event
+	spent    time.Duration // issuing the copies, summed over steps; only the producer's worker writes it
 }
 
 func (e *edge) bytes() int64 { return 4 * int64(min(e.src.Len(), e.dst.Len())) }

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/alexnet-go/trainer/gpu"
 	"github.com/alexnet-go/trainer/model"
@@ -182,6 +183,8 @@ func (r *Runner) CrossingBytes() int64 {
 // send pushes e's source into its destination, records an event and hands
 // it to the consumer.
 func (r *Runner) send(e *edge) error {
+	began := time.Now()
+	defer func() { e.spent += time.Since(began) }()
 	if err := gpu.Transfer(e.dst, e.src); err != nil {
 		return fmt.Errorf("parallel: %s: %w", e.name, err)
 	}
@@ -295,4 +298,60 @@ func (r *Runner) params(k which) (model.Weights, error) {
 		return nil
 	})
 	return out, err
+}
+
+// LayerTime is where a layer's time went, summed over the steps since the
+// last ResetProfile. The times are measured on the host around each call:
+// on a device that runs work asynchronously they are the time to enqueue
+// it unless the device synchronizes.
+type LayerTime struct {
+	Layer         string
+	Device        string
+	Forward       time.Duration
+	Backward      time.Duration // the SGD update included
+	MovedBytes    int64         // copies of its output to other devices
+	Transfer      time.Duration // issuing those copies
+	GradientBytes int64         // its gradients sent back to other devices
+}
+
+// Profile returns each layer's time, in table order.
+func (r *Runner) Profile() []LayerTime {
+	var out []LayerTime
+	for _, n := range r.nodes {
+		t := LayerTime{Layer: n.l.Name, Device: n.dev.Name(), Forward: n.fwd, Backward: n.bwd}
+		for _, e := range n.sends {
+			t.MovedBytes += e.bytes()
+			t.Transfer += e.spent
+		}
+		for _, e := range n.backs {
+			if e != nil {
+				t.GradientBytes += e.bytes()
+				t.Transfer += e.spent
+			}
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// ResetProfile zeroes the times Profile reports.
+func (r *Runner) ResetProfile() {
+	for _, n := range r.nodes {
+		n.fwd, n.bwd = 0, 0
+	}
+	for _, e := range r.edges {
+		e.spent = 0
+	}
+}
+
+// MemoryBytes is what the plan allocated on each device, by device name:
+// activations, their gradients, parameters, momentum and transfer buffers,
+// all sized for the largest batch. A backend's own scratch space (im2col,
+// cuDNN workspaces) is not included.
+func (r *Runner) MemoryBytes() map[string]int64 {
+	out := map[string]int64{}
+	for _, b := range r.bufs {
+		out[b.Device().Name()] += 4 * int64(b.Len())
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/alexnet-go/trainer/gpu"
 	"github.com/alexnet-go/trainer/model"
@@ -130,9 +131,11 @@ func (r *Runner) forward(ctx context.Context, wk *worker, b Batch, train bool, r
 				got[in.edge] = true
 			}
 		}
+		began := time.Now()
 		if err := r.forwardNode(n, b.N, train); err != nil {
 			return fmt.Errorf("parallel: %s on %s: %w", n.l.Name, d.Name(), err)
 		}
+		n.fwd += time.Since(began)
 		for _, e := range n.sends {
 			if err := r.send(e); err != nil {
 				return err
@@ -225,6 +228,9 @@ func (r *Runner) forwardNode(n *node, N int, train bool) error {
 	if err == nil && l.ReLU {
 		err = d.ReLU(n.y, n.y, cnt)
 	}
+	if err == nil && l.Tanh {
+		err = d.Tanh(n.y, n.y, cnt)
+	}
 	return err
 }
 
@@ -262,9 +268,11 @@ func (r *Runner) backward(ctx context.Context, wk *worker, N int, lr float32) er
 				return err
 			}
 		}
+		began := time.Now()
 		if err := r.backwardNode(n, N, lr); err != nil {
 			return fmt.Errorf("parallel: %s backward on %s: %w", n.l.Name, d.Name(), err)
 		}
+		n.bwd += time.Since(began)
 		for _, e := range n.backs {
 			if e != nil {
 				if err := r.send(e); err != nil {
@@ -281,6 +289,11 @@ func (r *Runner) backwardNode(n *node, N int, lr float32) error {
 	cnt := N * l.Out.Len()
 	if l.ReLU {
 		if err := d.ReLUBackward(n.dy, n.dy, n.y, cnt); err != nil {
+			return err
+		}
+	}
+	if l.Tanh {
+		if err := d.TanhBackward(n.dy, n.dy, n.y, cnt); err != nil {
 			return err
 		}
 	}

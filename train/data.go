@@ -39,7 +39,11 @@ func openData(c Config) (*dataset, error) {
 	if c.Limit > 0 {
 		trainSet = data.Limit(trainSet, c.Limit)
 	}
-	net, err := model.Build(c.Net, model.Options{Channels: trainSet.C, Classes: len(trainSet.Classes), LRN: c.LRN})
+	if c.ValLimit > 0 {
+		valSet = data.Limit(valSet, c.ValLimit)
+	}
+	net, err := model.Build(c.Net, model.Options{Channels: trainSet.C, Classes: len(trainSet.Classes), LRN: c.LRN,
+		Activation: c.Activation, Pool: c.Pool})
 	if err != nil {
 		return nil, err
 	}
@@ -63,8 +67,8 @@ func openData(c Config) (*dataset, error) {
 		return nil, err
 	}
 	return &dataset{net: net, train: tl, val: vl, trainN: trainSet.N,
-		pre: model.Preprocess{Net: net.Name, LRN: net.LRN, Classes: trainSet.Classes,
-			C: trainSet.C, ImageH: trainSet.H, ImageW: trainSet.W, Canvas: size, Mean: mean},
+		pre: model.Preprocess{Net: net.Name, LRN: net.LRN, Activation: net.Activation, Pool: net.Pool,
+			Classes: trainSet.Classes, C: trainSet.C, ImageH: trainSet.H, ImageW: trainSet.W, Canvas: size, Mean: mean},
 		desc: fmt.Sprintf("%d training, %d validation images of %d×%d×%d, %d classes", trainSet.N, valSet.N, trainSet.C, trainSet.H, trainSet.W, len(trainSet.Classes))}, nil
 }
 
@@ -80,7 +84,8 @@ func openPrepared(c Config) (*dataset, error) {
 	if p.Val == nil || p.Val.N() == 0 {
 		return nil, fmt.Errorf("--data %s: the prepared data has no validation images (give the source a val/ folder and prepare it again)", c.Data)
 	}
-	net, err := model.Build(c.Net, model.Options{Channels: p.C, Classes: len(p.Classes), LRN: c.LRN})
+	net, err := model.Build(c.Net, model.Options{Channels: p.C, Classes: len(p.Classes), LRN: c.LRN,
+		Activation: c.Activation, Pool: c.Pool})
 	if err != nil {
 		return nil, err
 	}
@@ -105,14 +110,19 @@ func openPrepared(c Config) (*dataset, error) {
 	if err != nil {
 		return nil, err
 	}
-	vl, err := data.NewCropLoader(p.Val, data.CropLoaderOptions{Batch: c.Batch, Seed: c.Seed, Augment: data.CropAugment{Crop: crop}, Mean: p.Mean, Workers: c.Workers})
+	var val data.CropSource = p.Val
+	if c.ValLimit > 0 && c.ValLimit < p.Val.N() {
+		val = limited{p.Val, c.ValLimit}
+	}
+	vl, err := data.NewCropLoader(val, data.CropLoaderOptions{Batch: c.Batch, Seed: c.Seed, Augment: data.CropAugment{Crop: crop}, Mean: p.Mean, Workers: c.Workers})
 	if err != nil {
 		return nil, err
 	}
 	return &dataset{net: net, train: tl, val: vl, trainN: src.N(),
-		pre: model.Preprocess{Net: net.Name, LRN: net.LRN, Classes: p.Classes, C: p.C, ImageH: p.Size, ImageW: p.Size,
+		pre: model.Preprocess{Net: net.Name, LRN: net.LRN, Activation: net.Activation, Pool: net.Pool,
+			Classes: p.Classes, C: p.C, ImageH: p.Size, ImageW: p.Size,
 			Canvas: crop, Mean: p.Mean, Prepared: true},
-		desc: fmt.Sprintf("prepared: %d training, %d validation images of %d×%d×%d, %d classes, %d×%d crops", src.N(), p.Val.N(), p.C, p.Size, p.Size, len(p.Classes), crop, crop)}, nil
+		desc: fmt.Sprintf("prepared: %d training, %d validation images of %d×%d×%d, %d classes, %d×%d crops", src.N(), val.N(), p.C, p.Size, p.Size, len(p.Classes), crop, crop)}, nil
 }
 
 // limited is the first n images of a source (--limit).

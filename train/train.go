@@ -27,6 +27,8 @@ import (
 type Config struct {
 	Net         string  `json:"net"`
 	LRN         string  `json:"lrn"`
+	Activation  string  `json:"activation"` // "relu" or "tanh" (Figure 1's comparison)
+	Pool        string  `json:"pool"`       // max pooling window/stride: "3/2" (overlapping, §3.4) or "2/2"
 	GPUs        string  `json:"gpus"`
 	Threads     int     `json:"threads"`
 	Data        string  `json:"data"`
@@ -37,7 +39,8 @@ type Config struct {
 	WeightDecay float64 `json:"weight_decay"`
 	Seed        uint64  `json:"seed"`
 	Limit       int     `json:"limit"`
-	Patience    int     `json:"patience"` // epochs without a better validation error before the rate is divided by 10
+	ValLimit    int     `json:"val_limit"` // validate on the first N test images only (0: all)
+	Patience    int     `json:"patience"`  // epochs without a better validation error before the rate is divided by 10
 	Out         string  `json:"out"`
 	// A checkpoint is saved every CheckpointSteps steps (0: never), every
 	// CheckpointMinutes minutes (0: never), at each epoch's end and when the
@@ -49,7 +52,7 @@ type Config struct {
 
 // Defaults returns the paper's recipe (§5) on the embedded default data.
 func Defaults() Config {
-	return Config{Net: "alexnet-small", LRN: "paper", GPUs: DefaultGPUs, Data: "/usr/share/datasets/fashion-mnist",
+	return Config{Net: "alexnet-small", LRN: "paper", Activation: "relu", Pool: "3/2", GPUs: DefaultGPUs, Data: "/usr/share/datasets/fashion-mnist",
 		Epochs: 10, Batch: 128, LR: 0.01, Momentum: 0.9, WeightDecay: 0.0005, Seed: 1, Patience: 1, CheckpointMinutes: 10}
 }
 
@@ -58,8 +61,12 @@ func (c Config) Validate() error {
 	switch {
 	case model.InputSize(c.Net) == 0:
 		return fmt.Errorf("--net %q: unknown net (known: %s)", c.Net, strings.Join(model.Names(), ", "))
-	case c.LRN != "paper" && c.LRN != "caffe":
-		return fmt.Errorf("--lrn %q: use paper (α on the sum) or caffe (α/n)", c.LRN)
+	case c.LRN != "paper" && c.LRN != "caffe" && c.LRN != "none":
+		return fmt.Errorf("--lrn %q: use paper (α on the sum), caffe (α/n) or none (no LRN layers)", c.LRN)
+	case c.Activation != "relu" && c.Activation != "tanh":
+		return fmt.Errorf("--activation %q: use relu or tanh", c.Activation)
+	case c.Pool != "3/2" && c.Pool != "2/2":
+		return fmt.Errorf("--pool %q: use 3/2 (overlapping, the paper's) or 2/2 (window/stride)", c.Pool)
 	case c.Batch < 1:
 		return fmt.Errorf("--batch %d: a batch needs at least 1 image", c.Batch)
 	case c.Epochs < 1:
@@ -72,6 +79,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--weight-decay %g: must be 0 or more", c.WeightDecay)
 	case c.Limit < 0:
 		return fmt.Errorf("--limit %d: must be 0 (all images) or more", c.Limit)
+	case c.ValLimit < 0:
+		return fmt.Errorf("--val-limit %d: must be 0 (all images) or more", c.ValLimit)
 	case c.Patience < 1:
 		return fmt.Errorf("--patience %d: must be at least 1 epoch", c.Patience)
 	case c.CheckpointSteps < 0 || c.CheckpointMinutes < 0:
@@ -127,6 +136,13 @@ func Resume(ctx context.Context, dir string, epochs int, log io.Writer) ([]Metri
 	var c Config
 	if err := json.Unmarshal(b, &c); err != nil {
 		return nil, fmt.Errorf("--resume %s: %s is corrupt: %v", dir, configFile, err)
+	}
+	// Runs from before --activation and --pool had the paper's.
+	if c.Activation == "" {
+		c.Activation = "relu"
+	}
+	if c.Pool == "" {
+		c.Pool = "3/2"
 	}
 	c.Out = dir
 	if epochs > 0 {

@@ -106,6 +106,8 @@ func TestConfigErrors(t *testing.T) {
 		{func(c *Config) { c.Batch = 0 }, "--batch 0"},
 		{func(c *Config) { c.Net = "lenet" }, `--net "lenet"`},
 		{func(c *Config) { c.LRN = "torch" }, "--lrn"},
+		{func(c *Config) { c.Activation = "sigmoid" }, `--activation "sigmoid"`},
+		{func(c *Config) { c.Pool = "3/3" }, `--pool "3/3"`},
 		{func(c *Config) { c.LR = -1 }, "--lr"},
 		{func(c *Config) { c.Epochs = 0 }, "--epochs"},
 		{func(c *Config) { c.Momentum = 1 }, "--momentum"},

@@ -86,7 +86,7 @@ func loadTrained(path string) (*trained, error) {
 	if (pre.C != 1 && pre.C != 3) || pre.ImageH < 1 || pre.ImageW < 1 {
 		return nil, fmt.Errorf("--weights %s: metadata image=%q: want 1 or 3 channels of at least 1×1", path, meta["image"])
 	}
-	net, err := model.Build(pre.Net, model.Options{Channels: pre.C, Classes: len(pre.Classes), LRN: pre.LRN})
+	net, err := model.Build(pre.Net, model.Options{Channels: pre.C, Classes: len(pre.Classes), LRN: pre.LRN, Activation: pre.Activation, Pool: pre.Pool})
 	if err != nil {
 		return nil, fmt.Errorf("--weights %s: %w", path, err)
 	}

@@ -47,8 +47,11 @@ func app() *cli.App {
 		&cli.Float64Flag{Name: "weight-decay", Value: d.WeightDecay, Usage: "weight decay on the weights"},
 		&cli.Uint64Flag{Name: "seed", Value: d.Seed, Usage: "seed of the init, the data order, the augmentation and dropout"},
 		&cli.IntFlag{Name: "limit", Usage: "use only the first N training images (0: all)"},
+		&cli.IntFlag{Name: "val-limit", Usage: "validate on only the first N test images (0: all)"},
 		&cli.IntFlag{Name: "patience", Value: d.Patience, Usage: "epochs without a better validation error before the rate is divided by 10"},
-		&cli.StringFlag{Name: "lrn", Value: d.LRN, Usage: "LRN α convention: paper (α on the sum) or caffe (α/n, as cuda-convnet2, Caffe, PyTorch)"},
+		&cli.StringFlag{Name: "lrn", Value: d.LRN, Usage: "LRN α convention: paper (α on the sum) or caffe (α/n, as cuda-convnet2, Caffe, PyTorch); none: no LRN layers (§3.3's ablation)"},
+		&cli.StringFlag{Name: "activation", Value: d.Activation, Usage: "after every conv and FC layer but fc8: relu (§3.1) or tanh (Figure 1's comparison)"},
+		&cli.StringFlag{Name: "pool", Value: d.Pool, Usage: "max pooling window/stride: 3/2 (overlapping, §3.4) or 2/2"},
 		&cli.StringFlag{Name: "out", Usage: "the run directory (default runs/NET-TIME); must not hold a run"},
 		&cli.StringFlag{Name: "resume", Usage: "continue the run in `DIR` from its last checkpoint, with its own config (only --epochs may change)"},
 		&cli.IntFlag{Name: "checkpoint-steps", Usage: "save a checkpoint every N steps (0: only by time, at each epoch's end and on SIGINT/SIGTERM)"},
@@ -66,12 +69,15 @@ func app() *cli.App {
 					&cli.StringFlag{Name: "net", Value: "alexnet", Usage: "the net: " + strings.Join(model.Names(), ", ")},
 					&cli.IntFlag{Name: "classes", Value: 1000, Usage: "classes of the last layer"},
 					&cli.IntFlag{Name: "channels", Value: 3, Usage: "input channels (the small nets)"},
-					&cli.StringFlag{Name: "lrn", Value: "paper", Usage: "LRN α convention: paper or caffe"},
+					&cli.StringFlag{Name: "lrn", Value: "paper", Usage: "LRN α convention: paper or caffe, or none"},
+					&cli.StringFlag{Name: "activation", Value: "relu", Usage: "relu or tanh"},
+					&cli.StringFlag{Name: "pool", Value: "3/2", Usage: "max pooling: 3/2 (overlapping) or 2/2"},
 				},
 				Action: inspectCmd},
 			prepareCommand(),
 			evalCommand(),
 			predictCommand(),
+			benchCommand(),
 			plotCommand(),
 			kernelsCommand(),
 			{Name: "nets", Usage: "list the nets", Action: func(*cli.Context) error { fmt.Print(model.Describe()); return nil }},
@@ -127,10 +133,11 @@ func trainCmd(c *cli.Context) error {
 		_, err = train.Resume(ctx, dir, epochs, os.Stdout)
 	} else {
 		cfg := train.Config{
-			Net: c.String("net"), LRN: c.String("lrn"), GPUs: c.String("gpus"), Threads: c.Int("threads"),
+			Net: c.String("net"), LRN: c.String("lrn"), Activation: c.String("activation"), Pool: c.String("pool"),
+			GPUs: c.String("gpus"), Threads: c.Int("threads"),
 			Data: c.String("data"), Epochs: c.Int("epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"),
 			Momentum: c.Float64("momentum"), WeightDecay: c.Float64("weight-decay"), Seed: c.Uint64("seed"),
-			Limit: c.Int("limit"), Patience: c.Int("patience"), Out: c.String("out"),
+			Limit: c.Int("limit"), ValLimit: c.Int("val-limit"), Patience: c.Int("patience"), Out: c.String("out"),
 			CheckpointSteps: c.Int("checkpoint-steps"), CheckpointMinutes: c.Float64("checkpoint-minutes"),
 		}
 		if cfg.GPUs == "" {
@@ -150,7 +157,8 @@ func trainCmd(c *cli.Context) error {
 }
 
 func inspectCmd(c *cli.Context) error {
-	n, err := model.Build(c.String("net"), model.Options{Channels: c.Int("channels"), Classes: c.Int("classes"), LRN: c.String("lrn")})
+	n, err := model.Build(c.String("net"), model.Options{Channels: c.Int("channels"), Classes: c.Int("classes"), LRN: c.String("lrn"),
+		Activation: c.String("activation"), Pool: c.String("pool")})
 	if err != nil {
 		return err
 	}
@@ -189,7 +197,9 @@ func forwardCmd(c *cli.Context) error {
 	if lrn == "" {
 		lrn = meta["lrn"]
 	}
-	net, err := model.Build(name, model.Options{Channels: conv1.Shape[1], Classes: fc8.Shape[0], LRN: lrn})
+	// The variant the weights were trained as (bench ablate's), from their metadata.
+	net, err := model.Build(name, model.Options{Channels: conv1.Shape[1], Classes: fc8.Shape[0], LRN: lrn,
+		Activation: meta["activation"], Pool: meta["pool"]})
 	if err != nil {
 		return fmt.Errorf("--net: %w", err)
 	}

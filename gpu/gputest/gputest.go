@@ -80,6 +80,7 @@ var suite = []struct {
 	{"Conv", checkConv},
 	{"AddBias", checkAddBias},
 	{"ReLU", checkReLU},
+	{"Tanh", checkTanh},
 	{"LRN", checkLRN},
 	{"MaxPool", checkMaxPool},
 	{"Linear", checkLinear},

@@ -27,6 +27,32 @@ func (d brokenReLU) ReLU(y, x gpu.Buffer, n int) error {
 	})
 }
 
+// brokenTanh computes tanh as (e^2x − 1)/(e^2x + 1) in float32, which
+// overflows to NaN for x ≳ 44.
+type brokenTanh struct{ gpu.Device }
+
+func (d brokenTanh) Tanh(y, x gpu.Buffer, n int) error {
+	v := get(d.Device, x, n)
+	for i, a := range v {
+		e := float32(math.Exp(float64(2 * a)))
+		v[i] = (e - 1) / (e + 1)
+	}
+	return d.Device.Upload(y, v)
+}
+
+// brokenTanhBackward uses the derivative at the wrong point:
+// dx = dy·(1 − tanh(y)²), as if y were the input.
+type brokenTanhBackward struct{ gpu.Device }
+
+func (d brokenTanhBackward) TanhBackward(dx, dy, y gpu.Buffer, n int) error {
+	g, yv := get(d.Device, dy, n), get(d.Device, y, n)
+	for i := range g {
+		t := float32(math.Tanh(float64(yv[i])))
+		g[i] *= 1 - t*t
+	}
+	return d.Device.Upload(dx, g)
+}
+
 // brokenLRN mixes up the conventions: it divides Alpha by Size, as Caffe
 // does, where gpu.LRNShape says Alpha is used as it stands.
 type brokenLRN struct{ gpu.Device }
@@ -163,6 +189,8 @@ func TestSuiteCatchesBrokenOps(t *testing.T) {
 		want        string // in the failures
 	}{
 		{"ReLU_bit", "ReLU", brokenReLU{healthy}, ": y: 1 of"},
+		{"Tanh_overflow", "Tanh", brokenTanh{healthy}, "saturated: tanh of"},
+		{"TanhBackward_wrong_point", "Tanh", brokenTanhBackward{healthy}, "1000: dx:"},
 		{"LRN_alpha_over_n", "LRN", brokenLRN{healthy}, "paper_C7: y:"},
 		{"LRNBackward_no_cross_terms", "LRN", brokenLRNBackward{healthy}, "strong_C12: dx vs finite differences"},
 		{"MaxPoolBackward_last_max", "MaxPool", brokenMaxPoolBackward{healthy}, "dx with ties"},

@@ -1,0 +1,198 @@
+package bench
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/alexnet-go/trainer/gpu"
+	"github.com/alexnet-go/trainer/model"
+	"github.com/alexnet-go/trainer/parallel"
+	"github.com/alexnet-go/trainer/train"
+)
+
+// SpeedOptions configure bench speed.
+type SpeedOptions struct {
+	Nets       []string
+	Placements []string // --gpus values: cpu, "cpu,cpu", 0, "0,0", "0,1"
+	Batch      int
+	Repeats    int // timed steps after one warm-up step
+	Threads    int // per CPU device; 0 shares the cores
+	Out        string
+}
+
+// SpeedRow is one net on one placement. A placement this build or machine
+// cannot run has Skipped set and no numbers.
+type SpeedRow struct {
+	Net         string           `json:"net"`
+	Placement   string           `json:"placement"`
+	Devices     []string         `json:"devices,omitempty"`
+	Skipped     string           `json:"skipped,omitempty"`
+	Batch       int              `json:"batch"`
+	ImagesPerS  float64          `json:"images_per_s"`
+	MsPerStep   float64          `json:"ms_per_step_median"`
+	StepsMs     []float64        `json:"steps_ms"`
+	GFLOPs      float64          `json:"gflop_per_s"`
+	MovedBytes  int64            `json:"moved_bytes_per_step"`
+	TransferMs  float64          `json:"transfer_ms_per_step"`
+	MemoryBytes map[string]int64 `json:"memory_bytes_by_device"`
+	Layers      []LayerSpeed     `json:"layers,omitempty"`
+}
+
+// LayerSpeed is a layer's share of a step, averaged over the timed steps.
+type LayerSpeed struct {
+	Layer      string  `json:"layer"`
+	Device     string  `json:"device"`
+	ForwardMs  float64 `json:"forward_ms"`
+	BackwardMs float64 `json:"backward_ms"`
+	MovedBytes int64   `json:"moved_bytes"`
+	TransferMs float64 `json:"transfer_ms"`
+}
+
+// Speed times a training step (forward, backward, update) of every net on
+// every placement: the median of Repeats steps after a warm-up step, with
+// each layer's time, the bytes moved between devices and the time spent
+// issuing the copies, the GFLOP/s achieved and the memory the plan holds
+// per device. It writes speed.md and speed.json to Out.
+func Speed(o SpeedOptions) ([]SpeedRow, error) {
+	if o.Batch < 1 || o.Repeats < 1 {
+		return nil, fmt.Errorf("bench speed: --batch %d, --repeats %d: both must be at least 1", o.Batch, o.Repeats)
+	}
+	var rows []SpeedRow
+	for _, name := range o.Nets {
+		opt := model.Options{Channels: 1, Classes: 10}
+		if model.InputSize(name) > 32 {
+			opt = model.Options{Channels: 3, Classes: 1000}
+		}
+		net, err := model.Build(name, opt)
+		if err != nil {
+			return nil, err
+		}
+		w := model.Init(net, 1)
+		rng := rand.New(rand.NewPCG(1, 2))
+		in := parallel.Batch{N: o.Batch, Images: make([]float32, o.Batch*net.Input.Len()), Labels: make([]float32, o.Batch)}
+		for i := range in.Images {
+			in.Images[i] = float32(rng.NormFloat64() * 50)
+		}
+		for i := range in.Labels {
+			in.Labels[i] = float32(rng.IntN(net.Classes))
+		}
+		for _, place := range o.Placements {
+			row := SpeedRow{Net: name, Placement: place, Batch: o.Batch}
+			spec := place
+			if first, _, two := strings.Cut(place, ","); two && net.Towers == 1 {
+				spec = first
+			}
+			devs, err := train.OpenDevices(spec, o.Threads)
+			if errors.Is(err, train.ErrNoCUDA) {
+				row.Skipped = "no CUDA backend in this build"
+				rows = append(rows, row)
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			if err := timeSteps(&row, net, devs, w, in, o.Repeats); err != nil {
+				return nil, err
+			}
+			rows = append(rows, row)
+		}
+	}
+	if o.Out != "" {
+		if err := os.MkdirAll(o.Out, 0o755); err != nil {
+			return nil, fmt.Errorf("bench speed: --out %s: %v", o.Out, err)
+		}
+		js, _ := json.MarshalIndent(rows, "", "  ")
+		if err := os.WriteFile(filepath.Join(o.Out, "speed.json"), append(js, '\n'), 0o644); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(o.Out, "speed.md"), []byte(SpeedMarkdown(rows)), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return rows, nil
+}
+
+func timeSteps(row *SpeedRow, net *model.Net, devs []gpu.Device, w model.Weights, in parallel.Batch, repeats int) error {
+	r, err := parallel.New(net, devs, w, parallel.Options{Batch: in.N, Seed: 1, Momentum: 0.9, WeightDecay: 5e-4})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	for _, d := range r.Devices() {
+		if len(row.Devices) == 0 || row.Devices[len(row.Devices)-1] != d.Name() {
+			row.Devices = append(row.Devices, d.Name())
+		}
+	}
+	if _, err := r.Train(in, 0.01); err != nil { // warm-up: scratch space, page faults
+		return err
+	}
+	r.ResetProfile()
+	r.MovedBytes()
+	for range repeats {
+		began := time.Now()
+		if _, err := r.Train(in, 0.01); err != nil {
+			return err
+		}
+		row.StepsMs = append(row.StepsMs, float64(time.Since(began))/1e6)
+	}
+	s := append([]float64(nil), row.StepsMs...)
+	sort.Float64s(s)
+	row.MsPerStep = s[len(s)/2]
+	if len(s)%2 == 0 {
+		row.MsPerStep = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	row.ImagesPerS = float64(in.N) / (row.MsPerStep / 1e3)
+	row.GFLOPs = float64(parallel.TrainFLOPs(net, in.N)) / (row.MsPerStep / 1e3) / 1e9
+	row.MovedBytes = r.MovedBytes() / int64(repeats)
+	row.MemoryBytes = r.MemoryBytes()
+	for _, t := range r.Profile() {
+		ls := LayerSpeed{Layer: t.Layer, Device: t.Device,
+			ForwardMs:  float64(t.Forward) / 1e6 / float64(repeats),
+			BackwardMs: float64(t.Backward) / 1e6 / float64(repeats),
+			MovedBytes: t.MovedBytes + t.GradientBytes,
+			TransferMs: float64(t.Transfer) / 1e6 / float64(repeats)}
+		row.TransferMs += ls.TransferMs
+		row.Layers = append(row.Layers, ls)
+	}
+	return nil
+}
+
+// SpeedMarkdown renders the rows as a summary table and, per row, the
+// layers' times.
+func SpeedMarkdown(rows []SpeedRow) string {
+	var b strings.Builder
+	b.WriteString("| net | placement | images/s | ms/step (median) | GFLOP/s | moved/step | transfer ms/step | memory per device |\n|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		if r.Skipped != "" {
+			fmt.Fprintf(&b, "| %s | `%s` | – | – | – | – | – | skipped: %s |\n", r.Net, r.Placement, r.Skipped)
+			continue
+		}
+		var mem []string
+		for _, d := range r.Devices {
+			mem = append(mem, fmt.Sprintf("%s %s", d, bytesString(r.MemoryBytes[d])))
+		}
+		fmt.Fprintf(&b, "| %s | `%s` | %.1f | %.0f | %.1f | %s | %.1f | %s |\n",
+			r.Net, r.Placement, r.ImagesPerS, r.MsPerStep, r.GFLOPs, bytesString(r.MovedBytes), r.TransferMs, strings.Join(mem, ", "))
+	}
+	for _, r := range rows {
+		if r.Skipped != "" {
+			continue
+		}
+		fmt.Fprintf(&b, "\n%s on `%s`, per layer (ms per step; host-side time around each call):\n\n| layer | device | forward | backward + update | moved | transfer |\n|---|---|---|---|---|---|\n", r.Net, r.Placement)
+		for _, l := range r.Layers {
+			moved := ""
+			if l.MovedBytes > 0 {
+				moved = bytesString(l.MovedBytes)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %.2f | %.2f | %s | %.2f |\n", l.Layer, l.Device, l.ForwardMs, l.BackwardMs, moved, l.TransferMs)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/alexnet-go/trainer/bench"
+	"github.com/alexnet-go/trainer/train"
+)
+
+// benchCommand is `trainer bench`: reproducible comparisons.
+func benchCommand() *cli.Command {
+	d := train.Defaults()
+	common := []cli.Flag{
+		&cli.StringFlag{Name: "data", Value: d.Data, Usage: "the data set, as for train"},
+		&cli.IntFlag{Name: "epochs", Value: 10, Usage: "epochs per run"},
+		&cli.IntFlag{Name: "batch", Value: 64, Usage: "images per step"},
+		&cli.Float64Flag{Name: "lr", Value: d.LR, Usage: "the initial learning rate"},
+		&cli.IntFlag{Name: "limit", Value: 8192, Usage: "use only the first N training images (0: all)"},
+		&cli.IntFlag{Name: "val-limit", Usage: "validate on only the first N test images (0: all)"},
+		&cli.StringFlag{Name: "seeds", Value: "1,2,3", Usage: "the seeds every arm is trained with"},
+		&cli.StringFlag{Name: "out", Usage: "the report's `DIR` (default bench/out/NAME); runs go in DIR/runs and are reused or resumed"},
+		&cli.BoolFlag{Name: "quick", Usage: "a smoke test: 256 training and 500 test images, 1 epoch, seeds 1,2"},
+	}
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "reproducible comparisons: one tower against two, the paper's ablations, speed",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "error",
+				Usage: "train the one-tower and the two-tower net on the same data, schedule and seeds; report test error (PAPER.md: −1.7% top-1, −1.2% top-5)",
+				Flags: append([]cli.Flag{
+					&cli.StringFlag{Name: "nets", Value: "alexnet-small-1gpu,alexnet-small", Usage: "the one-tower and the two-tower net"},
+					&cli.StringFlag{Name: "gpus", Value: "cpu;cpu,cpu", Usage: "their placements, separated by ;"},
+				}, common...),
+				Action: benchErrorCmd,
+			},
+			benchAblateCommand(),
+			{
+				Name:  "speed",
+				Usage: "images/s of a training step at batch 128 for each net and placement, per layer, with the bytes moved and the memory held",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "nets", Value: "alexnet-small,alexnet-small-1gpu,alexnet,alexnet-1gpu", Usage: "nets, separated by commas"},
+					&cli.StringFlag{Name: "placements", Value: "cpu;cpu,cpu;0;0,0;0,1", Usage: "--gpus values, separated by ;"},
+					&cli.IntFlag{Name: "batch", Value: 128, Usage: "images per step"},
+					&cli.IntFlag{Name: "repeats", Value: 5, Usage: "timed steps after one warm-up step; the median is reported"},
+					&cli.IntFlag{Name: "threads", Usage: "threads per CPU device (0: share the cores)"},
+					&cli.StringFlag{Name: "out", Value: filepath.Join("bench", "out", "speed"), Usage: "the report's `DIR`"},
+					&cli.BoolFlag{Name: "quick", Usage: "a smoke test: alexnet-small at batch 16, 2 steps"},
+				},
+				Action: benchSpeedCmd,
+			},
+		},
+	}
+}
+
+func benchSpeedCmd(c *cli.Context) error {
+	o := bench.SpeedOptions{Nets: strings.Split(c.String("nets"), ","), Placements: strings.Split(c.String("placements"), ";"),
+		Batch: c.Int("batch"), Repeats: c.Int("repeats"), Threads: c.Int("threads"), Out: c.String("out")}
+	if c.Bool("quick") {
+		o.Nets, o.Batch, o.Repeats = []string{"alexnet-small", "alexnet-small-1gpu"}, 16, 2
+	}
+	rows, err := bench.Speed(o)
+	if err != nil {
+		return err
+	}
+	fmt.Print(bench.SpeedMarkdown(rows))
+	fmt.Printf("\nwrote %s/speed.md, speed.json\n", o.Out)
+	return nil
+}
+
+func benchBase(c *cli.Context, name string) (train.Config, []uint64, string, error) {
+	base := train.Defaults()
+	base.Data, base.Epochs, base.Batch, base.LR, base.Limit = c.String("data"), c.Int("epochs"), c.Int("batch"), c.Float64("lr"), c.Int("limit")
+	base.ValLimit = c.Int("val-limit")
+	base.CheckpointMinutes = 10
+	seeds, err := parseSeeds(c.String("seeds"))
+	if err != nil {
+		return base, nil, "", err
+	}
+	if c.Bool("quick") {
+		base.Limit, base.ValLimit, base.Epochs, base.Batch = 256, 500, 1, 32
+		seeds = []uint64{1, 2}
+	}
+	out := c.String("out")
+	if out == "" {
+		out = filepath.Join("bench", "out", name)
+	}
+	base.Out = "-" // set per run; Validate wants one
+	if err := base.Validate(); err != nil {
+		return base, nil, "", err
+	}
+	return base, seeds, out, nil
+}
+
+func parseSeeds(s string) ([]uint64, error) {
+	var out []uint64
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("--seeds %q: %q is not a seed (give numbers separated by commas)", s, f)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func benchErrorCmd(c *cli.Context) error {
+	base, seeds, out, err := benchBase(c, "error")
+	if err != nil {
+		return err
+	}
+	nets := strings.Split(c.String("nets"), ",")
+	gpus := strings.Split(c.String("gpus"), ";")
+	if len(nets) != 2 || len(gpus) != 2 {
+		return fmt.Errorf("--nets %q --gpus %q: give two nets (one-tower first) and two placements separated by ;", c.String("nets"), c.String("gpus"))
+	}
+	rep, err := bench.Compare(c.Context, bench.CompareOptions{
+		Title: fmt.Sprintf("One tower against two: %s vs %s", nets[0], nets[1]),
+		Arms: []bench.Arm{
+			{Name: nets[0], Net: nets[0], GPUs: gpus[0]},
+			{Name: nets[1], Net: nets[1], GPUs: gpus[1]},
+		},
+		Seeds: seeds, Base: base, Out: out,
+		Paper: [2]float64{-1.7, -1.2}, PaperSource: "two GPUs vs one, ILSVRC-2012 val, §3.2",
+	}, os.Stdout)
+	if err != nil {
+		return err
+	}
+	fmt.Print(rep.Markdown())
+	fmt.Printf("\nwrote %s/report.md, report.json, errors.png\n", out)
+	return nil
+}

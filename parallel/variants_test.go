@@ -1,0 +1,102 @@
+package parallel_test
+
+import (
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/alexnet-go/trainer/gpu/cpu"
+	"github.com/alexnet-go/trainer/model"
+)
+
+// The paper's ablations (tanh for ReLU, no LRN, 2/2 pooling) pass the same
+// whole-net finite-difference check as the paper's net
+// (TestWholeNetGradient), on fewer weights: the layers each variant
+// changes and the ones that read them.
+func TestVariantGradient(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		o     model.Options
+		gain  float32 // every weight is multiplied by it
+		check []string
+	}{
+		// With the init's weights a tanh net passes so little gradient
+		// below fc6 (~1e-5, under the float32 loss's noise) that finite
+		// differences would check nothing there; 4× the weights give
+		// every layer gradients of 1e-2 to 1e-1.
+		{"tanh", model.Options{Activation: "tanh"}, 4, []string{"conv1a.weight", "conv2b.bias", "conv5a.weight", "fc6b.weight", "fc7a.bias", "fc8.weight"}},
+		{"lrn_none", model.Options{LRN: "none"}, 1, []string{"conv1b.weight", "conv2a.weight", "conv3a.weight", "fc8.bias"}},
+		{"pool_2x2", model.Options{Pool: "2/2"}, 1, []string{"conv1a.weight", "conv2b.weight", "conv5b.weight", "fc6a.weight", "fc8.weight"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := tc.o
+			o.Channels, o.Classes = 1, 10
+			net, err := model.Build("alexnet-small", o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range net.Layers {
+				if l.Kind == model.Dropout {
+					l.P = 0
+				}
+			}
+			w := model.Init(net, 5)
+			for name, wt := range w {
+				if strings.HasSuffix(name, ".weight") {
+					for i := range wt.Data {
+						wt.Data[i] *= tc.gain
+					}
+				}
+			}
+			r := newRunner(t, net, w, cpu.New(cpu.Options{Threads: 2}))
+			b := batch(net, 4, 9)
+			for i := range b.Images {
+				b.Images[i] *= 60 // the spread of raw pixels minus the mean
+			}
+			if _, err := r.Train(b, 0); err != nil { // lr 0: gradients only
+				t.Fatal(err)
+			}
+			g, _ := r.Grads()
+			loss := func() float64 {
+				if err := r.SetWeights(w); err != nil {
+					t.Fatal(err)
+				}
+				res, err := r.Eval(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return res.Loss
+			}
+			rng := rand.New(rand.NewPCG(1, 2))
+			strong := 0
+			for _, name := range tc.check {
+				wt, ok := w[name]
+				if !ok {
+					t.Fatalf("no weight %s", name)
+				}
+				for k := 0; k < 2; k++ {
+					i := rng.IntN(len(wt.Data))
+					old := wt.Data[i]
+					h := float32(1e-2) * max(float32(math.Abs(float64(old))), 0.05)
+					wt.Data[i] = old + h
+					lp := loss()
+					wt.Data[i] = old - h
+					lm := loss()
+					wt.Data[i] = old
+					num := (lp - lm) / (2 * float64(h))
+					an := float64(g[name].Data[i])
+					if math.Abs(num) > 5e-3 {
+						strong++
+					}
+					if math.Abs(num-an) > 1e-3+0.05*math.Abs(num) { // the float32 loss leaves ~2e-4 of noise
+						t.Errorf("%s[%d]: backward %g, finite difference %g", name, i, an, num)
+					}
+				}
+			}
+			if strong < len(tc.check)*2/3 {
+				t.Errorf("only %d of %d gradients checked are above 5e-3, five times the tolerance: the check is too weak", strong, 2*len(tc.check))
+			}
+		})
+	}
+}
