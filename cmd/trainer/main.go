@@ -100,24 +100,11 @@ func trainCmd(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (flags start with --; see trainer --help)", c.Args().First())
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	// The first SIGINT or SIGTERM (a preempted instance) finishes the step,
 	// saves a checkpoint and exits 0; a second exits at once.
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sig)
-	go func() {
-		if _, ok := <-sig; !ok {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "\ntrainer: stopping after this step to save a checkpoint (signal again to exit at once)")
-		cancel()
-		if _, ok := <-sig; ok {
-			fmt.Fprintln(os.Stderr, "trainer: exiting without a checkpoint; the last one on disk is whole")
-			os.Exit(130)
-		}
-	}()
+	ctx, stop := interruptible("stopping after this step to save a checkpoint",
+		"exiting without a checkpoint; the last one on disk is whole")
+	defer stop()
 
 	var err error
 	if dir := c.String("resume"); dir != "" {
@@ -256,4 +243,29 @@ func sameFile(a, b string) bool {
 	sa, err1 := os.Stat(a)
 	sb, err2 := os.Stat(b)
 	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+}
+
+// interruptible returns a context cancelled by the first SIGINT or SIGTERM,
+// saying first on stderr; a second signal says last and exits at once.
+// stop releases the signals.
+func interruptible(first, last string) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		if _, ok := <-sig; !ok {
+			return
+		}
+		fmt.Fprintf(os.Stderr, "\ntrainer: %s (signal again to exit at once)\n", first)
+		cancel()
+		if _, ok := <-sig; ok {
+			fmt.Fprintf(os.Stderr, "trainer: %s\n", last)
+			os.Exit(130)
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sig)
+		close(sig)
+		cancel()
+	}
 }

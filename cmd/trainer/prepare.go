@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -49,24 +46,12 @@ func prepareCmd(c *cli.Context) error {
 	if c.Int("size") < 1 || c.Int("workers") < 0 {
 		return fmt.Errorf("--size %d, --workers %d: want a positive size and workers ≥ 0", c.Int("size"), c.Int("workers"))
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	// The first SIGINT or SIGTERM stops after the images being decoded and
 	// keeps the complete shards; a second exits at once (the unfinished
 	// shards are only temporary files, removed by the next run).
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sig)
-	go func() {
-		if _, ok := <-sig; !ok {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "\ntrainer: stopping; the complete shards are kept (signal again to exit at once)")
-		cancel()
-		if _, ok := <-sig; ok {
-			os.Exit(130)
-		}
-	}()
+	ctx, stop := interruptible("stopping; the complete shards are kept",
+		"exiting; the unfinished shards are temporary files the next run removes")
+	defer stop()
 
 	sum, err := data.Prepare(ctx, data.PrepareOptions{
 		Src: c.String("src"), Out: c.String("out"), Size: c.Int("size"), Workers: c.Int("workers"), Progress: os.Stdout,
