@@ -102,21 +102,31 @@ func TestCrossingBytes(t *testing.T) {
 }
 
 // The loss and the gradient agree with finite differences of the whole net
-// (cuda-convnet2's --check-grads) on a few weights of every layer, with
-// dropout off: Eval's loss is the function Train differentiates when P = 0.
+// (cuda-convnet2's --check-grads) on a few weights of every layer.
 func TestWholeNetGradient(t *testing.T) {
 	net, _ := model.Build("alexnet-small", model.Options{Channels: 1, Classes: 10})
+	names := []string{"conv1a.weight", "conv2b.weight", "conv3a.weight", "conv4b.weight", "conv5a.bias", "fc6b.weight", "fc7a.weight", "fc8.weight", "fc8.bias"}
+	if strong := gradCheck(t, net, model.Init(net, 5), names, 3); strong < 12 {
+		t.Errorf("only %d of 27 gradients checked are above 5e-3, five times the tolerance: the check is too weak", strong)
+	}
+}
+
+// gradCheck compares the gradients of one training step with central finite
+// differences of the loss on k random elements of each named tensor, with
+// dropout off (Eval's loss is then the function Train differentiates), on
+// four images spread like raw pixels minus the mean. It returns how many
+// checks had a gradient above 5e-3, five times the tolerance.
+func gradCheck(t *testing.T, net *model.Net, w model.Weights, names []string, k int) (strong int) {
+	t.Helper()
 	for _, l := range net.Layers {
 		if l.Kind == model.Dropout {
 			l.P = 0
 		}
 	}
-	w := model.Init(net, 5)
-	d := cpu.New(cpu.Options{Threads: 2})
-	r := newRunner(t, net, w, d)
+	r := newRunner(t, net, w, cpu.New(cpu.Options{Threads: 2}))
 	b := batch(net, 4, 9)
 	for i := range b.Images {
-		b.Images[i] *= 60 // the spread of raw pixels minus the mean
+		b.Images[i] *= 60
 	}
 	if _, err := r.Train(b, 0); err != nil { // lr 0: gradients only
 		t.Fatal(err)
@@ -133,15 +143,12 @@ func TestWholeNetGradient(t *testing.T) {
 		return res.Loss
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	strong := 0 // checks whose gradient stands well above the tolerance
-	defer func() {
-		if strong < 12 {
-			t.Errorf("only %d of 27 gradients checked are above 5e-3, five times the tolerance: the check is too weak", strong)
+	for _, name := range names {
+		wt, ok := w[name]
+		if !ok {
+			t.Fatalf("no weight %s", name)
 		}
-	}()
-	for _, name := range []string{"conv1a.weight", "conv2b.weight", "conv3a.weight", "conv4b.weight", "conv5a.bias", "fc6b.weight", "fc7a.weight", "fc8.weight", "fc8.bias"} {
-		wt := w[name]
-		for k := 0; k < 3; k++ {
+		for range k {
 			i := rng.IntN(len(wt.Data))
 			old := wt.Data[i]
 			h := float32(1e-2) * max(float32(math.Abs(float64(old))), 0.05)
@@ -160,6 +167,7 @@ func TestWholeNetGradient(t *testing.T) {
 			}
 		}
 	}
+	return strong
 }
 
 // The paper's net runs a training step at batch 2 on two CPU devices.

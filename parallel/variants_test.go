@@ -1,12 +1,9 @@
 package parallel_test
 
 import (
-	"math"
-	"math/rand/v2"
 	"strings"
 	"testing"
 
-	"github.com/alexnet-go/trainer/gpu/cpu"
 	"github.com/alexnet-go/trainer/model"
 )
 
@@ -36,11 +33,6 @@ func TestVariantGradient(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, l := range net.Layers {
-				if l.Kind == model.Dropout {
-					l.P = 0
-				}
-			}
 			w := model.Init(net, 5)
 			for name, wt := range w {
 				if strings.HasSuffix(name, ".weight") {
@@ -49,51 +41,7 @@ func TestVariantGradient(t *testing.T) {
 					}
 				}
 			}
-			r := newRunner(t, net, w, cpu.New(cpu.Options{Threads: 2}))
-			b := batch(net, 4, 9)
-			for i := range b.Images {
-				b.Images[i] *= 60 // the spread of raw pixels minus the mean
-			}
-			if _, err := r.Train(b, 0); err != nil { // lr 0: gradients only
-				t.Fatal(err)
-			}
-			g, _ := r.Grads()
-			loss := func() float64 {
-				if err := r.SetWeights(w); err != nil {
-					t.Fatal(err)
-				}
-				res, err := r.Eval(b)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return res.Loss
-			}
-			rng := rand.New(rand.NewPCG(1, 2))
-			strong := 0
-			for _, name := range tc.check {
-				wt, ok := w[name]
-				if !ok {
-					t.Fatalf("no weight %s", name)
-				}
-				for k := 0; k < 2; k++ {
-					i := rng.IntN(len(wt.Data))
-					old := wt.Data[i]
-					h := float32(1e-2) * max(float32(math.Abs(float64(old))), 0.05)
-					wt.Data[i] = old + h
-					lp := loss()
-					wt.Data[i] = old - h
-					lm := loss()
-					wt.Data[i] = old
-					num := (lp - lm) / (2 * float64(h))
-					an := float64(g[name].Data[i])
-					if math.Abs(num) > 5e-3 {
-						strong++
-					}
-					if math.Abs(num-an) > 1e-3+0.05*math.Abs(num) { // the float32 loss leaves ~2e-4 of noise
-						t.Errorf("%s[%d]: backward %g, finite difference %g", name, i, an, num)
-					}
-				}
-			}
+			strong := gradCheck(t, net, w, tc.check, 2)
 			if strong < len(tc.check)*2/3 {
 				t.Errorf("only %d of %d gradients checked are above 5e-3, five times the tolerance: the check is too weak", strong, 2*len(tc.check))
 			}
