@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED = 0
 
-.PHONY: build run test check bench fuzz
+.PHONY: build run test check bench gpu-check
 
 build:
 	$(GO) build -o trainer ./cmd/trainer
@@ -34,3 +34,14 @@ check:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./bench/ ./gpu/cpu/
+
+# What scripts/gpu-check.sh runs on a GPU machine that has no Go toolchain:
+# the trainer and the CUDA test binary, built here into $(GPU_DIR). Then, on
+# the GPU machine: scripts/gpu-check.sh $(GPU_DIR)
+GPU_DIR ?= build/gpu
+gpu-check:
+	mkdir -p $(GPU_DIR)
+	$(GO) build -o $(GPU_DIR)/trainer ./cmd/trainer
+	$(GO) test -c -o $(GPU_DIR)/cuda.test ./gpu/cuda
+	cp scripts/gpu-check.sh $(GPU_DIR)/
+	@echo "on the GPU machine: scripts/gpu-check.sh $(GPU_DIR)"

@@ -103,7 +103,7 @@ func TestSpeedQuick(t *testing.T) {
 	if conv3 != 1 || moved != two.MovedBytes {
 		t.Errorf("per-layer rows: conv3a timed %d, moved %d of %d bytes", conv3, moved, two.MovedBytes)
 	}
-	if md := SpeedMarkdown(rows); !strings.Contains(md, "skipped: no CUDA backend") || !strings.Contains(md, "| conv3a | cpu:0 |") {
+	if md := SpeedMarkdown(rows); !strings.Contains(md, "skipped: no CUDA driver") || !strings.Contains(md, "| conv3a | cpu:0 |") {
 		t.Errorf("markdown:\n%s", md)
 	}
 }

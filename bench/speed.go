@@ -91,7 +91,7 @@ func Speed(o SpeedOptions) ([]SpeedRow, error) {
 			}
 			devs, err := train.OpenDevices(spec, o.Threads)
 			if errors.Is(err, train.ErrNoCUDA) {
-				row.Skipped = "no CUDA backend in this build"
+				row.Skipped = "no CUDA driver found"
 				rows = append(rows, row)
 				continue
 			}

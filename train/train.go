@@ -169,7 +169,7 @@ type trainer struct {
 }
 
 func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, error) {
-	if _, err := OpenDevices(c.GPUs, c.Threads); err != nil { // a bad --gpus fails before the data loads
+	if _, err := ParseGPUs(c.GPUs); err != nil { // a bad --gpus fails before the data loads
 		return nil, err
 	}
 	ds, err := openData(c)

@@ -37,7 +37,7 @@ func app() *cli.App {
 	d := train.Defaults()
 	trainFlags := []cli.Flag{
 		&cli.StringFlag{Name: "net", Value: d.Net, Usage: "the net: " + strings.Join(model.Names(), ", ")},
-		&cli.StringFlag{Name: "gpus", Usage: "devices, one per tower: `0,1` CUDA ordinals, cpu,cpu two CPU devices, one entry for both towers (default: cpu,cpu without a GPU)"},
+		&cli.StringFlag{Name: "gpus", Usage: "devices, one per tower: `0,1` CUDA ordinals, 0,0 both towers on one GPU, cpu,cpu two CPU devices, one entry for both towers (default: 0,1 with two GPUs, 0,0 with one, else cpu,cpu)"},
 		&cli.IntFlag{Name: "threads", Usage: "threads per CPU device (0: share the cores)"},
 		&cli.StringFlag{Name: "data", Value: d.Data, Usage: "a Fashion-MNIST/MNIST IDX directory"},
 		&cli.IntFlag{Name: "epochs", Value: d.Epochs, Usage: "epochs to train"},
@@ -74,6 +74,7 @@ func app() *cli.App {
 					&cli.StringFlag{Name: "pool", Value: "3/2", Usage: "max pooling: 3/2 (overlapping) or 2/2"},
 				},
 				Action: inspectCmd},
+			devicesCommand(),
 			prepareCommand(),
 			evalCommand(),
 			predictCommand(),
@@ -128,8 +129,9 @@ func trainCmd(c *cli.Context) error {
 			CheckpointSteps: c.Int("checkpoint-steps"), CheckpointMinutes: c.Float64("checkpoint-minutes"),
 		}
 		if cfg.GPUs == "" {
-			cfg.GPUs = train.DefaultGPUs
-			fmt.Fprintln(os.Stderr, "trainer: no CUDA backend in this build: the two towers run on two CPU devices (--gpus cpu,cpu)")
+			var why string
+			cfg.GPUs, why = train.AutoGPUs()
+			fmt.Fprintln(os.Stderr, "trainer:", why)
 		}
 		if cfg.Out == "" {
 			cfg.Out = filepath.Join("runs", cfg.Net+"-"+time.Now().Format("20060102-150405"))

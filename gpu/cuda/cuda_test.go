@@ -1,0 +1,121 @@
+package cuda_test
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/alexnet-go/trainer/gpu"
+	"github.com/alexnet-go/trainer/gpu/cpu"
+	"github.com/alexnet-go/trainer/gpu/cuda"
+	"github.com/alexnet-go/trainer/gpu/gputest"
+	"github.com/alexnet-go/trainer/model"
+	"github.com/alexnet-go/trainer/parallel"
+)
+
+// open opens a logical device on ordinal, skipping the test where there is
+// no driver or no GPU. Any other failure (a missing cuDNN on a GPU
+// machine, a kernel that does not compile) fails the test.
+func open(t *testing.T, ordinal int) *cuda.Device {
+	t.Helper()
+	info, err := cuda.Devices()
+	if errors.Is(err, cuda.ErrNoDriver) {
+		t.Skipf("no CUDA driver: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.GPUs) <= ordinal {
+		t.Skipf("no GPU %d: the driver sees %d", ordinal, len(info.GPUs))
+	}
+	d, err := cuda.Open(ordinal, cuda.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: %s (sm_%d%d); %s", d.Name(), d.Info().Name, d.Info().Major, d.Info().Minor, cuda.Libraries())
+	return d
+}
+
+func TestConformance(t *testing.T) {
+	gputest.Run(t, open(t, 0))
+}
+
+// Two logical devices on one GPU, and on two GPUs where there are two.
+func TestConformancePair(t *testing.T) {
+	a, b := open(t, 0), open(t, 0)
+	gputest.RunPair(t, a, b)
+	gputest.RunPair(t, a, cpu.New(cpu.Options{Index: 1, Threads: 1}))
+	if info, _ := cuda.Devices(); len(info.GPUs) >= 2 {
+		gputest.RunPair(t, a, open(t, 1))
+	}
+}
+
+// The two-tower net on two streams of one GPU (--gpus 0,0) follows the same
+// net on two CPU devices (--gpus cpu,cpu) step after step, to float32
+// tolerances: cuDNN and cuBLAS sum in other orders than the CPU.
+func TestTwoTowersMatchCPU(t *testing.T) {
+	g0, g1 := open(t, 0), open(t, 0)
+	net, err := model.Build("alexnet-small", model.Options{Channels: 1, Classes: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := model.Init(net, 1)
+	o := parallel.Options{Batch: 8, Seed: 3, Momentum: 0.9, WeightDecay: 5e-4}
+	gpuRun, err := parallel.New(net, []gpu.Device{g0, g1}, w, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gpuRun.Close()
+	cpuRun, err := parallel.New(net, []gpu.Device{cpu.New(cpu.Options{Index: 0, Threads: 1}), cpu.New(cpu.Options{Index: 1, Threads: 1})}, w, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cpuRun.Close()
+	for step := range 4 {
+		b := batch(net, 8, uint64(step))
+		rc, err := cpuRun.Train(b, 0.05)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rg, err := gpuRun.Train(b, 0.05)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.IsNaN(rg.Loss) || math.Abs(rg.Loss-rc.Loss) > 1e-4*(1+math.Abs(rc.Loss)) {
+			t.Fatalf("step %d: loss %v on cuda, %v on cpu", step, rg.Loss, rc.Loss)
+		}
+		gc, err := cpuRun.Grads()
+		if err != nil {
+			t.Fatal(err)
+		}
+		gg, err := gpuRun.Grads()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, g := range gc {
+			var scale, worst float64
+			for i, v := range g.Data {
+				scale = max(scale, math.Abs(float64(v)))
+				worst = max(worst, math.Abs(float64(gg[name].Data[i]-v)))
+			}
+			if !(worst <= 1e-3*scale+1e-7) {
+				t.Errorf("step %d: %s gradient differs by %g (largest |g| %g)", step, name, worst, scale)
+			}
+		}
+		t.Logf("step %d: loss %.6f cuda, %.6f cpu", step, rg.Loss, rc.Loss)
+	}
+}
+
+// batch is n random images and labels for net.
+func batch(net *model.Net, n int, seed uint64) parallel.Batch {
+	rng := rand.New(rand.NewPCG(seed, 2))
+	b := parallel.Batch{N: n, Images: make([]float32, n*net.Input.Len()), Labels: make([]float32, n)}
+	for i := range b.Images {
+		b.Images[i] = float32(rng.NormFloat64())
+	}
+	for i := range b.Labels {
+		b.Labels[i] = float32(rng.IntN(net.Classes))
+	}
+	return b
+}

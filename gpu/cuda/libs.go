@@ -1,0 +1,323 @@
+package cuda
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"unsafe"
+)
+
+// cublas is libcublas bound: the few calls the FC layers need.
+type cublas struct {
+	path string
+
+	create         func(h *uintptr) Result
+	destroy        func(h uintptr) Result
+	setStream      func(h, stream uintptr) Result
+	setMathMode    func(h uintptr, mode int32) Result
+	getVersion     func(h uintptr, v *int32) Result
+	sgemm          func(h uintptr, ta, tb int32, m, n, k int32, alpha *float32, a uint64, lda int32, b uint64, ldb int32, beta *float32, c uint64, ldc int32) Result
+	getStatusName  func(r Result) uintptr
+	getStatusDescr func(r Result) uintptr
+}
+
+// cuBLAS enumerations.
+const (
+	cublasOpN            = 0
+	cublasOpT            = 1
+	cublasDefaultMath    = 0
+	cublasPedanticMath   = 2
+	cublasTF32TensorMath = 3
+)
+
+// cudnn is libcudnn bound: the legacy convolution API of cuDNN 9
+// (libcudnn_cnn), which the front-end library is built over.
+type cudnn struct {
+	path    string
+	version int
+
+	getVersion         func() uint64
+	getErrorString     func(r Result) uintptr
+	create             func(h *uintptr) Result
+	destroy            func(h uintptr) Result
+	setStream          func(h, stream uintptr) Result
+	createTensor       func(d *uintptr) Result
+	setTensor4d        func(d uintptr, format, dtype int32, n, c, h, w int32) Result
+	createFilter       func(d *uintptr) Result
+	setFilter4d        func(d uintptr, dtype, format int32, k, c, h, w int32) Result
+	createConv         func(d *uintptr) Result
+	setConv2d          func(d uintptr, padH, padW, u, v, dilH, dilW int32, mode, computeType int32) Result
+	setConvMathType    func(d uintptr, mathType int32) Result
+	findForward        func(h, xDesc, wDesc, convDesc, yDesc uintptr, requested int32, returned *int32, perf *convPerf) Result
+	findBackwardData   func(h, wDesc, dyDesc, convDesc, dxDesc uintptr, requested int32, returned *int32, perf *convPerf) Result
+	findBackwardFilter func(h, xDesc, dyDesc, convDesc, dwDesc uintptr, requested int32, returned *int32, perf *convPerf) Result
+	forward            func(h uintptr, alpha *float32, xDesc uintptr, x uint64, wDesc uintptr, w uint64, convDesc uintptr, algo int32, ws uint64, wsBytes uint64, beta *float32, yDesc uintptr, y uint64) Result
+	backwardData       func(h uintptr, alpha *float32, wDesc uintptr, w uint64, dyDesc uintptr, dy uint64, convDesc uintptr, algo int32, ws uint64, wsBytes uint64, beta *float32, dxDesc uintptr, dx uint64) Result
+	backwardFilter     func(h uintptr, alpha *float32, xDesc uintptr, x uint64, dyDesc uintptr, dy uint64, convDesc uintptr, algo int32, ws uint64, wsBytes uint64, beta *float32, dwDesc uintptr, dw uint64) Result
+}
+
+// cuDNN enumerations.
+const (
+	cudnnNCHW             = 0
+	cudnnFloat            = 0
+	cudnnCrossCorrelation = 1
+	cudnnDefaultMath      = 0
+	cudnnTensorOpMath     = 1
+	cudnnTensorOpConvert  = 2
+	cudnnFMAMath          = 3
+)
+
+// convPerf is cudnnConvolutionFwdAlgoPerf_t, and the BwdData and
+// BwdFilter variants, which share its layout:
+// { algo enum; status; float time; size_t memory; determinism; mathType;
+// int reserved[3] }, 48 bytes on LP64.
+type convPerf struct {
+	Algo        int32
+	Status      Result
+	Time        float32
+	_           int32
+	Memory      uint64
+	Determinism int32
+	MathType    int32
+	_           [3]int32
+	_           int32
+}
+
+var _ = [1]struct{}{}[unsafe.Sizeof(convPerf{})-48]
+
+// nvrtc is libnvrtc bound.
+type nvrtc struct {
+	path         string
+	major, minor int
+
+	version        func(major, minor *int32) Result
+	getErrorString func(r Result) uintptr
+	create         func(prog *uintptr, src *byte, name *byte, numHeaders int32, headers, includeNames unsafe.Pointer) Result
+	compile        func(prog uintptr, numOptions int32, options unsafe.Pointer) Result
+	getPTXSize     func(prog uintptr, n *uint64) Result
+	getPTX         func(prog uintptr, ptx *byte) Result
+	getLogSize     func(prog uintptr, n *uint64) Result
+	getLog         func(prog uintptr, log *byte) Result
+	destroy        func(prog *uintptr) Result
+}
+
+// libs are the libraries above the driver, loaded once per process.
+type libs struct {
+	blas  *cublas
+	dnn   *cudnn
+	rtc   *nvrtc
+	order []string // the sonames tried, for messages
+}
+
+var (
+	libsOnce sync.Once
+	libs0    *libs
+	libsErr  error
+)
+
+// loadLibs loads cuBLAS, cuDNN and NVRTC once, preferring the versions of
+// the driver's CUDA major version (a CUDA 13 library needs a CUDA 13
+// driver; NVRTC's PTX must not be newer than the driver).
+func loadLibs(driverVersion int) (*libs, error) {
+	libsOnce.Do(func() { libs0, libsErr = openLibs(hostEnv, driverVersion) })
+	return libs0, libsErr
+}
+
+// preferMajor reorders lib's names so that those ending in .major come
+// first.
+func preferMajor(lib library, major int) library {
+	suffix := fmt.Sprintf(".so.%d", major)
+	var first, rest []string
+	for _, n := range lib.names {
+		if len(n) >= len(suffix) && n[len(n)-len(suffix):] == suffix {
+			first = append(first, n)
+		} else {
+			rest = append(rest, n)
+		}
+	}
+	lib.names = append(first, rest...)
+	return lib
+}
+
+func openLibs(e env, driverVersion int) (*libs, error) {
+	major := driverVersion / 1000
+	l := &libs{}
+	var err error
+	if l.blas, err = openCUBLAS(e, preferMajor(libCUBLAS, major)); err != nil {
+		return nil, err
+	}
+	// NVRTC before cuDNN: cuDNN's runtime-compiled engines open
+	// libnvrtc by name, and find this one loaded.
+	if l.rtc, err = openNVRTC(e, preferMajor(libNVRTC, major)); err != nil {
+		return nil, err
+	}
+	if l.dnn, err = openCUDNN(e, libCUDNN); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func openCUBLAS(e env, lib library) (*cublas, error) {
+	h, path, err := e.open(lib)
+	if err != nil {
+		return nil, err
+	}
+	c := &cublas{path: path}
+	b := &binder{lib: path, handle: h}
+	b.bind(&c.create, "cublasCreate_v2")
+	b.bind(&c.destroy, "cublasDestroy_v2")
+	b.bind(&c.setStream, "cublasSetStream_v2")
+	b.bind(&c.setMathMode, "cublasSetMathMode")
+	b.bind(&c.getVersion, "cublasGetVersion_v2")
+	b.bind(&c.sgemm, "cublasSgemm_v2")
+	b.optional(&c.getStatusName, "cublasGetStatusName")
+	b.optional(&c.getStatusDescr, "cublasGetStatusString")
+	return c, b.err
+}
+
+// check turns a cuBLAS status into nil or an *Error.
+func (c *cublas) check(r Result, call string) error {
+	if r == 0 {
+		return nil
+	}
+	e := &Error{Call: call, Code: r, Name: fmt.Sprintf("cublasStatus %d", int32(r))}
+	if c.getStatusName != nil {
+		e.Name = goString(c.getStatusName(r))
+	}
+	if c.getStatusDescr != nil {
+		e.Desc = goString(c.getStatusDescr(r))
+	}
+	if r == 3 { // CUBLAS_STATUS_ALLOC_FAILED
+		e.Name, e.Hint = "CUBLAS_STATUS_ALLOC_FAILED", "lower --batch"
+	}
+	return e
+}
+
+func openCUDNN(e env, lib library) (*cudnn, error) {
+	h, path, err := e.open(lib)
+	if err != nil {
+		return nil, err
+	}
+	c := &cudnn{path: path}
+	b := &binder{lib: path, handle: h}
+	b.bind(&c.getVersion, "cudnnGetVersion")
+	b.bind(&c.getErrorString, "cudnnGetErrorString")
+	b.bind(&c.create, "cudnnCreate")
+	b.bind(&c.destroy, "cudnnDestroy")
+	b.bind(&c.setStream, "cudnnSetStream")
+	b.bind(&c.createTensor, "cudnnCreateTensorDescriptor")
+	b.bind(&c.setTensor4d, "cudnnSetTensor4dDescriptor")
+	b.bind(&c.createFilter, "cudnnCreateFilterDescriptor")
+	b.bind(&c.setFilter4d, "cudnnSetFilter4dDescriptor")
+	b.bind(&c.createConv, "cudnnCreateConvolutionDescriptor")
+	b.bind(&c.setConv2d, "cudnnSetConvolution2dDescriptor")
+	b.bind(&c.setConvMathType, "cudnnSetConvolutionMathType")
+	b.bind(&c.findForward, "cudnnFindConvolutionForwardAlgorithm")
+	b.bind(&c.findBackwardData, "cudnnFindConvolutionBackwardDataAlgorithm")
+	b.bind(&c.findBackwardFilter, "cudnnFindConvolutionBackwardFilterAlgorithm")
+	b.bind(&c.forward, "cudnnConvolutionForward")
+	b.bind(&c.backwardData, "cudnnConvolutionBackwardData")
+	b.bind(&c.backwardFilter, "cudnnConvolutionBackwardFilter")
+	if b.err != nil {
+		return nil, b.err
+	}
+	c.version = int(c.getVersion())
+	if c.version < 9000 {
+		return nil, fmt.Errorf("cuda: %s is cuDNN %d; cuDNN 9 is needed: %s", path, c.version, lib.hint)
+	}
+	return c, nil
+}
+
+// check turns a cuDNN status into nil or an *Error.
+func (c *cudnn) check(r Result, call string) error {
+	if r == 0 {
+		return nil
+	}
+	e := &Error{Call: call, Code: r, Name: goString(c.getErrorString(r))}
+	if e.Name == "" {
+		e.Name = fmt.Sprintf("cudnnStatus %d", int32(r))
+	}
+	if strings.Contains(e.Name, "ALLOC") { // ALLOC_FAILED, …_ALLOCATION_FAILED
+		e.Hint = "lower --batch"
+	}
+	return e
+}
+
+func openNVRTC(e env, lib library) (*nvrtc, error) {
+	h, path, err := e.open(lib)
+	if err != nil {
+		return nil, err
+	}
+	c := &nvrtc{path: path}
+	b := &binder{lib: path, handle: h}
+	b.bind(&c.version, "nvrtcVersion")
+	b.bind(&c.getErrorString, "nvrtcGetErrorString")
+	b.bind(&c.create, "nvrtcCreateProgram")
+	b.bind(&c.compile, "nvrtcCompileProgram")
+	b.bind(&c.getPTXSize, "nvrtcGetPTXSize")
+	b.bind(&c.getPTX, "nvrtcGetPTX")
+	b.bind(&c.getLogSize, "nvrtcGetProgramLogSize")
+	b.bind(&c.getLog, "nvrtcGetProgramLog")
+	b.bind(&c.destroy, "nvrtcDestroyProgram")
+	if b.err != nil {
+		return nil, b.err
+	}
+	var maj, mnr int32
+	if r := c.version(&maj, &mnr); r != 0 {
+		return nil, c.check(r, "nvrtcVersion")
+	}
+	c.major, c.minor = int(maj), int(mnr)
+	return c, nil
+}
+
+// check turns an NVRTC result into nil or an *Error.
+func (c *nvrtc) check(r Result, call string) error {
+	if r == 0 {
+		return nil
+	}
+	return &Error{Call: call, Code: r, Name: goString(c.getErrorString(r))}
+}
+
+// compilePTX compiles one CUDA C source to PTX for compute capability
+// major.minor, returning the PTX with its NUL terminator.
+func (c *nvrtc) compilePTX(name, src string, major, minor int) ([]byte, error) {
+	csrc, cname := cString(src), cString(name)
+	var prog uintptr
+	if err := c.check(c.create(&prog, &csrc[0], &cname[0], 0, nil, nil), "nvrtcCreateProgram("+name+")"); err != nil {
+		return nil, err
+	}
+	defer c.destroy(&prog)
+	opts := [][]byte{
+		cString(fmt.Sprintf("--gpu-architecture=compute_%d%d", major, minor)),
+		// No contraction into fused multiply-adds: every product and sum
+		// is rounded as written, as the CPU device does.
+		cString("--fmad=false"),
+	}
+	ptrs := make([]*byte, len(opts))
+	for i, o := range opts {
+		ptrs[i] = &o[0]
+	}
+	r := c.compile(prog, int32(len(ptrs)), unsafe.Pointer(&ptrs[0]))
+	if r != 0 {
+		var n uint64
+		log := ""
+		if c.getLogSize(prog, &n) == 0 && n > 1 {
+			buf := make([]byte, n)
+			if c.getLog(prog, &buf[0]) == 0 {
+				log = string(buf[:n-1])
+			}
+		}
+		e := c.check(r, fmt.Sprintf("nvrtcCompileProgram(%s, compute_%d%d)", name, major, minor)).(*Error)
+		e.Hint = "NVRTC " + fmt.Sprint(c.major, ".", c.minor) + " log:\n" + log
+		return nil, e
+	}
+	var n uint64
+	if err := c.check(c.getPTXSize(prog, &n), "nvrtcGetPTXSize"); err != nil {
+		return nil, err
+	}
+	ptx := make([]byte, n)
+	if err := c.check(c.getPTX(prog, &ptx[0]), "nvrtcGetPTX"); err != nil {
+		return nil, err
+	}
+	return ptx, nil
+}
