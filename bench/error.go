@@ -217,15 +217,15 @@ func (r *Report) Markdown() string {
 	fmt.Fprintf(&b, "## %s\n\n", r.Title)
 	test := "the full test set"
 	if c.ValLimit > 0 {
-		test = "the first " + commas(c.ValLimit) + " test images"
+		test = "the first " + model.Commas(c.ValLimit) + " test images"
 	}
 	fmt.Fprintf(&b, "Data %s (first %s training images), %d epochs, batch %d, lr %g (÷10 when the validation error has not improved for %d epoch(s)), momentum %g, weight decay %g; seeds %s. Test error is the last epoch's, on %s; mean ± sample std over seeds, [min, max].\n\n",
 		c.Data, limitString(c.Limit), c.Epochs, c.Batch, c.LR, c.Patience, c.Momentum, c.WeightDecay, seedList(r.Arms[0].Seeds), test)
 	b.WriteString("| arm | net | placement | params | top-1 err % | top-5 err % | epochs to 25% train err | train s | moved / epoch |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, a := range r.Arms {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.2f ± %.2f [%.2f, %.2f] | %.2f ± %.2f | %s | %.0f | %s |\n",
-			a.Name, a.Net, a.GPUs, commas(a.Params), 100*a.Top1Mean, 100*a.Top1Std, 100*minOf(a.Top1), 100*maxOf(a.Top1),
-			100*a.Top5Mean, 100*a.Top5Std, intList(a.EpochsTo25), a.SecondsMean, bytesString(a.MovedBytes))
+			a.Name, a.Net, a.GPUs, model.Commas(a.Params), 100*a.Top1Mean, 100*a.Top1Std, 100*minOf(a.Top1), 100*maxOf(a.Top1),
+			100*a.Top5Mean, 100*a.Top5Std, intList(a.EpochsTo25), a.SecondsMean, model.Bytes(a.MovedBytes))
 	}
 	fmt.Fprintf(&b, "\n%s − %s: top-1 %+.2f points, top-5 %+.2f points.", r.Arms[len(r.Arms)-1].Name, r.Arms[0].Name, r.Delta[0], r.Delta[1])
 	if r.Paper != [2]float64{} {
@@ -243,7 +243,7 @@ func limitString(n int) string {
 	if n == 0 {
 		return "all"
 	}
-	return commas(n)
+	return model.Commas(n)
 }
 
 func seedList(s []uint64) string {
@@ -271,24 +271,4 @@ func maxOf(v []float64) float64 {
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
 	return s[len(s)-1]
-}
-
-func commas(v int) string {
-	s := fmt.Sprint(v)
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	return s
-}
-
-func bytesString(b int64) string {
-	switch {
-	case b >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
-	case b >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
-	case b >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", b)
 }

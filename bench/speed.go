@@ -176,10 +176,10 @@ func SpeedMarkdown(rows []SpeedRow) string {
 		}
 		var mem []string
 		for _, d := range r.Devices {
-			mem = append(mem, fmt.Sprintf("%s %s", d, bytesString(r.MemoryBytes[d])))
+			mem = append(mem, fmt.Sprintf("%s %s", d, model.Bytes(r.MemoryBytes[d])))
 		}
 		fmt.Fprintf(&b, "| %s | `%s` | %.1f | %.0f | %.1f | %s | %.1f | %s |\n",
-			r.Net, r.Placement, r.ImagesPerS, r.MsPerStep, r.GFLOPs, bytesString(r.MovedBytes), r.TransferMs, strings.Join(mem, ", "))
+			r.Net, r.Placement, r.ImagesPerS, r.MsPerStep, r.GFLOPs, model.Bytes(r.MovedBytes), r.TransferMs, strings.Join(mem, ", "))
 	}
 	for _, r := range rows {
 		if r.Skipped != "" {
@@ -189,7 +189,7 @@ func SpeedMarkdown(rows []SpeedRow) string {
 		for _, l := range r.Layers {
 			moved := ""
 			if l.MovedBytes > 0 {
-				moved = bytesString(l.MovedBytes)
+				moved = model.Bytes(l.MovedBytes)
 			}
 			fmt.Fprintf(&b, "| %s | %s | %.2f | %.2f | %s | %.2f |\n", l.Layer, l.Device, l.ForwardMs, l.BackwardMs, moved, l.TransferMs)
 		}

@@ -248,9 +248,9 @@ func (n *Net) Describe() string {
 		case l.Tanh:
 			kind += "+tanh"
 		}
-		fmt.Fprintf(&b, "%-8s %-10s %-7d %-24s %-12v %12s\n", l.Name, kind, l.Tower, strings.Join(l.Inputs, ","), l.Out, commas(l.Params()))
+		fmt.Fprintf(&b, "%-8s %-10s %-7d %-24s %-12v %12s\n", l.Name, kind, l.Tower, strings.Join(l.Inputs, ","), l.Out, Commas(l.Params()))
 	}
-	fmt.Fprintf(&b, "%-8s %-10s %-7s %-24s %-12s %12s\n", "total", "", "", "", "", commas(n.Params()))
+	fmt.Fprintf(&b, "%-8s %-10s %-7s %-24s %-12s %12s\n", "total", "", "", "", "", Commas(n.Params()))
 	if e := n.CrossEdges(); len(e) > 0 {
 		fmt.Fprintf(&b, "\ncross-device edges: %s\n", strings.Join(e, " "))
 	}
@@ -265,10 +265,24 @@ func lrnString(c string) string {
 	return fmt.Sprintf("α convention %q", c)
 }
 
-func commas(v int) string {
+// Commas writes v with thousands separators, 60965224 as "60,965,224".
+func Commas(v int) string {
 	s := fmt.Sprint(v)
 	for i := len(s) - 3; i > 0; i -= 3 {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// Bytes writes a byte count for people: "57.2 MiB".
+func Bytes(b int64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", b)
 }

@@ -231,7 +231,7 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 	for i, d := range devs {
 		names[i] = d.Name()
 	}
-	fmt.Fprintf(log, "%s (%s params) on %s, BLAS: %s\n", net.Name, commas(net.Params()), strings.Join(names, ","), cpu.BLAS())
+	fmt.Fprintf(log, "%s (%s params) on %s, BLAS: %s\n", net.Name, model.Commas(net.Params()), strings.Join(names, ","), cpu.BLAS())
 	fmt.Fprintf(log, "data %s: %s; run in %s\n", c.Data, ds.desc, c.Out)
 	if resume {
 		fmt.Fprintf(log, "resuming at epoch %d, batch %d of %d (step %d)\n", t.st.Epoch, t.st.Batch, t.tl.Batches(), t.st.Step)
@@ -302,7 +302,7 @@ func (t *trainer) epoch(ctx context.Context) error {
 		ValLoss: v.Loss, ValTop1Err: v.Top1Err, ValTop5Err: v.Top5Err, Seconds: st.Seconds, TransferBytes: st.Moved,
 		ImagesPerS: float64(st.Seen) / st.Seconds, LoaderPerS: t.tl.Stats().Rate()}
 	fmt.Fprintf(t.log, "epoch %d/%d lr %g: train loss %.4f err %.2f%%, val loss %.4f top-1 %.2f%% top-5 %.2f%%, %.0f img/s, %.1f s, %s moved\n",
-		m.Epoch, c.Epochs, m.LR, m.TrainLoss, 100*m.TrainTop1Err, m.ValLoss, 100*m.ValTop1Err, 100*m.ValTop5Err, m.ImagesPerS, m.Seconds, bytesString(m.TransferBytes))
+		m.Epoch, c.Epochs, m.LR, m.TrainLoss, 100*m.TrainTop1Err, m.ValLoss, 100*m.ValTop1Err, 100*m.ValTop5Err, m.ImagesPerS, m.Seconds, model.Bytes(m.TransferBytes))
 
 	// The next epoch's state, with the rate divided by 10 when the
 	// validation error stopped improving (§5).
@@ -473,22 +473,4 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	return writeAtomic(path, append(b, '\n'))
-}
-
-func commas(v int) string {
-	s := fmt.Sprint(v)
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	return s
-}
-
-func bytesString(b int64) string {
-	switch {
-	case b >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
-	case b >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
-	}
-	return fmt.Sprintf("%d B", b)
 }
