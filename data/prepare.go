@@ -1352,3 +1352,14 @@ func (p *prepProgress) finish() {
 		fmt.Fprintln(p.w)
 	}
 }
+
+// PrepareImage is what Prepare does to one image, for images that arrive
+// one at a time (trainer predict): the shorter side rescaled to size, the
+// central size×size kept, as (3, size, size) RGB.
+func PrepareImage(img image.Image, size int) ([]uint8, error) {
+	dst := make([]uint8, 3*size*size)
+	if err := prepImage(img, size, dst, &prepScratch{}); err != nil {
+		return nil, err
+	}
+	return dst, nil
+}

@@ -258,21 +258,28 @@ func predictCmd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if t.pre.Prepared {
-		return fmt.Errorf("--weights %s: trained on prepared (ImageNet-style) data; predict does not yet rescale photos the way trainer prepare does: score them with trainer eval --data", t.path)
-	}
 	pre := t.pre
 	top = min(top, len(pre.Classes))
 	// Every image is read before the net is built, so a bad file fails fast.
+	// Prepared data's images were rescaled and cropped to ImageH×ImageW as
+	// trainer prepare does; the others resized to the data set's size.
 	set := &data.Set{Name: "predict", N: len(paths), C: pre.C, H: pre.ImageH, W: pre.ImageW,
 		Pixels: make([]uint8, len(paths)*pre.C*pre.ImageH*pre.ImageW), Labels: make([]int, len(paths)), Classes: pre.Classes}
 	for i, p := range paths {
-		img, err := data.DecodeImageFile(p)
+		img, err := data.DecodeImage(p)
 		if err != nil {
 			if _, serr := os.Stat(p); strings.HasPrefix(p, "-") && serr != nil {
 				return fmt.Errorf("%s: flags go before the images: trainer predict --weights FILE [--top K] [--json] IMAGE...", p)
 			}
 			return err
+		}
+		if pre.Prepared {
+			pix, err := data.PrepareImage(img, pre.ImageH)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			copy(set.Image(i), pix)
+			continue
 		}
 		copy(set.Image(i), data.FromImage(img, pre.C, pre.ImageH, pre.ImageW))
 	}
@@ -290,6 +297,11 @@ func predictCmd(c *cli.Context) error {
 	for lo := 0; lo < set.N; lo += n {
 		k := min(n, set.N-lo)
 		for j := range k {
+			if pre.Prepared { // the centre crop, as validation took it
+				crop := data.CropAugment{Crop: pre.Canvas}
+				data.RenderCrop(images[j*per:(j+1)*per], set.Image(lo+j), pre.ImageH, pre.Canvas, crop.Centre(pre.ImageH), pre.Mean)
+				continue
+			}
 			a.Render(images[j*per:(j+1)*per], set, lo+j, place, pre.Mean)
 		}
 		res, err := r.Eval(parallel.Batch{N: k, Images: images[:k*per]})

@@ -100,6 +100,26 @@ func TestPreparedAlexNet(t *testing.T) {
 	if scores[0]["loss"] == scores[1]["loss"] {
 		t.Error("ten-crop and centre-crop losses are equal: the ten patches were not averaged")
 	}
+	// predict prepares a photo as trainer prepare did and takes its centre
+	// crop, as validation did: a val image gets the probabilities eval saw.
+	photo := filepath.Join(src, "val", "n02", "1.jpg")
+	out, err = trainerCmd("predict", "--weights", filepath.Join(run, "weights.safetensors"), "--json", photo).Output()
+	if err != nil {
+		t.Fatalf("predict: %v\n%s", err, out)
+	}
+	var preds []struct {
+		Image string
+		Top   []struct {
+			Class string
+			Prob  float64
+		}
+	}
+	if err := json.Unmarshal(out, &preds); err != nil || len(preds) != 1 || len(preds[0].Top) != 2 {
+		t.Fatalf("predict --json: %v: %s", err, out)
+	}
+	if p := preds[0].Top; p[0].Prob+p[1].Prob < 0.999 || p[0].Prob < p[1].Prob || (p[0].Class != "n01" && p[0].Class != "n02") {
+		t.Errorf("predict: %+v", p)
+	}
 	out, _ = trainerCmd("eval", "--weights", filepath.Join(run, "weights.safetensors"), "--data", "/usr/share/datasets/fashion-mnist").CombinedOutput()
 	if !strings.Contains(string(out), "trained on prepared data") {
 		t.Errorf("prepared weights on IDX data: %s", out)
