@@ -20,14 +20,14 @@
 #
 # and prints a table of each step's result and time. Logs go to
 # $OUT (default DIR/check-<time>). It exits non-zero if any step failed.
-# Environment: DATA, OUT, TIMEOUT (seconds per step, default 900),
+# Environment: DATA, OUT, TIMEOUT (seconds per step, default 240: a GPU session has 15 minutes in all),
 # NETS (benchmark nets, default alexnet-small,alexnet), BATCH (default 128).
 set -u
 dir=${1:-build/gpu}
 dir=$(cd "$dir" 2>/dev/null && pwd) || { echo "gpu-check: no folder ${1:-build/gpu}; build it with make gpu-check" >&2; exit 2; }
 out=${OUT:-$dir/check-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$out"
-timeout_s=${TIMEOUT:-900}
+timeout_s=${TIMEOUT:-240}
 data=${DATA:-/usr/share/datasets/fashion-mnist}
 nets=${NETS:-alexnet-small,alexnet}
 batch=${BATCH:-128}
