@@ -39,9 +39,10 @@ bench:
 # the trainer and the CUDA test binary, built here into $(GPU_DIR). Then, on
 # the GPU machine: scripts/gpu-check.sh $(GPU_DIR)
 GPU_DIR ?= build/gpu
+DATA ?= /usr/share/datasets/fashion-mnist
 gpu-check:
 	mkdir -p $(GPU_DIR)
-	$(GO) build -o $(GPU_DIR)/trainer ./cmd/trainer
-	$(GO) test -c -o $(GPU_DIR)/cuda.test ./gpu/cuda
-	cp scripts/gpu-check.sh $(GPU_DIR)/
+	$(GO) build -ldflags=-s -o $(GPU_DIR)/trainer ./cmd/trainer
+	$(GO) test -c -ldflags=-s -o $(GPU_DIR)/cuda.test ./gpu/cuda
+	if [ -d $(DATA) ]; then mkdir -p $(GPU_DIR)/fashion-mnist && cp $(DATA)/*.gz $(GPU_DIR)/fashion-mnist/; fi
 	@echo "on the GPU machine: scripts/gpu-check.sh $(GPU_DIR)"

@@ -95,6 +95,11 @@ func Speed(o SpeedOptions) ([]SpeedRow, error) {
 				rows = append(rows, row)
 				continue
 			}
+			if errors.Is(err, train.ErrNoSuchGPU) {
+				row.Skipped = "the machine has too few GPUs"
+				rows = append(rows, row)
+				continue
+			}
 			if err != nil {
 				return nil, err
 			}

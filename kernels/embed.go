@@ -49,3 +49,13 @@ func Kernels(code string) []string {
 	}
 	return out
 }
+
+// Code returns the code of the embedded file name ("lrn.cu"), or "" if
+// there is none.
+func Code(name string) string {
+	b, err := sources.ReadFile(name)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}

@@ -4,53 +4,83 @@
 #   scripts/gpu-check.sh [DIR]
 #
 # DIR (default build/gpu) holds what `make gpu-check` built elsewhere with
-# CGO_ENABLED=0: the `trainer` binary and test binaries (cuda.test,
-# parallel.test, …; built with `go test -c`). The script
+# CGO_ENABLED=0: the `trainer` binary and the test binary cuda.test (and
+# optionally a copy of the Fashion-MNIST files in DIR/fashion-mnist). The
+# script
 #
 #   1. lists the NVIDIA libraries on the machine (driver, cuBLAS, cuDNN,
 #      NVRTC, in system folders, CUDA toolkits and Python's
 #      site-packages/nvidia/*/lib) and puts their folders on LD_LIBRARY_PATH;
 #   2. runs `trainer devices --open` (loads the libraries, compiles the kernels);
-#   3. runs cuda.test: the conformance suite on the CUDA device, two streams
-#      on one GPU, and the two-tower net on --gpus 0,0 against cpu,cpu;
-#   4. runs every other *.test in DIR;
-#   5. trains alexnet-small on Fashion-MNIST for one short epoch on --gpus 0,0
-#      (if the data set is at $DATA, default /usr/share/datasets/fashion-mnist);
-#   6. runs the speed benchmark on placements "0;0,0";
+#   3. runs cuda.test, one test per step so that one failure or hang does
+#      not hide the others: the conformance suite on the CUDA device, two
+#      streams on one GPU, and the two-tower net on --gpus 0,0 against
+#      cpu,cpu;
+#   4. trains alexnet-small on Fashion-MNIST for one short epoch on --gpus 0,0;
+#   5. runs the speed benchmark on placements "0;0,0";
+#   6. where python3 has PyTorch with CUDA (PYTORCH=1, the default): the
+#      PyTorch twin's parity against our forward pass (CPU and CUDA devices)
+#      and its training-step speed beside ours, from the same run;
 #
 # and prints a table of each step's result and time. Logs go to
-# $OUT (default DIR/check-<time>). It exits non-zero if any step failed.
-# Environment: DATA, OUT, TIMEOUT (seconds per step, default 240: a GPU session has 15 minutes in all),
-# NETS (benchmark nets, default alexnet-small,alexnet), BATCH (default 128).
+# $LOGS (default DIR/check-<time>). It exits non-zero if any step failed.
+# Environment: DATA (default DIR/fashion-mnist, else
+# /usr/share/datasets/fashion-mnist), LOGS, TIMEOUT (seconds per step,
+# default 120), BUDGET (seconds for the whole script, default 480: steps
+# that would start after it are skipped; a GPU session has 15 minutes in
+# all), NETS (benchmark nets, default alexnet-small,alexnet), BATCH
+# (default 128), REPEATS (timed steps, default 20), PYTORCH (1 or 0).
 set -u
+here=$(cd "$(dirname "$0")" && pwd)
 dir=${1:-build/gpu}
 dir=$(cd "$dir" 2>/dev/null && pwd) || { echo "gpu-check: no folder ${1:-build/gpu}; build it with make gpu-check" >&2; exit 2; }
-out=${OUT:-$dir/check-$(date -u +%Y%m%dT%H%M%SZ)}
+out=${LOGS:-$dir/check-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$out"
-timeout_s=${TIMEOUT:-240}
-data=${DATA:-/usr/share/datasets/fashion-mnist}
+timeout_s=${TIMEOUT:-120}
+budget=${BUDGET:-480}
+data=${DATA:-}
+if [ -z "$data" ]; then
+	data=/usr/share/datasets/fashion-mnist
+	[ -d "$dir/fashion-mnist" ] && data=$dir/fashion-mnist
+fi
 nets=${NETS:-alexnet-small,alexnet}
 batch=${BATCH:-128}
+repeats=${REPEATS:-20}
+started=$(date +%s)
 
 names=(); results=(); times=()
-# step NAME CMD…: run CMD with a timeout, log to $out/NAME.log, record result.
+# step NAME [-t SECONDS] CMD…: run CMD with a timeout, log to $out/NAME.log,
+# record the result. Skipped once the budget is spent.
 step() {
 	local name=$1; shift
+	local limit=$timeout_s
+	if [ "${1:-}" = -t ]; then limit=$2; shift 2; fi
+	local left=$((budget - ($(date +%s) - started)))
+	if [ "$left" -lt 10 ]; then
+		skip "$name" "budget of ${budget}s spent"
+		return
+	fi
+	[ "$limit" -gt "$left" ] && limit=$left
 	local log="$out/$name.log" t0 t1 rc
-	echo "=== $name: $*" | tee "$log"
+	echo "=== $name (limit ${limit}s): $*" | tee "$log"
 	t0=$(date +%s.%N)
-	timeout "$timeout_s" "$@" >>"$log" 2>&1
+	timeout -k 5 "$limit" "$@" >>"$log" 2>&1
 	rc=$?
 	t1=$(date +%s.%N)
-	tail -n 40 "$log"
+	tail -n 25 "$log"
 	names+=("$name"); times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')")
 	case $rc in
 	0) results+=("pass") ;;
-	124) results+=("TIMEOUT") ;;
+	124 | 137) results+=("TIMEOUT") ;;
 	*) results+=("FAIL($rc)") ;;
 	esac
 }
 skip() { names+=("$1"); results+=("skip: $2"); times+=("-"); echo "=== $1: skipped: $2"; }
+passed() { # passed NAME: whether step NAME passed
+	local i
+	for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && [ "${results[$i]}" = pass ] && return 0; done
+	return 1
+}
 
 echo "gpu-check: $dir, logs in $out"
 {
@@ -76,53 +106,67 @@ echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 
 # 2. Devices.
 if [ -x "$dir/trainer" ]; then
-	step devices "$dir/trainer" devices --open
+	step devices -t 60 "$dir/trainer" devices --open
 else
 	skip devices "no $dir/trainer"
 fi
 
-# 3. The CUDA backend's tests, verbose: conformance, pair, whole-net parity.
+# 3. The CUDA backend's tests, verbose, one per step.
 if [ -x "$dir/cuda.test" ]; then
-	step cuda.test "$dir/cuda.test" -test.v -test.timeout "${timeout_s}s"
-	grep -E '^(--- |ok|FAIL|PASS)' "$out/cuda.test.log" | grep -vE '^    ' >"$out/cuda.summary" || true
-	grep -E -- '--- (FAIL|SKIP)' "$out/cuda.test.log" | head -40
+	for t in TestConformance TestConformancePair TestTwoTowersMatchCPU; do
+		step "$t" "$dir/cuda.test" -test.v -test.run "^$t\$" -test.timeout "${timeout_s}s"
+		grep -E -- '--- FAIL' "$out/$t.log" | head -30
+	done
+	grep -E -- '--- (FAIL|SKIP)' "$out"/Test*.log >"$out/cuda.summary" 2>/dev/null || true
 else
 	skip cuda.test "no $dir/cuda.test"
 fi
 
-# 4. Every other test binary (CPU tests, on this machine's cores).
-for t in "$dir"/*.test; do
-	[ -x "$t" ] || continue
-	b=$(basename "$t")
-	[ "$b" = cuda.test ] && continue
-	step "$b" "$t" -test.timeout "${timeout_s}s"
-done
-
-# 5. A short training run on one GPU, both towers.
-if [ -x "$dir/trainer" ] && [ -d "$data" ]; then
-	step train-0,0 "$dir/trainer" train --gpus 0,0 --epochs 1 --limit 2048 --data "$data" --out "$out/run-0,0"
+# 4. A short training run on one GPU, both towers.
+if [ -x "$dir/trainer" ] && [ -d "$data" ] && passed devices; then
+	step train-0,0 "$dir/trainer" train --gpus 0,0 --epochs 1 --limit 8192 --data "$data" --out "$out/run-0,0"
 else
-	skip train-0,0 "no trainer or no data at $data (set DATA)"
+	skip train-0,0 "no trainer, no data at $data (set DATA), or devices failed"
 fi
 
-# 6. Throughput.
-if [ -x "$dir/trainer" ]; then
-	step bench-speed "$dir/trainer" bench speed --placements "0;0,0" --nets "$nets" --batch "$batch" --out "$out/speed"
+# 5. Throughput.
+if [ -x "$dir/trainer" ] && passed devices; then
+	step bench-speed "$dir/trainer" bench speed --placements "0;0,0" --nets "$nets" --batch "$batch" --repeats "$repeats" --out "$out/speed"
+	[ -f "$out/speed/speed.md" ] && cat "$out/speed/speed.md" | head -20
 else
-	skip bench-speed "no $dir/trainer"
+	skip bench-speed "no $dir/trainer or devices failed"
+fi
+
+# 6. The PyTorch twin (bench/pytorch), where python3 has torch with CUDA.
+py=${PYTHON:-python3}
+if [ "${PYTORCH:-1}" = 1 ] && [ -x "$dir/trainer" ] && $py -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+	$py -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())' | tee "$out/torch.log"
+	P="$py $here/../bench/pytorch/parity.py --trainer $dir/trainer --device cuda"
+	export PYTHONUNBUFFERED=1
+	step parity-small -t 60 $P --net alexnet-small
+	if passed devices; then
+		step parity-small-gpu -t 60 $P --net alexnet-small --gpus 0,0
+		step parity-alexnet-gpu -t 90 $P --net alexnet --grouped --gpus 0,0
+	fi
+	step parity-alexnet-cpu -t 90 $P --net alexnet
+	S="$py $here/../bench/pytorch/speed.py --device cuda --trainer $dir/trainer --trainer-repeats $repeats --trainer-timeout $timeout_s"
+	step speed-twin-alexnet -t 150 $S --net alexnet --grouped
+	step speed-twin-small -t 90 $S --net alexnet-small --grouped
+else
+	skip pytorch "PYTORCH=0, no trainer, or no python3 with torch and CUDA"
 fi
 
 echo
-echo "=== summary ($out)"
+echo "=== summary ($out, $(($(date +%s) - started)) s)"
 printf '%-28s %-14s %10s\n' step result seconds
 failed=0
 for i in "${!names[@]}"; do
 	printf '%-28s %-14s %10s\n' "${names[$i]}" "${results[$i]}" "${times[$i]}"
 	case ${results[$i]} in pass | skip*) ;; *) failed=1 ;; esac
 done
-if [ -f "$out/cuda.summary" ]; then
+if [ -s "$out/cuda.summary" ]; then
 	echo
-	echo "cuda.test:"
-	cat "$out/cuda.summary"
+	echo "cuda.test failures and skips:"
+	head -40 "$out/cuda.summary"
 fi
 exit $failed

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -15,6 +16,10 @@ import (
 // ErrNoCUDA is returned for a CUDA ordinal on a machine where no CUDA
 // driver is found.
 var ErrNoCUDA = errors.New("no CUDA driver found")
+
+// ErrNoSuchGPU is returned for a CUDA ordinal the driver does not see
+// (--gpus 0,1 on a machine with one GPU).
+var ErrNoSuchGPU = errors.New("no such GPU")
 
 // DefaultGPUs is the placement used when --gpus is not given and no GPU is
 // found: both towers on two CPU devices.
@@ -63,6 +68,18 @@ func OpenDevices(spec string, threads int) ([]gpu.Device, error) {
 	}
 	if threads == 0 && ncpu > 0 {
 		threads = max(1, runtime.NumCPU()/ncpu)
+	}
+	if slices.Max(ordinals) >= 0 {
+		info, err := cuda.Devices()
+		if errors.Is(err, cuda.ErrNoDriver) {
+			return nil, fmt.Errorf("--gpus %s: %w (%v); use --gpus cpu,cpu", spec, ErrNoCUDA, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("--gpus %s: %w", spec, err)
+		}
+		if m := slices.Max(ordinals); m >= len(info.GPUs) {
+			return nil, fmt.Errorf("--gpus %s: GPU %d: %w: the driver sees %d GPU(s); see trainer devices, or use --gpus 0,0 for both towers on GPU 0", spec, m, ErrNoSuchGPU, len(info.GPUs))
+		}
 	}
 	devs := make([]gpu.Device, len(ordinals))
 	for i, o := range ordinals {

@@ -55,17 +55,18 @@ type gpuContext struct {
 }
 
 var (
-	ctxMu    sync.Mutex
-	contexts = map[int]*gpuContext{}
-	ptxCache = map[[2]int][]compiled{} // (major, minor) → the kernels' PTX
-	peerMu   sync.Mutex
-	peers    = map[[2]int]bool{} // (src, dst) ordinals → peer access enabled
+	ctxMu      sync.Mutex
+	contexts   = map[int]*gpuContext{}
+	imageCache = map[[2]int][]compiled{} // (major, minor) → the kernels' images
+	peerMu     sync.Mutex
+	peers      = map[[2]int]bool{} // (src, dst) ordinals → peer access enabled
 )
 
-// compiled is one kernels source compiled to PTX.
+// compiled is one kernels source compiled by NVRTC.
 type compiled struct {
 	name  string
-	ptx   []byte
+	image []byte // a cubin, or PTX with its NUL
+	kind  string // "cubin" or "ptx"
 	funcs []string
 }
 
@@ -171,20 +172,32 @@ func openContext(drv *driver, lib *libs, ordinal int) (*gpuContext, error) {
 		return nil, err
 	}
 	cc := [2]int{info.Major, info.Minor}
-	progs, ok := ptxCache[cc]
+	progs, ok := imageCache[cc]
 	if !ok {
 		for _, s := range kernels.Sources() {
-			ptx, err := lib.rtc.compilePTX(s.Name, s.Code, info.Major, info.Minor)
+			image, kind, err := lib.rtc.compileKernels(s.Name, s.Code, info.Major, info.Minor)
 			if err != nil {
 				return nil, err
 			}
-			progs = append(progs, compiled{name: s.Name, ptx: ptx, funcs: kernels.Kernels(s.Code)})
+			progs = append(progs, compiled{name: s.Name, image: image, kind: kind, funcs: kernels.Kernels(s.Code)})
 		}
-		ptxCache[cc] = progs
+		imageCache[cc] = progs
 	}
-	for _, p := range progs {
+	for i, p := range progs {
 		var mod uintptr
-		if err := drv.check(drv.cuModuleLoadData(&mod, unsafe.Pointer(&p.ptx[0])), "cuModuleLoadData("+p.name+")"); err != nil {
+		r := drv.cuModuleLoadData(&mod, unsafe.Pointer(&p.image[0]))
+		if r != cudaSuccess && p.kind == "cubin" {
+			// A cubin the driver will not take (made by an NVRTC newer
+			// than it): PTX, for the driver's JIT, may still load.
+			ptx, err := lib.rtc.compilePTX(p.name, kernels.Code(p.name), info.Major, info.Minor)
+			if err != nil {
+				return nil, err
+			}
+			p = compiled{name: p.name, image: ptx, kind: "ptx", funcs: p.funcs}
+			progs[i] = p
+			r = drv.cuModuleLoadData(&mod, unsafe.Pointer(&p.image[0]))
+		}
+		if err := drv.check(r, "cuModuleLoadData("+p.name+", "+p.kind+")"); err != nil {
 			return nil, err
 		}
 		for _, f := range p.funcs {

@@ -93,9 +93,11 @@ type nvrtc struct {
 	version        func(major, minor *int32) Result
 	getErrorString func(r Result) uintptr
 	create         func(prog *uintptr, src *byte, name *byte, numHeaders int32, headers, includeNames unsafe.Pointer) Result
-	compile        func(prog uintptr, numOptions int32, options unsafe.Pointer) Result
+	compile0       func(prog uintptr, numOptions int32, options unsafe.Pointer) Result
 	getPTXSize     func(prog uintptr, n *uint64) Result
 	getPTX         func(prog uintptr, ptx *byte) Result
+	getCUBINSize   func(prog uintptr, n *uint64) Result // nil before CUDA 11.1
+	getCUBIN       func(prog uintptr, cubin *byte) Result
 	getLogSize     func(prog uintptr, n *uint64) Result
 	getLog         func(prog uintptr, log *byte) Result
 	destroy        func(prog *uintptr) Result
@@ -253,12 +255,15 @@ func openNVRTC(e env, lib library) (*nvrtc, error) {
 	b.bind(&c.version, "nvrtcVersion")
 	b.bind(&c.getErrorString, "nvrtcGetErrorString")
 	b.bind(&c.create, "nvrtcCreateProgram")
-	b.bind(&c.compile, "nvrtcCompileProgram")
+	b.bind(&c.compile0, "nvrtcCompileProgram")
 	b.bind(&c.getPTXSize, "nvrtcGetPTXSize")
 	b.bind(&c.getPTX, "nvrtcGetPTX")
 	b.bind(&c.getLogSize, "nvrtcGetProgramLogSize")
 	b.bind(&c.getLog, "nvrtcGetProgramLog")
 	b.bind(&c.destroy, "nvrtcDestroyProgram")
+	if !b.optional(&c.getCUBINSize, "nvrtcGetCUBINSize") || !b.optional(&c.getCUBIN, "nvrtcGetCUBIN") {
+		c.getCUBINSize, c.getCUBIN = nil, nil
+	}
 	if b.err != nil {
 		return nil, b.err
 	}
@@ -278,9 +283,36 @@ func (c *nvrtc) check(r Result, call string) error {
 	return &Error{Call: call, Code: r, Name: goString(c.getErrorString(r))}
 }
 
+// compileKernels compiles one CUDA C source for compute capability
+// major.minor: to machine code (a cubin for sm_XY) where this NVRTC can,
+// which the driver loads without a JIT step and whatever PTX version it
+// knows, else to PTX for compute_XY. It returns the image with what it is.
+func (c *nvrtc) compileKernels(name, src string, major, minor int) (image []byte, kind string, err error) {
+	if c.getCUBIN != nil {
+		image, err = c.compile(name, src, fmt.Sprintf("sm_%d%d", major, minor), c.getCUBINSize, c.getCUBIN)
+		if err == nil {
+			return image, "cubin", nil
+		}
+	}
+	image, err2 := c.compile(name, src, fmt.Sprintf("compute_%d%d", major, minor), c.getPTXSize, c.getPTX)
+	if err2 != nil {
+		if err != nil {
+			return nil, "", fmt.Errorf("%v; and as PTX: %w", err, err2)
+		}
+		return nil, "", err2
+	}
+	return image, "ptx", nil
+}
+
 // compilePTX compiles one CUDA C source to PTX for compute capability
 // major.minor, returning the PTX with its NUL terminator.
 func (c *nvrtc) compilePTX(name, src string, major, minor int) ([]byte, error) {
+	return c.compile(name, src, fmt.Sprintf("compute_%d%d", major, minor), c.getPTXSize, c.getPTX)
+}
+
+// compile compiles src for arch (compute_XY: PTX; sm_XY: a cubin) and
+// returns the output that size and get read.
+func (c *nvrtc) compile(name, src, arch string, size func(uintptr, *uint64) Result, get func(uintptr, *byte) Result) ([]byte, error) {
 	csrc, cname := cString(src), cString(name)
 	var prog uintptr
 	if err := c.check(c.create(&prog, &csrc[0], &cname[0], 0, nil, nil), "nvrtcCreateProgram("+name+")"); err != nil {
@@ -288,7 +320,7 @@ func (c *nvrtc) compilePTX(name, src string, major, minor int) ([]byte, error) {
 	}
 	defer c.destroy(&prog)
 	opts := [][]byte{
-		cString(fmt.Sprintf("--gpu-architecture=compute_%d%d", major, minor)),
+		cString("--gpu-architecture=" + arch),
 		// No contraction into fused multiply-adds: every product and sum
 		// is rounded as written, as the CPU device does.
 		cString("--fmad=false"),
@@ -297,7 +329,7 @@ func (c *nvrtc) compilePTX(name, src string, major, minor int) ([]byte, error) {
 	for i, o := range opts {
 		ptrs[i] = &o[0]
 	}
-	r := c.compile(prog, int32(len(ptrs)), unsafe.Pointer(&ptrs[0]))
+	r := c.compile0(prog, int32(len(ptrs)), unsafe.Pointer(&ptrs[0]))
 	if r != 0 {
 		var n uint64
 		log := ""
@@ -307,17 +339,20 @@ func (c *nvrtc) compilePTX(name, src string, major, minor int) ([]byte, error) {
 				log = string(buf[:n-1])
 			}
 		}
-		e := c.check(r, fmt.Sprintf("nvrtcCompileProgram(%s, compute_%d%d)", name, major, minor)).(*Error)
+		e := c.check(r, fmt.Sprintf("nvrtcCompileProgram(%s, %s)", name, arch)).(*Error)
 		e.Hint = "NVRTC " + fmt.Sprint(c.major, ".", c.minor) + " log:\n" + log
 		return nil, e
 	}
 	var n uint64
-	if err := c.check(c.getPTXSize(prog, &n), "nvrtcGetPTXSize"); err != nil {
+	if err := c.check(size(prog, &n), "nvrtcGet output size ("+arch+")"); err != nil {
 		return nil, err
 	}
-	ptx := make([]byte, n)
-	if err := c.check(c.getPTX(prog, &ptx[0]), "nvrtcGetPTX"); err != nil {
+	if n == 0 {
+		return nil, &Error{Call: "nvrtcCompileProgram(" + name + ", " + arch + ")", Name: "empty output"}
+	}
+	out := make([]byte, n)
+	if err := c.check(get(prog, &out[0]), "nvrtcGet output ("+arch+")"); err != nil {
 		return nil, err
 	}
-	return ptx, nil
+	return out, nil
 }
