@@ -22,6 +22,7 @@ package gpu
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Buffer is a region of device memory holding Len float32 values.
@@ -34,6 +35,20 @@ type Buffer interface {
 
 // Event marks a point in a device's stream. Another device can Wait on it.
 type Event interface{}
+
+// Timer is implemented by a device that can time its own work on its own
+// clock: a GPU, whose calls return before the work is done, so that time
+// measured on the host around a call is only the time to enqueue it.
+type Timer interface {
+	// Mark records a timestamp at this point of the device's stream.
+	Mark() (Mark, error)
+	// Elapsed waits until both marks are reached and returns the device
+	// time between them.
+	Elapsed(from, to Mark) (time.Duration, error)
+}
+
+// Mark is a timestamp a Timer recorded.
+type Mark interface{}
 
 // ErrNoPeer is returned by Device.CopyPeer when the two devices cannot copy
 // directly; Transfer then stages the copy through the host.

@@ -50,6 +50,9 @@ type node struct {
 	// time spent in this layer's forward and backward passes (the SGD
 	// update included), summed over steps; only its worker writes them
 	fwd, bwd time.Duration
+	// marks are the device-clock marks around this node's calls, not yet
+	// read (SetDeviceTiming): forward pairs, then backward pairs.
+	fmarks, bmarks [][2]gpu.Mark
 }
 
 // input is one input of a node as seen on the node's device.

@@ -42,6 +42,8 @@ type Runner struct {
 
 	step  uint64
 	moved atomic.Int64 // bytes moved between devices since the last reset
+
+	deviceTiming bool // time layers on the devices' clocks where they can (SetDeviceTiming)
 }
 
 // worker is the goroutine that owns one device: every call on the device
@@ -301,12 +303,16 @@ func (r *Runner) params(k which) (model.Weights, error) {
 }
 
 // LayerTime is where a layer's time went, summed over the steps since the
-// last ResetProfile. The times are measured on the host around each call:
-// on a device that runs work asynchronously they are the time to enqueue
-// it unless the device synchronizes.
+// last ResetProfile. The times are measured on the host around each call
+// (Clock "host"): on a device that runs work asynchronously they are the
+// time to enqueue it. With SetDeviceTiming(true), a device that is a
+// gpu.Timer times its layers on its own clock (Clock "device"): the time
+// between marks recorded on its stream before and after the layer's work,
+// which includes any wait for the other device's inputs.
 type LayerTime struct {
 	Layer         string
 	Device        string
+	Clock         string // "host" or "device"
 	Forward       time.Duration
 	Backward      time.Duration // the SGD update included
 	MovedBytes    int64         // copies of its output to other devices
@@ -314,11 +320,50 @@ type LayerTime struct {
 	GradientBytes int64         // its gradients sent back to other devices
 }
 
-// Profile returns each layer's time, in table order.
+// SetDeviceTiming turns timing on the devices' own clocks on or off for
+// the steps that follow (see LayerTime). The marks cost a little: time
+// whole steps with it off.
+func (r *Runner) SetDeviceTiming(on bool) { r.deviceTiming = on }
+
+// mark records a mark on d if device timing is on and d can; else nil.
+func (r *Runner) mark(d gpu.Device) (gpu.Mark, error) {
+	t, ok := d.(gpu.Timer)
+	if !r.deviceTiming || !ok {
+		return nil, nil
+	}
+	m, err := t.Mark()
+	if err != nil {
+		return nil, fmt.Errorf("parallel: timing mark on %s: %w", d.Name(), err)
+	}
+	return m, nil
+}
+
+// deviceTime sums the device time between each pair of marks of d.
+func deviceTime(d gpu.Device, marks [][2]gpu.Mark) (time.Duration, error) {
+	var sum time.Duration
+	for _, m := range marks {
+		e, err := d.(gpu.Timer).Elapsed(m[0], m[1])
+		if err != nil {
+			return 0, fmt.Errorf("parallel: timing on %s: %w", d.Name(), err)
+		}
+		sum += e
+	}
+	return sum, nil
+}
+
+// Profile returns each layer's time, in table order. Device-clock marks
+// are read here, waiting for the work they mark.
 func (r *Runner) Profile() []LayerTime {
 	var out []LayerTime
 	for _, n := range r.nodes {
-		t := LayerTime{Layer: n.l.Name, Device: n.dev.Name(), Forward: n.fwd, Backward: n.bwd}
+		t := LayerTime{Layer: n.l.Name, Device: n.dev.Name(), Clock: "host", Forward: n.fwd, Backward: n.bwd}
+		if len(n.fmarks)+len(n.bmarks) > 0 {
+			f, errF := deviceTime(n.dev, n.fmarks)
+			b, errB := deviceTime(n.dev, n.bmarks)
+			if errF == nil && errB == nil {
+				t.Clock, t.Forward, t.Backward = "device", f, b
+			}
+		}
 		for _, e := range n.sends {
 			t.MovedBytes += e.bytes()
 			t.Transfer += e.spent
@@ -338,6 +383,7 @@ func (r *Runner) Profile() []LayerTime {
 func (r *Runner) ResetProfile() {
 	for _, n := range r.nodes {
 		n.fwd, n.bwd = 0, 0
+		n.fmarks, n.bmarks = nil, nil
 	}
 	for _, e := range r.edges {
 		e.spent = 0

@@ -238,7 +238,7 @@ def main(argv=None):
 
     if a.trainer:
         gpus = []
-        for place, _, _, _ in places:
+        for place, _, _ in places:
             gpus += [g for g in TWIN[place] if g not in gpus]
         ours = run_ours(a.trainer, a.net, a.batch, a.trainer_repeats, gpus, a.trainer_timeout)
         for o in ours or []:

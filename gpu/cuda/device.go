@@ -29,6 +29,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/alexnet-go/trainer/gpu"
@@ -496,6 +497,58 @@ func (d *Device) Record() (gpu.Event, error) {
 		}
 	}, e.ev)
 	return e, nil
+}
+
+var _ gpu.Timer = (*Device)(nil)
+
+// Mark records a timing event on d's stream (gpu.Timer).
+func (d *Device) Mark() (gpu.Mark, error) {
+	done, err := d.bind()
+	defer done()
+	if err != nil {
+		return nil, err
+	}
+	e := &event{dev: d}
+	if err := d.drv.check(d.drv.cuEventCreate(&e.ev, 0), "cuEventCreate(timing) on "+d.name); err != nil {
+		return nil, err
+	}
+	if err := d.drv.check(d.drv.cuEventRecord(e.ev, d.stream), "cuEventRecord on "+d.name); err != nil {
+		_ = d.drv.cuEventDestroy(e.ev)
+		return nil, err
+	}
+	runtime.AddCleanup(e, func(h uintptr) {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if d.drv.cuCtxSetCurrent(d.gc.ctx) == cudaSuccess {
+			_ = d.drv.cuEventDestroy(h)
+		}
+	}, e.ev)
+	return e, nil
+}
+
+// Elapsed waits for both marks and returns the GPU time between them
+// (gpu.Timer); the events' resolution is about half a microsecond.
+func (d *Device) Elapsed(from, to gpu.Mark) (time.Duration, error) {
+	a, ok1 := from.(*event)
+	b, ok2 := to.(*event)
+	if !ok1 || !ok2 || a == nil || b == nil {
+		return 0, fmt.Errorf("cuda: %s: Elapsed between marks of another device", d.name)
+	}
+	done, err := d.bind()
+	defer done()
+	if err != nil {
+		return 0, err
+	}
+	if err := d.drv.check(d.drv.cuEventSynchronize(b.ev), "cuEventSynchronize on "+d.name); err != nil {
+		return 0, err
+	}
+	var ms float32
+	if err := d.drv.check(d.drv.cuEventElapsedTime(&ms, a.ev, b.ev), "cuEventElapsedTime on "+d.name); err != nil {
+		return 0, err
+	}
+	runtime.KeepAlive(a)
+	runtime.KeepAlive(b)
+	return time.Duration(float64(ms) * 1e6), nil
 }
 
 // Wait makes later work on d wait for e. An event of a CUDA device is

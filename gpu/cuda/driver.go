@@ -102,6 +102,7 @@ type driver struct {
 	cuEventRecord            func(e, s uintptr) Result
 	cuEventSynchronize       func(e uintptr) Result
 	cuEventDestroy           func(e uintptr) Result
+	cuEventElapsedTime       func(ms *float32, start, end uintptr) Result
 	cuModuleLoadData         func(m *uintptr, image unsafe.Pointer) Result
 	cuModuleGetFunction      func(f *uintptr, m uintptr, name *byte) Result
 	cuLaunchKernel           func(f uintptr, gx, gy, gz, bx, by, bz, shmem uint32, stream uintptr, params, extra unsafe.Pointer) Result
@@ -159,6 +160,9 @@ func openDriver(e env) (*driver, error) {
 	b.bind(&d.cuEventRecord, "cuEventRecord")
 	b.bind(&d.cuEventSynchronize, "cuEventSynchronize")
 	b.bind(&d.cuEventDestroy, "cuEventDestroy_v2")
+	if !b.optional(&d.cuEventElapsedTime, "cuEventElapsedTime_v2") {
+		b.bind(&d.cuEventElapsedTime, "cuEventElapsedTime")
+	}
 	b.bind(&d.cuModuleLoadData, "cuModuleLoadData")
 	b.bind(&d.cuModuleGetFunction, "cuModuleGetFunction")
 	b.bind(&d.cuLaunchKernel, "cuLaunchKernel")
