@@ -534,6 +534,9 @@ func (d *Device) Elapsed(from, to gpu.Mark) (time.Duration, error) {
 	if !ok1 || !ok2 || a == nil || b == nil {
 		return 0, fmt.Errorf("cuda: %s: Elapsed between marks of another device", d.name)
 	}
+	if d.drv.cuEventElapsedTime == nil {
+		return 0, fmt.Errorf("cuda: %s has no cuEventElapsedTime", d.drv.path)
+	}
 	done, err := d.bind()
 	defer done()
 	if err != nil {

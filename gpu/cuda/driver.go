@@ -160,8 +160,9 @@ func openDriver(e env) (*driver, error) {
 	b.bind(&d.cuEventRecord, "cuEventRecord")
 	b.bind(&d.cuEventSynchronize, "cuEventSynchronize")
 	b.bind(&d.cuEventDestroy, "cuEventDestroy_v2")
+	// Timing only (gpu.Timer): its absence must not stop the driver.
 	if !b.optional(&d.cuEventElapsedTime, "cuEventElapsedTime_v2") {
-		b.bind(&d.cuEventElapsedTime, "cuEventElapsedTime")
+		b.optional(&d.cuEventElapsedTime, "cuEventElapsedTime")
 	}
 	b.bind(&d.cuModuleLoadData, "cuModuleLoadData")
 	b.bind(&d.cuModuleGetFunction, "cuModuleGetFunction")
