@@ -4,8 +4,8 @@
 #
 #   bench/gpu-runs.sh TRAINER DATA OUTDIR
 #
-# A small net leaves an H100/H200 mostly idle, so the runs of each seed go
-# in a process of their own, all sharing the GPU. Each process writes its
+# A small net leaves an H100/H200 mostly idle, so the runs of each seed
+# (and each ablation) go in a process of their own, all sharing the GPU. Each process writes its
 # runs under OUTDIR/error/runs and OUTDIR/ablate/*/runs; a finished run is
 # reused by a later `trainer bench error|ablate` with the same --out, so
 # the reports are made afterwards, anywhere, from the runs' config.json and
@@ -20,7 +20,7 @@
 # (default 12), EPOCHS_ABLATE (6), SEEDS ("1 2 3"), DEADLINE (420), GPUS
 # (the two-tower placement, default 0,0), TANH_LRS (extra tanh runs at
 # these learning rates, seed 1, for Figure 1's "rates chosen per net";
-# default "0.001 0.0001"; "" for none).
+# default "0.001 0.0001"; "" for none), JOBS (default "error ablate").
 set -u
 T=${1:?usage: gpu-runs.sh TRAINER DATA OUTDIR}
 data=${2:?usage: gpu-runs.sh TRAINER DATA OUTDIR}
@@ -32,16 +32,23 @@ deadline=${DEADLINE:-420}
 gpus=${GPUS:-0,0}
 one=${gpus%%,*}
 tanh_lrs=${TANH_LRS-0.001 0.0001}
+jobs=${JOBS:-error ablate}
 mkdir -p "$out/logs"
 rm -f "$out/.stop"
 started=$(date +%s)
 
 pids=()
 for s in $seeds; do
+	case " $jobs " in *" error "*) ;; *) continue ;; esac
 	"$T" bench error --gpus "$one;$gpus" --data "$data" --limit 0 --epochs "$ee" --seeds "$s" --out "$out/error" >"$out/logs/error-seed$s.log" 2>&1 &
 	pids+=($!)
-	"$T" bench ablate --gpus "$gpus" --data "$data" --limit 0 --epochs "$ea" --seeds "$s" --out "$out/ablate" >"$out/logs/ablate-seed$s.log" 2>&1 &
-	pids+=($!)
+done
+for s in $seeds; do
+	case " $jobs " in *" ablate "*) ;; *) continue ;; esac
+	for a in relu lrn pool; do
+		"$T" bench ablate --only "$a" --gpus "$gpus" --data "$data" --limit 0 --epochs "$ea" --seeds "$s" --out "$out/ablate" >"$out/logs/ablate-$a-seed$s.log" 2>&1 &
+		pids+=($!)
+	done
 done
 if [ -n "$tanh_lrs" ]; then
 	(
