@@ -71,6 +71,23 @@ func TestCompareQuick(t *testing.T) {
 	if again.Arms[1].Top1Mean != two.Top1Mean || time.Since(began) > 5*time.Second {
 		t.Errorf("second call: %v in %v; want the same numbers from the finished runs", again.Arms[1].Top1, time.Since(began))
 	}
+	// Runs copied without their weights (from a GPU machine) still make a
+	// report: the parameters are counted from the net built on the data.
+	for _, run := range []string{"one_tower-seed1", "one_tower-seed2", "two_towers-seed1", "two_towers-seed2"} {
+		if err := os.Remove(filepath.Join(out, "runs", run, "weights.safetensors")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bare, err := Compare(context.Background(), o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bare.Arms[0].Params != 638826 || bare.Arms[1].Params != 714378 || bare.Arms[1].Top1Mean != two.Top1Mean {
+		t.Errorf("without weights: params %d and %d, top-1 %v; want 638826, 714378, %v", bare.Arms[0].Params, bare.Arms[1].Params, bare.Arms[1].Top1Mean, two.Top1Mean)
+	}
+	if md, _ := os.ReadFile(filepath.Join(out, "report.md")); !strings.Contains(string(md), "first 128 training images") {
+		t.Errorf("report.md does not state the training images used:\n%s", md)
+	}
 }
 
 // The quick variant of bench speed: a row per placement, a CUDA one skipped

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -113,12 +114,8 @@ func Compare(ctx context.Context, o CompareOptions, log io.Writer) (*Report, err
 			res.EpochsTo25 = append(res.EpochsTo25, to25)
 			res.MovedBytes = last.TransferBytes
 			if res.Params == 0 {
-				w, _, err := model.ReadSafetensors(filepath.Join(c.Out, "weights.safetensors"))
-				if err != nil {
+				if res.Params, err = params(c); err != nil {
 					return nil, err
-				}
-				for _, t := range w {
-					res.Params += t.Len()
 				}
 			}
 			r, err := plot.ReadRun(c.Out)
@@ -163,6 +160,28 @@ func runOrResume(ctx context.Context, c train.Config, log io.Writer) ([]train.Me
 		return train.Resume(ctx, c.Out, c.Epochs, log)
 	}
 	return train.Run(ctx, c, log)
+}
+
+// params counts the parameters of run c: from its weights, or where they
+// were not kept (runs copied from a GPU machine without them), from its
+// net built on its data.
+func params(c train.Config) (int, error) {
+	w, _, err := model.ReadSafetensors(filepath.Join(c.Out, "weights.safetensors"))
+	if errors.Is(err, fs.ErrNotExist) {
+		net, err := train.NetOf(c)
+		if err != nil {
+			return 0, err
+		}
+		return net.Params(), nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, t := range w {
+		n += t.Len()
+	}
+	return n, nil
 }
 
 func readMetrics(dir string) ([]train.Metrics, error) {
@@ -219,8 +238,12 @@ func (r *Report) Markdown() string {
 	if c.ValLimit > 0 {
 		test = "the first " + model.Commas(c.ValLimit) + " test images"
 	}
-	fmt.Fprintf(&b, "Data %s (first %s training images), %d epochs, batch %d, lr %g (÷10 when the validation error has not improved for %d epoch(s)), momentum %g, weight decay %g; seeds %s. Test error is the last epoch's, on %s; mean ± sample std over seeds, [min, max].\n\n",
-		c.Data, limitString(c.Limit), c.Epochs, c.Batch, c.LR, c.Patience, c.Momentum, c.WeightDecay, seedList(r.Arms[0].Seeds), test)
+	train := "all training images"
+	if c.Limit > 0 {
+		train = "first " + limitString(c.Limit) + " training images"
+	}
+	fmt.Fprintf(&b, "Data %s (%s), %d epochs, batch %d, lr %g (÷10 when the validation error has not improved for %d epoch(s)), momentum %g, weight decay %g; seeds %s. Test error is the last epoch's, on %s; mean ± sample std over seeds, [min, max].\n\n",
+		c.Data, train, c.Epochs, c.Batch, c.LR, c.Patience, c.Momentum, c.WeightDecay, seedList(r.Arms[0].Seeds), test)
 	b.WriteString("| arm | net | placement | params | top-1 err % | top-5 err % | epochs to 25% train err | train s | moved / epoch |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, a := range r.Arms {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.2f ± %.2f [%.2f, %.2f] | %.2f ± %.2f | %s | %.0f | %s |\n",

@@ -22,7 +22,7 @@ type SpeedOptions struct {
 	Nets       []string
 	Placements []string // --gpus values: cpu, "cpu,cpu", 0, "0,0", "0,1"
 	Batch      int
-	Repeats    int // timed steps after one warm-up step
+	Repeats    int // timed steps after the warm-up (1 step; 10 on a GPU)
 	Threads    int // per CPU device; 0 shares the cores
 	Out        string
 }

@@ -190,7 +190,7 @@ var ErrFormat = errors.New("not a valid safetensors file")
 func ReadSafetensors(path string) (map[string]Tensor, map[string]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("model: %v", err)
+		return nil, nil, fmt.Errorf("model: %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()

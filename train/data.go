@@ -132,3 +132,14 @@ type limited struct {
 }
 
 func (l limited) N() int { return l.n }
+
+// NetOf builds the net that c trains, on c.Data's channels and classes
+// (which it reads), without training or loading weights: what a report
+// needs of a run whose weights were not kept.
+func NetOf(c Config) (*model.Net, error) {
+	d, err := openData(c)
+	if err != nil {
+		return nil, err
+	}
+	return d.net, nil
+}

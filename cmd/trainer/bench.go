@@ -48,7 +48,7 @@ func benchCommand() *cli.Command {
 					&cli.StringFlag{Name: "nets", Value: "alexnet-small,alexnet-small-1gpu,alexnet,alexnet-1gpu", Usage: "nets, separated by commas"},
 					&cli.StringFlag{Name: "placements", Value: "cpu;cpu,cpu;0;0,0;0,1", Usage: "--gpus values, separated by ;"},
 					&cli.IntFlag{Name: "batch", Value: 128, Usage: "images per step"},
-					&cli.IntFlag{Name: "repeats", Value: 5, Usage: "timed steps after one warm-up step; the median is reported"},
+					&cli.IntFlag{Name: "repeats", Value: 5, Usage: "timed steps after the warm-up (1 step, 10 on a GPU); the median is reported"},
 					&cli.IntFlag{Name: "threads", Usage: "threads per CPU device (0: share the cores)"},
 					&cli.StringFlag{Name: "out", Value: filepath.Join("bench", "out", "speed"), Usage: "the report's `DIR`"},
 					&cli.BoolFlag{Name: "quick", Usage: "a smoke test: alexnet-small at batch 16, 2 steps"},
