@@ -47,6 +47,15 @@ type Timer interface {
 	Elapsed(from, to Mark) (time.Duration, error)
 }
 
+// MemorySharer is implemented by a device that can tell when another
+// device lives in the same physical memory: two streams of one GPU
+// ("--gpus 0,0"). Both towers read the image; between such devices the
+// scheduler uploads it once and copies it on the GPU, which costs a small
+// fraction of a second upload from the host.
+type MemorySharer interface {
+	SharesMemory(other Device) bool
+}
+
 // Mark is a timestamp a Timer recorded.
 type Mark interface{}
 

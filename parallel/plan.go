@@ -75,6 +75,10 @@ type edge struct {
 	from, to *worker
 	ready    chan gpu.Event
 	spent    time.Duration // issuing the copies, summed over steps; only the producer's worker writes it
+	// image marks the copy of the uploaded image to a device sharing the
+	// uploader's memory: it replaces a second upload and is not one of the
+	// net's cross-tower transfers, so it is not counted as moved.
+	image bool
 }
 
 func (e *edge) bytes() int64 { return 4 * int64(min(e.src.Len(), e.dst.Len())) }
@@ -93,6 +97,7 @@ func (r *Runner) build() error {
 	byName := map[string]*node{}
 	// The image goes to every device that has a layer reading it.
 	inputs := map[gpu.Device]*node{}
+	imageCopies := map[gpu.Device]input{} // the image copied from a device sharing d's memory
 	for i, l := range r.net.Layers {
 		if l.Kind == model.Input {
 			continue
@@ -106,6 +111,26 @@ func (r *Runner) build() error {
 		for _, name := range l.Inputs {
 			src := r.net.Layer(name)
 			if src.Kind == model.Input {
+				if cp, ok := imageCopies[d]; ok {
+					n.ins = append(n.ins, cp)
+					continue
+				}
+				if first := sharedInput(d, inputs); first != nil {
+					// Another stream of the same GPU uploads the image;
+					// this one gets a copy made on the GPU.
+					buf, err := alloc(d, N*src.Out.Len())
+					if err != nil {
+						return err
+					}
+					e := &edge{name: fmt.Sprintf("image→%s", d.Name()), src: first.y, dst: buf, from: first.w, to: n.w,
+						ready: make(chan gpu.Event, 1), image: true}
+					first.sends = append(first.sends, e)
+					r.edges = append(r.edges, e)
+					cp := input{src: first, buf: buf, edge: e}
+					imageCopies[d] = cp
+					n.ins = append(n.ins, cp)
+					continue
+				}
 				in, ok := inputs[d]
 				if !ok {
 					in = &node{l: src, idx: 0, dev: d, w: n.w}
@@ -219,6 +244,21 @@ func (r *Runner) build() error {
 			if n.dy, err = alloc(n.dev, N*n.l.Out.Len()); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// sharedInput returns the image's input node on a device that shares d's
+// memory (two streams of one GPU), if there is one.
+func sharedInput(d gpu.Device, inputs map[gpu.Device]*node) *node {
+	s, ok := d.(gpu.MemorySharer)
+	if !ok {
+		return nil
+	}
+	for other, in := range inputs {
+		if s.SharesMemory(other) {
+			return in
 		}
 	}
 	return nil

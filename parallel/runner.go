@@ -177,7 +177,9 @@ func (r *Runner) MovedBytes() int64 { return r.moved.Swap(0) }
 func (r *Runner) CrossingBytes() int64 {
 	var t int64
 	for _, e := range r.edges {
-		t += e.bytes()
+		if !e.image {
+			t += e.bytes()
+		}
 	}
 	return t
 }
@@ -194,7 +196,9 @@ func (r *Runner) send(e *edge) error {
 	if err != nil {
 		return fmt.Errorf("parallel: %s: %w", e.name, err)
 	}
-	r.moved.Add(e.bytes())
+	if !e.image {
+		r.moved.Add(e.bytes())
+	}
 	e.ready <- ev
 	return nil
 }

@@ -116,6 +116,11 @@ func (r *Runner) forward(ctx context.Context, wk *worker, b Batch, train bool, r
 			if err := d.Upload(in.y, b.Images); err != nil {
 				return err
 			}
+			for _, e := range in.sends { // to the streams sharing this GPU
+				if err := r.send(e); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	got := map[*edge]bool{}

@@ -501,6 +501,15 @@ func (d *Device) Record() (gpu.Event, error) {
 
 var _ gpu.Timer = (*Device)(nil)
 
+var _ gpu.MemorySharer = (*Device)(nil)
+
+// SharesMemory reports whether o is a Device on the same GPU as d
+// (gpu.MemorySharer).
+func (d *Device) SharesMemory(o gpu.Device) bool {
+	c, ok := o.(*Device)
+	return ok && c != d && c.gc == d.gc
+}
+
 // Mark records a timing event on d's stream (gpu.Timer).
 func (d *Device) Mark() (gpu.Mark, error) {
 	done, err := d.bind()
