@@ -56,6 +56,13 @@ type MemorySharer interface {
 	SharesMemory(other Device) bool
 }
 
+// ScratchReporter is implemented by a device that keeps scratch memory of
+// its own beyond the buffers it was asked for (CUDA: the cuDNN workspace,
+// grown to the largest a convolution has needed so far).
+type ScratchReporter interface {
+	ScratchBytes() int64
+}
+
 // Mark is a timestamp a Timer recorded.
 type Mark interface{}
 

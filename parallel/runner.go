@@ -396,12 +396,19 @@ func (r *Runner) ResetProfile() {
 
 // MemoryBytes is what the plan allocated on each device, by device name:
 // activations, their gradients, parameters, momentum and transfer buffers,
-// all sized for the largest batch. A backend's own scratch space (im2col,
-// cuDNN workspaces) is not included.
+// all sized for the largest batch, plus the scratch memory a device
+// reports (gpu.ScratchReporter: cuDNN's workspace, as large as the steps so
+// far needed). The CPU device's transient im2col buffers and the
+// libraries' own allocations (cuBLAS, cuDNN handles) are not included.
 func (r *Runner) MemoryBytes() map[string]int64 {
 	out := map[string]int64{}
 	for _, b := range r.bufs {
 		out[b.Device().Name()] += 4 * int64(b.Len())
+	}
+	for _, w := range r.workers { // one per device
+		if s, ok := w.dev.(gpu.ScratchReporter); ok {
+			out[w.dev.Name()] += s.ScratchBytes()
+		}
 	}
 	return out
 }

@@ -77,3 +77,27 @@ func TestDeviceTiming(t *testing.T) {
 		}
 	}
 }
+
+// scratchDevice reports scratch memory of its own, as the CUDA device
+// reports cuDNN's workspace.
+type scratchDevice struct{ *cpu.Device }
+
+func (scratchDevice) ScratchBytes() int64 { return 1 << 20 }
+
+// MemoryBytes adds a device's scratch memory, once per device, to the
+// plan's buffers.
+func TestMemoryBytesScratch(t *testing.T) {
+	net, err := model.Build("alexnet-small", model.Options{Channels: 1, Classes: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := model.Init(net, 1)
+	plain := newRunner(t, net, w, cpu.New(cpu.Options{Index: 0, Threads: 1}))
+	d := scratchDevice{cpu.New(cpu.Options{Index: 0, Threads: 1})}
+	with := newRunner(t, net, w, d)
+	both := newRunner(t, net, w, d, d)
+	p, s, b := plain.MemoryBytes()["cpu:0"], with.MemoryBytes()["cpu:0"], both.MemoryBytes()["cpu:0"]
+	if p == 0 || s != p+1<<20 || b != s {
+		t.Errorf("memory: plain %d, with 1 MiB scratch %d, both towers on it %d", p, s, b)
+	}
+}

@@ -503,6 +503,11 @@ var _ gpu.Timer = (*Device)(nil)
 
 var _ gpu.MemorySharer = (*Device)(nil)
 
+var _ gpu.ScratchReporter = (*Device)(nil)
+
+// ScratchBytes is the size of d's cuDNN workspace (gpu.ScratchReporter).
+func (d *Device) ScratchBytes() int64 { return int64(d.wsLen) }
+
 // SharesMemory reports whether o is a Device on the same GPU as d
 // (gpu.MemorySharer).
 func (d *Device) SharesMemory(o gpu.Device) bool {
