@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/alexnet-go/trainer/gpu"
 	"github.com/alexnet-go/trainer/gpu/cpu"
@@ -118,4 +119,55 @@ func batch(net *model.Net, n int, seed uint64) parallel.Batch {
 		b.Labels[i] = float32(rng.IntN(net.Classes))
 	}
 	return b
+}
+
+// Timing marks measure GPU time: a convolution big enough to take a
+// while lies between two marks, and nothing between two adjacent ones.
+func TestTimer(t *testing.T) {
+	d := open(t, 0)
+	s := gpu.ConvShape{N: 64, C: 64, H: 56, W: 56, K: 64, R: 3, S: 3, Stride: 1, Pad: 1}
+	x, err := d.Alloc(s.XLen())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := d.Alloc(s.WLen())
+	y, _ := d.Alloc(s.YLen())
+	defer d.Free(x)
+	defer d.Free(w)
+	defer d.Free(y)
+	if err := d.Conv(y, x, w, s); err != nil { // the algorithm search, untimed
+		t.Fatal(err)
+	}
+	m0, _ := d.Mark()
+	m1, _ := d.Mark()
+	for range 10 {
+		if err := d.Conv(y, x, w, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m2, err := d.Mark()
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty, err := d.Elapsed(m0, m1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, err := d.Elapsed(m1, m2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 10 × 2·64·64·56·56·64·9 ≈ 15 GFLOP: well over 50 µs on any GPU.
+	if !(busy > 50*time.Microsecond && empty < busy/10) {
+		t.Errorf("10 convolutions took %v, nothing took %v", busy, empty)
+	}
+	t.Logf("10 convolutions: %v; between adjacent marks: %v", busy, empty)
+}
+
+// Two logical devices on one GPU share memory; a CPU device does not.
+func TestSharesMemory(t *testing.T) {
+	a, b := open(t, 0), open(t, 0)
+	if !a.SharesMemory(b) || a.SharesMemory(a) || a.SharesMemory(cpu.New(cpu.Options{})) {
+		t.Errorf("SharesMemory: a,b %v; a,a %v; a,cpu %v", a.SharesMemory(b), a.SharesMemory(a), a.SharesMemory(cpu.New(cpu.Options{})))
+	}
 }
