@@ -53,6 +53,12 @@ func ParseGPUs(spec string) ([]int, error) {
 // twice is two logical devices (two streams) on one GPU. threads bounds each
 // CPU device's threads; 0 shares the machine's cores among the CPU devices.
 func OpenDevices(spec string, threads int) ([]gpu.Device, error) {
+	return OpenDevicesWith(spec, threads, cuda.Options{})
+}
+
+// OpenDevicesWith is OpenDevices with options for the CUDA devices (TF32,
+// deterministic algorithms).
+func OpenDevicesWith(spec string, threads int, o cuda.Options) ([]gpu.Device, error) {
 	ordinals, err := ParseGPUs(spec)
 	if err != nil {
 		return nil, err
@@ -82,14 +88,14 @@ func OpenDevices(spec string, threads int) ([]gpu.Device, error) {
 		}
 	}
 	devs := make([]gpu.Device, len(ordinals))
-	for i, o := range ordinals {
-		if o < 0 {
+	for i, ord := range ordinals {
+		if ord < 0 {
 			devs[i] = cpu.New(cpu.Options{Index: i, Threads: threads})
 			continue
 		}
-		d, err := cuda.Open(o, cuda.Options{})
+		d, err := cuda.Open(ord, o)
 		if errors.Is(err, cuda.ErrNoDriver) {
-			return nil, fmt.Errorf("--gpus %s: CUDA ordinal %d: %w (%v); use --gpus cpu,cpu", spec, o, ErrNoCUDA, err)
+			return nil, fmt.Errorf("--gpus %s: CUDA ordinal %d: %w (%v); use --gpus cpu,cpu", spec, ord, ErrNoCUDA, err)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("--gpus %s: %w", spec, err)

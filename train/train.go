@@ -18,6 +18,7 @@ import (
 
 	"github.com/alexnet-go/trainer/data"
 	"github.com/alexnet-go/trainer/gpu/cpu"
+	"github.com/alexnet-go/trainer/gpu/cuda"
 	"github.com/alexnet-go/trainer/model"
 	"github.com/alexnet-go/trainer/parallel"
 )
@@ -25,23 +26,27 @@ import (
 // Config is everything a run needs; config.json holds it so the run can be
 // repeated.
 type Config struct {
-	Net         string  `json:"net"`
-	LRN         string  `json:"lrn"`
-	Activation  string  `json:"activation"` // "relu" or "tanh" (Figure 1's comparison)
-	Pool        string  `json:"pool"`       // max pooling window/stride: "3/2" (overlapping, §3.4) or "2/2"
-	GPUs        string  `json:"gpus"`
-	Threads     int     `json:"threads"`
-	Data        string  `json:"data"`
-	Epochs      int     `json:"epochs"`
-	Batch       int     `json:"batch"`
-	LR          float64 `json:"lr"`
-	Momentum    float64 `json:"momentum"`
-	WeightDecay float64 `json:"weight_decay"`
-	Seed        uint64  `json:"seed"`
-	Limit       int     `json:"limit"`
-	ValLimit    int     `json:"val_limit"` // validate on the first N test images only (0: all)
-	Patience    int     `json:"patience"`  // epochs without a better validation error before the rate is divided by 10
-	Out         string  `json:"out"`
+	Net        string `json:"net"`
+	LRN        string `json:"lrn"`
+	Activation string `json:"activation"` // "relu" or "tanh" (Figure 1's comparison)
+	Pool       string `json:"pool"`       // max pooling window/stride: "3/2" (overlapping, §3.4) or "2/2"
+	GPUs       string `json:"gpus"`
+	Threads    int    `json:"threads"`
+	// TF32 lets the GPU use TF32 tensor cores; Deterministic restricts
+	// cuDNN to algorithms that give the same bits on every run.
+	TF32          bool    `json:"tf32,omitempty"`
+	Deterministic bool    `json:"deterministic,omitempty"`
+	Data          string  `json:"data"`
+	Epochs        int     `json:"epochs"`
+	Batch         int     `json:"batch"`
+	LR            float64 `json:"lr"`
+	Momentum      float64 `json:"momentum"`
+	WeightDecay   float64 `json:"weight_decay"`
+	Seed          uint64  `json:"seed"`
+	Limit         int     `json:"limit"`
+	ValLimit      int     `json:"val_limit"` // validate on the first N test images only (0: all)
+	Patience      int     `json:"patience"`  // epochs without a better validation error before the rate is divided by 10
+	Out           string  `json:"out"`
 	// A checkpoint is saved every CheckpointSteps steps (0: never), every
 	// CheckpointMinutes minutes (0: never), at each epoch's end and when the
 	// run is interrupted.
@@ -182,7 +187,7 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 		spec = first
 		fmt.Fprintf(log, "%s has one tower: it runs on the first device of --gpus %s\n", net.Name, c.GPUs)
 	}
-	devs, err := OpenDevices(spec, c.Threads)
+	devs, err := OpenDevicesWith(spec, c.Threads, cuda.Options{TF32: c.TF32, Deterministic: c.Deterministic})
 	if err != nil {
 		return nil, err
 	}

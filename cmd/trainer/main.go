@@ -39,6 +39,8 @@ func app() *cli.App {
 		&cli.StringFlag{Name: "net", Value: d.Net, Usage: "the net: " + strings.Join(model.Names(), ", ")},
 		&cli.StringFlag{Name: "gpus", Usage: "devices, one per tower: `0,1` CUDA ordinals, 0,0 both towers on one GPU, cpu,cpu two CPU devices, one entry for both towers (default: 0,1 with two GPUs, 0,0 with one, else cpu,cpu)"},
 		&cli.IntFlag{Name: "threads", Usage: "threads per CPU device (0: share the cores)"},
+		&cli.BoolFlag{Name: "tf32", Usage: "let cuDNN and cuBLAS use TF32 tensor cores on the GPU (faster; 10-bit mantissas in the products, so no longer float32-exact)"},
+		&cli.BoolFlag{Name: "deterministic", Usage: "on the GPU, only cuDNN algorithms that give the same bits on every run (a little slower); the CPU device always does"},
 		&cli.StringFlag{Name: "data", Value: d.Data, Usage: "a Fashion-MNIST/MNIST IDX directory"},
 		&cli.IntFlag{Name: "epochs", Value: d.Epochs, Usage: "epochs to train"},
 		&cli.IntFlag{Name: "batch", Value: d.Batch, Usage: "images per step"},
@@ -122,7 +124,7 @@ func trainCmd(c *cli.Context) error {
 	} else {
 		cfg := train.Config{
 			Net: c.String("net"), LRN: c.String("lrn"), Activation: c.String("activation"), Pool: c.String("pool"),
-			GPUs: c.String("gpus"), Threads: c.Int("threads"),
+			GPUs: c.String("gpus"), Threads: c.Int("threads"), TF32: c.Bool("tf32"), Deterministic: c.Bool("deterministic"),
 			Data: c.String("data"), Epochs: c.Int("epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"),
 			Momentum: c.Float64("momentum"), WeightDecay: c.Float64("weight-decay"), Seed: c.Uint64("seed"),
 			Limit: c.Int("limit"), ValLimit: c.Int("val-limit"), Patience: c.Int("patience"), Out: c.String("out"),

@@ -42,6 +42,10 @@ type Options struct {
 	// (Ampere and later): faster, with 10-bit mantissas in the products,
 	// so results no longer match the CPU device to float32 tolerances.
 	TF32 bool
+	// Deterministic restricts cuDNN to algorithms whose results are the
+	// same bits on every run (cuDNN's fastest may sum in a varying order);
+	// cuBLAS and our kernels are deterministic already.
+	Deterministic bool
 }
 
 // gpuContext is the state shared by the Devices of one GPU: the primary

@@ -65,6 +65,7 @@ const (
 	cudnnTensorOpMath     = 1
 	cudnnTensorOpConvert  = 2
 	cudnnFMAMath          = 3
+	cudnnDeterministic    = 1 // cudnnDeterminism_t: CUDNN_DETERMINISTIC
 )
 
 // convPerf is cudnnConvolutionFwdAlgoPerf_t, and the BwdData and

@@ -78,6 +78,9 @@ func (d *Device) pick(perf []convPerf, n int32, call string) (algo, error) {
 		if !d.opt.TF32 && (r.MathType == cudnnTensorOpMath || r.MathType == cudnnTensorOpConvert) {
 			continue
 		}
+		if d.opt.Deterministic && r.Determinism != cudnnDeterministic {
+			continue
+		}
 		return algo{found: true, id: r.Algo, ws: r.Memory}, nil
 	}
 	return algo{}, fmt.Errorf("cuda: %s on %s: no usable algorithm among %d", call, d.name, n)
