@@ -113,7 +113,7 @@ fi
 
 # 3. The CUDA backend's tests, verbose, one per step.
 if [ -x "$dir/cuda.test" ]; then
-	for t in TestConformance TestConformancePair TestTwoTowersMatchCPU TestTimer TestSharesMemory; do
+	for t in TestConformance TestConformancePair TestTwoTowersMatchCPU TestTimer TestSharesMemory TestDeterministic; do
 		step "$t" "$dir/cuda.test" -test.v -test.run "^$t\$" -test.timeout "${timeout_s}s"
 		grep -E -- '--- FAIL' "$out/$t.log" | head -30
 	done

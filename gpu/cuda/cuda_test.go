@@ -171,3 +171,46 @@ func TestSharesMemory(t *testing.T) {
 		t.Errorf("SharesMemory: a,b %v; a,a %v; a,cpu %v", a.SharesMemory(b), a.SharesMemory(a), a.SharesMemory(cpu.New(cpu.Options{})))
 	}
 }
+
+// With Options.Deterministic, two runs of the two-tower net on 0,0 from the
+// same weights and batches give the same gradients bit for bit.
+func TestDeterministic(t *testing.T) {
+	open(t, 0) // skips without a GPU
+	net, err := model.Build("alexnet-small", model.Options{Channels: 1, Classes: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := model.Init(net, 1)
+	o := parallel.Options{Batch: 32, Seed: 3, Momentum: 0.9, WeightDecay: 5e-4}
+	var grads [2]map[string]model.Tensor
+	for run := range grads {
+		a, err := cuda.Open(0, cuda.Options{Deterministic: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := cuda.Open(0, cuda.Options{Deterministic: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := parallel.New(net, []gpu.Device{a, b}, w, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for step := range 3 {
+			if _, err := r.Train(batch(net, 32, uint64(step)), 0.05); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if grads[run], err = r.Grads(); err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+	}
+	for name, g := range grads[0] {
+		for i, v := range g.Data {
+			if v != grads[1][name].Data[i] {
+				t.Fatalf("%s[%d]: %g in the first run, %g in the second", name, i, v, grads[1][name].Data[i])
+			}
+		}
+	}
+}
