@@ -36,8 +36,10 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./bench/ ./gpu/cpu/
 
 # What scripts/gpu-check.sh runs on a GPU machine that has no Go toolchain:
-# the trainer and the CUDA test binary, built here into $(GPU_DIR). Then, on
-# the GPU machine: scripts/gpu-check.sh $(GPU_DIR)
+# the trainer and the CUDA test binary (stripped), built here into
+# $(GPU_DIR), with a copy of Fashion-MNIST when it is installed here (the
+# GPU machine may have no network). Then, on the GPU machine:
+# scripts/gpu-check.sh $(GPU_DIR)
 GPU_DIR ?= build/gpu
 DATA ?= /usr/share/datasets/fashion-mnist
 gpu-check:
