@@ -66,7 +66,7 @@ func benchAblateCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "only", Value: strings.Join(keys, ","), Usage: "the ablations to run, separated by commas: " + strings.Join(keys, ", ")},
 			&cli.StringFlag{Name: "net", Value: "alexnet-small", Usage: "the net every arm trains"},
-			&cli.StringFlag{Name: "gpus", Value: d.GPUs, Usage: "its placement, as for train"},
+			&cli.StringFlag{Name: "gpus", Usage: "its placement, as for train (default: 0,1 with two GPUs, 0,0 with one, else cpu,cpu)"},
 			&cli.StringFlag{Name: "data", Value: d.Data, Usage: "the data set, as for train"},
 			&cli.IntFlag{Name: "epochs", Value: 10, Usage: "epochs per run"},
 			&cli.IntFlag{Name: "batch", Value: 64, Usage: "images per step"},
@@ -101,6 +101,11 @@ func benchAblateCmd(c *cli.Context) error {
 		return err
 	}
 	base.Net, base.GPUs = c.String("net"), c.String("gpus")
+	if !c.IsSet("gpus") {
+		var why string
+		base.GPUs, why = train.AutoGPUs()
+		fmt.Fprintln(os.Stderr, "trainer:", why)
+	}
 	if err := base.Validate(); err != nil {
 		return err
 	}

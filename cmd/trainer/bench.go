@@ -36,7 +36,7 @@ func benchCommand() *cli.Command {
 				Usage: "train the one-tower and the two-tower net on the same data, schedule and seeds; report test error (PAPER.md: −1.7% top-1, −1.2% top-5)",
 				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "nets", Value: "alexnet-small-1gpu,alexnet-small", Usage: "the one-tower and the two-tower net"},
-					&cli.StringFlag{Name: "gpus", Value: "cpu;cpu,cpu", Usage: "their placements, separated by ;"},
+					&cli.StringFlag{Name: "gpus", Usage: "their placements, separated by ; (default: 0;0,1 with two GPUs, 0;0,0 with one, else cpu;cpu,cpu)"},
 				}, common...),
 				Action: benchErrorCmd,
 			},
@@ -116,9 +116,16 @@ func benchErrorCmd(c *cli.Context) error {
 		return err
 	}
 	nets := strings.Split(c.String("nets"), ",")
-	gpus := strings.Split(c.String("gpus"), ";")
+	spec := c.String("gpus")
+	if !c.IsSet("gpus") {
+		two, why := train.AutoGPUs()
+		one, _, _ := strings.Cut(two, ",")
+		spec = one + ";" + two
+		fmt.Fprintln(os.Stderr, "trainer:", why)
+	}
+	gpus := strings.Split(spec, ";")
 	if len(nets) != 2 || len(gpus) != 2 {
-		return fmt.Errorf("--nets %q --gpus %q: give two nets (one-tower first) and two placements separated by ;", c.String("nets"), c.String("gpus"))
+		return fmt.Errorf("--nets %q --gpus %q: give two nets (one-tower first) and two placements separated by ;", c.String("nets"), spec)
 	}
 	rep, err := bench.Compare(c.Context, bench.CompareOptions{
 		Title: fmt.Sprintf("One tower against two: %s vs %s", nets[0], nets[1]),
