@@ -479,13 +479,23 @@ type event struct {
 // Record returns an event marking the work enqueued so far. The event is
 // destroyed when it is garbage.
 func (d *Device) Record() (gpu.Event, error) {
+	e, err := d.record(eventDisableTiming)
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// record creates an event with flags and records it on d's stream. The
+// event is destroyed when it is garbage.
+func (d *Device) record(flags uint32) (*event, error) {
 	done, err := d.bind()
 	defer done()
 	if err != nil {
 		return nil, err
 	}
 	e := &event{dev: d}
-	if err := d.drv.check(d.drv.cuEventCreate(&e.ev, eventDisableTiming), "cuEventCreate on "+d.name); err != nil {
+	if err := d.drv.check(d.drv.cuEventCreate(&e.ev, flags), "cuEventCreate on "+d.name); err != nil {
 		return nil, err
 	}
 	if err := d.drv.check(d.drv.cuEventRecord(e.ev, d.stream), "cuEventRecord on "+d.name); err != nil {
@@ -521,26 +531,10 @@ func (d *Device) SharesMemory(o gpu.Device) bool {
 
 // Mark records a timing event on d's stream (gpu.Timer).
 func (d *Device) Mark() (gpu.Mark, error) {
-	done, err := d.bind()
-	defer done()
+	e, err := d.record(0)
 	if err != nil {
 		return nil, err
 	}
-	e := &event{dev: d}
-	if err := d.drv.check(d.drv.cuEventCreate(&e.ev, 0), "cuEventCreate(timing) on "+d.name); err != nil {
-		return nil, err
-	}
-	if err := d.drv.check(d.drv.cuEventRecord(e.ev, d.stream), "cuEventRecord on "+d.name); err != nil {
-		_ = d.drv.cuEventDestroy(e.ev)
-		return nil, err
-	}
-	runtime.AddCleanup(e, func(h uintptr) {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if d.drv.cuCtxSetCurrent(d.gc.ctx) == cudaSuccess {
-			_ = d.drv.cuEventDestroy(h)
-		}
-	}, e.ev)
 	return e, nil
 }
 
