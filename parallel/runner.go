@@ -342,6 +342,27 @@ func (r *Runner) mark(d gpu.Device) (gpu.Mark, error) {
 	return m, nil
 }
 
+// timed runs f, between two marks on d's clock appended to marks when
+// device timing is on and d can.
+func (r *Runner) timed(d gpu.Device, marks *[][2]gpu.Mark, f func() error) error {
+	m0, err := r.mark(d)
+	if err != nil {
+		return err
+	}
+	if err := f(); err != nil {
+		return err
+	}
+	if m0 == nil {
+		return nil
+	}
+	m1, err := r.mark(d)
+	if err != nil {
+		return err
+	}
+	*marks = append(*marks, [2]gpu.Mark{m0, m1})
+	return nil
+}
+
 // deviceTime sums the device time between each pair of marks of d.
 func deviceTime(d gpu.Device, marks [][2]gpu.Mark) (time.Duration, error) {
 	var sum time.Duration

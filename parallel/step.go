@@ -137,19 +137,8 @@ func (r *Runner) forward(ctx context.Context, wk *worker, b Batch, train bool, r
 			}
 		}
 		began := time.Now()
-		m0, err := r.mark(d)
-		if err != nil {
-			return err
-		}
-		if err := r.forwardNode(n, b.N, train); err != nil {
+		if err := r.timed(d, &n.fmarks, func() error { return r.forwardNode(n, b.N, train) }); err != nil {
 			return fmt.Errorf("parallel: %s on %s: %w", n.l.Name, d.Name(), err)
-		}
-		if m0 != nil {
-			m1, err := r.mark(d)
-			if err != nil {
-				return err
-			}
-			n.fmarks = append(n.fmarks, [2]gpu.Mark{m0, m1})
 		}
 		n.fwd += time.Since(began)
 		for _, e := range n.sends {
@@ -285,19 +274,8 @@ func (r *Runner) backward(ctx context.Context, wk *worker, N int, lr float32) er
 			}
 		}
 		began := time.Now()
-		m0, err := r.mark(d)
-		if err != nil {
-			return err
-		}
-		if err := r.backwardNode(n, N, lr); err != nil {
+		if err := r.timed(d, &n.bmarks, func() error { return r.backwardNode(n, N, lr) }); err != nil {
 			return fmt.Errorf("parallel: %s backward on %s: %w", n.l.Name, d.Name(), err)
-		}
-		if m0 != nil {
-			m1, err := r.mark(d)
-			if err != nil {
-				return err
-			}
-			n.bmarks = append(n.bmarks, [2]gpu.Mark{m0, m1})
 		}
 		n.bwd += time.Since(began)
 		for _, e := range n.backs {

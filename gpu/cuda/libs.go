@@ -295,7 +295,7 @@ func (c *nvrtc) compileKernels(name, src string, major, minor int) (image []byte
 			return image, "cubin", nil
 		}
 	}
-	image, err2 := c.compile(name, src, fmt.Sprintf("compute_%d%d", major, minor), c.getPTXSize, c.getPTX)
+	image, err2 := c.compilePTX(name, src, major, minor)
 	if err2 != nil {
 		if err != nil {
 			return nil, "", fmt.Errorf("%v; and as PTX: %w", err, err2)
