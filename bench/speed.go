@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -136,13 +137,13 @@ func timeSteps(row *SpeedRow, net *model.Net, devs []gpu.Device, w model.Weights
 			row.Devices = append(row.Devices, d.Name())
 		}
 	}
+	// A device with its own clock is a GPU: its work is asynchronous.
+	gpuClock := slices.ContainsFunc(r.Devices(), func(d gpu.Device) bool { _, ok := d.(gpu.Timer); return ok })
 	// Warm-up: scratch space, page faults; on a GPU also cuDNN's algorithm
 	// search and the clocks, which idle at a sixth of their peak.
 	warm := 1
-	for _, d := range r.Devices() {
-		if _, ok := d.(gpu.Timer); ok {
-			warm = 10
-		}
+	if gpuClock {
+		warm = 10
 	}
 	for range warm {
 		if _, err := r.Train(in, 0.01); err != nil {
@@ -173,17 +174,14 @@ func timeSteps(row *SpeedRow, net *model.Net, devs []gpu.Device, w model.Weights
 	// only sees the time to enqueue the work and the marks would perturb
 	// the steps timed above.
 	profiled := repeats
-	for _, d := range r.Devices() {
-		if _, ok := d.(gpu.Timer); ok {
-			profiled = min(repeats, 5)
-			r.ResetProfile()
-			r.SetDeviceTiming(true)
-			for range profiled {
-				if _, err := r.Train(in, 0.01); err != nil {
-					return err
-				}
+	if gpuClock {
+		profiled = min(repeats, 5)
+		r.ResetProfile()
+		r.SetDeviceTiming(true)
+		for range profiled {
+			if _, err := r.Train(in, 0.01); err != nil {
+				return err
 			}
-			break
 		}
 	}
 	for _, t := range r.Profile() {
