@@ -15,6 +15,8 @@ import (
 	"sync"
 
 	"github.com/ebitengine/purego"
+
+	"github.com/alexnet-go/trainer/internal/native"
 )
 
 // TurboJPEGEnv names the environment variable that, when set, is the only
@@ -54,19 +56,11 @@ func JPEGDecoder() string { return loadedJPEG().desc }
 // loadJPEG loads override if it is not empty, else the first of turboNames
 // that loads, else falls back to image/jpeg.
 func loadJPEG(override string) *jpegDecoder {
-	names, why := turboNames, "libturbojpeg not found"
-	if override != "" {
-		names, why = []string{override}, TurboJPEGEnv+"="+override+" not usable"
+	tj, err := native.First(turboNames, TurboJPEGEnv, override, "libturbojpeg not found", openTurboJPEG)
+	if err != nil {
+		return goJPEG(err.Error())
 	}
-	var errs []string
-	for _, name := range names {
-		tj, err := openTurboJPEG(name)
-		if err == nil {
-			return &jpegDecoder{desc: tj.desc, tj: tj}
-		}
-		errs = append(errs, err.Error())
-	}
-	return goJPEG(why + ": " + strings.Join(errs, "; "))
+	return &jpegDecoder{desc: tj.desc, tj: tj}
 }
 
 // goJPEG is the standard library's decoder, the fallback; why says why

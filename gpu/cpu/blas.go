@@ -11,6 +11,8 @@ import (
 	"github.com/ebitengine/purego"
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
+
+	"github.com/alexnet-go/trainer/internal/native"
 )
 
 // BLASEnv names the environment variable that, when set, is the only path
@@ -53,19 +55,11 @@ func BLAS() string { return loadedBLAS().desc }
 // loadBLAS loads override if it is not empty, else the first of blasNames
 // that loads, else falls back to gonum.
 func loadBLAS(override string) *blasLib {
-	names, why := blasNames, "OpenBLAS not found"
-	if override != "" {
-		names, why = []string{override}, BLASEnv+"="+override+" not usable"
+	lib, err := native.First(blasNames, BLASEnv, override, "OpenBLAS not found", openCBLAS)
+	if err != nil {
+		return gonumBLAS(err.Error())
 	}
-	var errs []string
-	for _, name := range names {
-		lib, err := openCBLAS(name)
-		if err == nil {
-			return lib
-		}
-		errs = append(errs, err.Error())
-	}
-	return gonumBLAS(why + ": " + strings.Join(errs, "; "))
+	return lib
 }
 
 // CBLAS enumerations.
