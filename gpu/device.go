@@ -104,6 +104,11 @@ type Device interface {
 	Wait(e Event) error
 	// Sync blocks until all work enqueued on this device is done.
 	Sync() error
+	// Close waits for the device's work and releases what opening it
+	// acquired (a GPU's stream, library handles, scratch memory). Buffers
+	// must be freed before. A closed device must not be used; closing it
+	// again is a no-op.
+	Close() error
 
 	Ops
 }

@@ -167,6 +167,14 @@ func (d *Device) Wait(e gpu.Event) error { return nil }
 // Sync returns at once: every operation is complete when it returns.
 func (d *Device) Sync() error { return nil }
 
+// Close drops d's scratch memory. A CPU device holds nothing else, so it
+// may even be used again after Close.
+func (d *Device) Close() error {
+	clear(d.scratch)
+	clear(d.scratch64)
+	return nil
+}
+
 // data returns the first n values of b, a buffer of d. A buffer of another
 // device or backend, or one too short for n, is a programmer's mistake.
 func (d *Device) data(name string, b gpu.Buffer, n int) []float32 {

@@ -90,6 +90,8 @@ type Device struct {
 	convs map[gpu.ConvShape]*convPlan
 	ws    uint64 // cuDNN workspace
 	wsLen uint64 // its bytes
+
+	closed bool
 }
 
 var _ gpu.Device = (*Device)(nil)
@@ -221,8 +223,12 @@ func openContext(drv *driver, lib *libs, ordinal int) (*gpuContext, error) {
 // Close waits for d's work and releases its stream, handles and cuDNN
 // workspace. Buffers d allocated must be freed before. The GPU's context
 // and kernels stay loaded for the next Open. A closed Device must not be
-// used.
+// used; closing it again is a no-op.
 func (d *Device) Close() error {
+	if d.closed {
+		return nil
+	}
+	d.closed = true
 	done, err := d.bind()
 	defer done()
 	if err != nil {
