@@ -94,7 +94,7 @@ func Compare(ctx context.Context, o CompareOptions, log io.Writer) (*Report, err
 			if arm.Edit != nil {
 				arm.Edit(&c)
 			}
-			c.Out = filepath.Join(o.Out, "runs", fmt.Sprintf("%s-seed%d", safeName(arm.Name), seed))
+			c.Out = filepath.Join(o.Out, "runs", runName(arm.Name, seed))
 			fmt.Fprintf(log, "bench: %s, seed %d → %s\n", arm.Name, seed, c.Out)
 			ms, err := runOrResume(ctx, c, log)
 			if err != nil {
@@ -220,13 +220,10 @@ func meanStd(v []float64) (mean, std float64) {
 	return mean, math.Sqrt(std / float64(len(v)-1))
 }
 
-func safeName(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == ' ' || r == '/' || r == ',' {
-			return '_'
-		}
-		return r
-	}, s)
+// runName is the run directory of an arm's seed: the arm's name with
+// spaces, slashes and commas made underscores.
+func runName(arm string, seed uint64) string {
+	return fmt.Sprintf("%s-seed%d", strings.NewReplacer(" ", "_", "/", "_", ",", "_").Replace(arm), seed)
 }
 
 // Markdown renders the report as a table with the paper's claim beside.

@@ -14,8 +14,8 @@ import (
 
 	"github.com/alexnet-go/trainer/gpu"
 	"github.com/alexnet-go/trainer/model"
+	"github.com/alexnet-go/trainer/open"
 	"github.com/alexnet-go/trainer/parallel"
-	"github.com/alexnet-go/trainer/train"
 )
 
 // SpeedOptions configure bench speed.
@@ -87,17 +87,14 @@ func Speed(o SpeedOptions) ([]SpeedRow, error) {
 		}
 		for _, place := range o.Placements {
 			row := SpeedRow{Net: name, Placement: place, Batch: o.Batch}
-			spec := place
-			if first, _, two := strings.Cut(place, ","); two && net.Towers == 1 {
-				spec = first
-			}
-			devs, err := train.OpenDevices(spec, o.Threads)
-			if errors.Is(err, train.ErrNoCUDA) {
+			spec, _ := open.ForNet(net, place)
+			devs, err := open.Devices(spec, open.DeviceOptions{Threads: o.Threads})
+			if errors.Is(err, open.ErrNoCUDA) {
 				row.Skipped = "no CUDA driver found"
 				rows = append(rows, row)
 				continue
 			}
-			if errors.Is(err, train.ErrNoSuchGPU) {
+			if errors.Is(err, open.ErrNoSuchGPU) {
 				row.Skipped = "the machine has too few GPUs"
 				rows = append(rows, row)
 				continue
@@ -105,7 +102,11 @@ func Speed(o SpeedOptions) ([]SpeedRow, error) {
 			if err != nil {
 				return nil, err
 			}
-			if err := timeSteps(&row, net, devs, w, in, o.Repeats); err != nil {
+			err = timeSteps(&row, net, devs, w, in, o.Repeats)
+			if cerr := devs.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
 				return nil, err
 			}
 			rows = append(rows, row)

@@ -62,6 +62,20 @@ func Names() []string {
 	return out
 }
 
+// CheckOptions reports the first of a net's option strings that no net
+// takes, naming its flag; "" is the paper's choice for each.
+func CheckOptions(lrn, activation, pool string) error {
+	switch {
+	case lrn != "" && lrn != "paper" && lrn != "caffe" && lrn != "none":
+		return fmt.Errorf("--lrn: unknown LRN convention %q; use paper (α on the sum), caffe (α/n) or none (no LRN layers)", lrn)
+	case activation != "" && activation != "relu" && activation != "tanh":
+		return fmt.Errorf("--activation: unknown activation %q; use relu or tanh", activation)
+	case pool != "" && pool != "3/2" && pool != "2/2":
+		return fmt.Errorf("--pool: unknown pooling %q; use 3/2 (overlapping, the paper's) or 2/2 (window/stride)", pool)
+	}
+	return nil
+}
+
 // InputSize is the height and width of the named net's input, or 0 for an
 // unknown net.
 func InputSize(name string) int { return nets[name].size }
@@ -98,33 +112,26 @@ func Build(name string, o Options) (*Net, error) {
 	if a.rgb || ch == 0 {
 		ch = 3
 	}
+	if err := CheckOptions(o.LRN, o.Activation, o.Pool); err != nil {
+		return nil, err
+	}
 	alpha := float32(1e-4)
 	switch o.LRN {
 	case "", "paper":
 		o.LRN = "paper"
 	case "caffe":
 		alpha /= 5
-	case "none":
-	default:
-		return nil, fmt.Errorf("model: unknown LRN convention %q (use paper, caffe or none)", o.LRN)
 	}
-	relu := true
-	switch o.Activation {
-	case "", "relu":
+	relu := o.Activation != "tanh"
+	if o.Activation == "" {
 		o.Activation = "relu"
-	case "tanh":
-		relu = false
-	default:
-		return nil, fmt.Errorf("model: unknown activation %q (use relu or tanh)", o.Activation)
 	}
-	var window, stride int
+	window, stride := 3, 2
 	switch o.Pool {
 	case "", "3/2":
-		o.Pool, window, stride = "3/2", 3, 2
+		o.Pool = "3/2"
 	case "2/2":
 		window, stride = 2, 2
-	default:
-		return nil, fmt.Errorf("model: unknown pooling %q (use 3/2 or 2/2, window/stride)", o.Pool)
 	}
 
 	n := &Net{Name: name, Input: Shape{ch, a.size, a.size}, Classes: o.Classes, Towers: a.towers, LRN: o.LRN,

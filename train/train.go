@@ -1,6 +1,7 @@
-// Package train is the training loop: it loads the data, builds the net,
-// places it on the devices, runs the epochs with the paper's schedule and
-// writes the run directory (config.json, metrics.jsonl, weights.safetensors).
+// Package train is the training loop: given a Config, it opens the data and
+// the devices through package open, places the net on them, runs the
+// epochs with the paper's schedule and writes the run directory
+// (config.json, metrics.jsonl, weights.safetensors, checkpoints).
 package train
 
 import (
@@ -9,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"iter"
 	"math"
 	"os"
 	"path/filepath"
@@ -17,9 +17,8 @@ import (
 	"time"
 
 	"github.com/alexnet-go/trainer/data"
-	"github.com/alexnet-go/trainer/gpu/cpu"
-	"github.com/alexnet-go/trainer/gpu/cuda"
 	"github.com/alexnet-go/trainer/model"
+	"github.com/alexnet-go/trainer/open"
 	"github.com/alexnet-go/trainer/parallel"
 )
 
@@ -55,10 +54,29 @@ type Config struct {
 	Workers           int     `json:"workers"` // loader goroutines; 0: one per core
 }
 
-// Defaults returns the paper's recipe (§5) on the embedded default data.
+// Defaults returns the paper's recipe (§5) on the default data, Fashion-MNIST
+// as Debian's dataset-fashion-mnist installs it.
 func Defaults() Config {
-	return Config{Net: "alexnet-small", LRN: "paper", Activation: "relu", Pool: "3/2", GPUs: DefaultGPUs, Data: "/usr/share/datasets/fashion-mnist",
+	return Config{Net: "alexnet-small", LRN: "paper", Activation: "relu", Pool: "3/2", GPUs: open.DefaultGPUs, Data: "/usr/share/datasets/fashion-mnist",
 		Epochs: 10, Batch: 128, LR: 0.01, Momentum: 0.9, WeightDecay: 0.0005, Seed: 1, Patience: 1, CheckpointMinutes: 10}
+}
+
+// dataOptions is what open.Data needs of c.
+func (c Config) dataOptions() open.DataOptions {
+	return open.DataOptions{Dir: c.Data, Net: c.Net, LRN: c.LRN, Activation: c.Activation, Pool: c.Pool,
+		Batch: c.Batch, Seed: c.Seed, Limit: c.Limit, ValLimit: c.ValLimit, Workers: c.Workers}
+}
+
+// NetOf builds the net that c trains, on c.Data's channels and classes
+// (which it reads), without training or loading weights: what a report
+// needs of a run whose weights were not kept.
+func NetOf(c Config) (*model.Net, error) {
+	d, err := open.Data(c.dataOptions())
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.Net, nil
 }
 
 // Validate reports the first setting no run can use, naming its flag.
@@ -66,12 +84,8 @@ func (c Config) Validate() error {
 	switch {
 	case model.InputSize(c.Net) == 0:
 		return fmt.Errorf("--net %q: unknown net (known: %s)", c.Net, strings.Join(model.Names(), ", "))
-	case c.LRN != "paper" && c.LRN != "caffe" && c.LRN != "none":
-		return fmt.Errorf("--lrn %q: use paper (α on the sum), caffe (α/n) or none (no LRN layers)", c.LRN)
-	case c.Activation != "relu" && c.Activation != "tanh":
-		return fmt.Errorf("--activation %q: use relu or tanh", c.Activation)
-	case c.Pool != "3/2" && c.Pool != "2/2":
-		return fmt.Errorf("--pool %q: use 3/2 (overlapping, the paper's) or 2/2 (window/stride)", c.Pool)
+	case model.CheckOptions(c.LRN, c.Activation, c.Pool) != nil:
+		return model.CheckOptions(c.LRN, c.Activation, c.Pool)
 	case c.Batch < 1:
 		return fmt.Errorf("--batch %d: a batch needs at least 1 image", c.Batch)
 	case c.Epochs < 1:
@@ -164,7 +178,7 @@ type trainer struct {
 	c      Config
 	net    *model.Net
 	r      *parallel.Runner
-	tl, vl Batcher
+	tl, vl data.Batcher
 	pre    model.Preprocess
 	log    io.Writer
 	prog   *progress
@@ -174,26 +188,27 @@ type trainer struct {
 }
 
 func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, error) {
-	if _, err := ParseGPUs(c.GPUs); err != nil { // a bad --gpus fails before the data loads
+	if _, err := open.ParseGPUs(c.GPUs); err != nil { // a bad --gpus fails before the data loads
 		return nil, err
 	}
-	ds, err := openData(c)
+	ds, err := open.Data(c.dataOptions())
 	if err != nil {
 		return nil, err
 	}
-	net := ds.net
-	spec := c.GPUs
-	if first, _, two := strings.Cut(spec, ","); two && net.Towers == 1 {
-		spec = first
-		fmt.Fprintf(log, "%s has one tower: it runs on the first device of --gpus %s\n", net.Name, c.GPUs)
+	defer ds.Close()
+	net := ds.Net
+	spec, note := open.ForNet(net, c.GPUs)
+	if note != "" {
+		fmt.Fprintln(log, note)
 	}
-	devs, err := OpenDevicesWith(spec, c.Threads, cuda.Options{TF32: c.TF32, Deterministic: c.Deterministic})
+	devs, err := open.Devices(spec, open.DeviceOptions{Threads: c.Threads, TF32: c.TF32, Deterministic: c.Deterministic})
 	if err != nil {
 		return nil, err
 	}
-	t := &trainer{c: c, net: net, log: log, prog: newProgress(log), pre: ds.pre, tl: ds.train, vl: ds.val}
+	defer devs.Close()
+	t := &trainer{c: c, net: net, log: log, prog: newProgress(log), pre: ds.Pre, tl: ds.Train, vl: ds.Val}
 	if t.tl.Batches() == 0 {
-		return nil, fmt.Errorf("--batch %d: larger than the %d training images", c.Batch, ds.trainN)
+		return nil, fmt.Errorf("--batch %d: larger than the %d training images", c.Batch, ds.TrainN)
 	}
 
 	w := model.Init(net, c.Seed)
@@ -232,12 +247,8 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 		}
 	}
 
-	names := make([]string, len(devs))
-	for i, d := range devs {
-		names[i] = d.Name()
-	}
-	fmt.Fprintf(log, "%s (%s params) on %s, BLAS: %s\n", net.Name, model.Commas(net.Params()), strings.Join(names, ","), cpu.BLAS())
-	fmt.Fprintf(log, "data %s: %s; run in %s\n", c.Data, ds.desc, c.Out)
+	fmt.Fprintf(log, "%s (%s params) on %s, BLAS: %s\n", net.Name, model.Commas(net.Params()), strings.Join(devs.Names(), ","), open.BLAS())
+	fmt.Fprintf(log, "data %s: %s; run in %s\n", c.Data, ds.Desc, c.Out)
 	if resume {
 		fmt.Fprintf(log, "resuming at epoch %d, batch %d of %d (step %d)\n", t.st.Epoch, t.st.Batch, t.tl.Batches(), t.st.Step)
 	}
@@ -387,24 +398,15 @@ type Score struct {
 	Top1Err, Top5Err float64
 }
 
-// Batcher is what the training loop needs of a loader: data.Loader for
-// in-memory sets, data.CropLoader for prepared ones.
-type Batcher interface {
-	Batches() int
-	EpochFrom(ctx context.Context, epoch, start int) iter.Seq2[*data.Batch, error]
-	Recycle(b *data.Batch)
-	Stats() data.Stats
-}
-
 // Evaluate runs the net over every image of l, without dropout.
-func Evaluate(ctx context.Context, r *parallel.Runner, l Batcher) (Score, error) {
+func Evaluate(ctx context.Context, r *parallel.Runner, l data.Batcher) (Score, error) {
 	return EvaluatePatches(ctx, r, l, 1)
 }
 
 // EvaluatePatches scores images given as k consecutive patches each (k = 10
 // for the paper's ten-patch evaluation, §2): an image's prediction is the
 // average of its patches' softmax outputs.
-func EvaluatePatches(ctx context.Context, r *parallel.Runner, l Batcher, k int) (Score, error) {
+func EvaluatePatches(ctx context.Context, r *parallel.Runner, l data.Batcher, k int) (Score, error) {
 	var s Score
 	var t1, t5 int
 	classes := r.Net().Classes

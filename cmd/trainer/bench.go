@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/alexnet-go/trainer/bench"
+	"github.com/alexnet-go/trainer/open"
 	"github.com/alexnet-go/trainer/train"
 )
 
@@ -118,7 +119,7 @@ func benchErrorCmd(c *cli.Context) error {
 	nets := strings.Split(c.String("nets"), ",")
 	spec := c.String("gpus")
 	if !c.IsSet("gpus") {
-		two, why := train.AutoGPUs()
+		two, why := open.AutoGPUs()
 		one, _, _ := strings.Cut(two, ",")
 		spec = one + ";" + two
 		fmt.Fprintln(os.Stderr, "trainer:", why)

@@ -11,7 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/alexnet-go/trainer/data"
-	"github.com/alexnet-go/trainer/model"
+	"github.com/alexnet-go/trainer/open"
 	"github.com/alexnet-go/trainer/parallel"
 	"github.com/alexnet-go/trainer/train"
 )
@@ -64,58 +64,11 @@ func predictCommand() *cli.Command {
 	}
 }
 
-// trained is a net, its weights and the preprocessing its training applied.
-type trained struct {
-	path string
-	net  *model.Net
-	w    model.Weights
-	pre  model.Preprocess
-}
-
-// loadTrained reads weights written by trainer train and builds their net.
-// Every error names --weights and the file.
-func loadTrained(path string) (*trained, error) {
-	w, meta, err := model.ReadSafetensors(path)
-	if err != nil {
-		return nil, fmt.Errorf("--weights: %w", err)
-	}
-	pre, err := model.PreprocessFrom(meta)
-	if err != nil {
-		return nil, fmt.Errorf("--weights %s: %w", path, err)
-	}
-	if (pre.C != 1 && pre.C != 3) || pre.ImageH < 1 || pre.ImageW < 1 {
-		return nil, fmt.Errorf("--weights %s: metadata image=%q: want 1 or 3 channels of at least 1×1", path, meta["image"])
-	}
-	net, err := model.Build(pre.Net, model.Options{Channels: pre.C, Classes: len(pre.Classes), LRN: pre.LRN, Activation: pre.Activation, Pool: pre.Pool})
-	if err != nil {
-		return nil, fmt.Errorf("--weights %s: %w", path, err)
-	}
-	if in := net.Input; in.C != pre.C || in.H != pre.Canvas || in.W != pre.Canvas {
-		return nil, fmt.Errorf("--weights %s: net %s takes %v inputs, but the metadata says %d channels on a %d×%d canvas", path, net.Name, in, pre.C, pre.Canvas, pre.Canvas)
-	}
-	if err := model.Weights(w).Check(net); err != nil {
-		return nil, fmt.Errorf("--weights %s: %w", path, err)
-	}
-	return &trained{path: path, net: net, w: w, pre: pre}, nil
-}
-
-// augment is training's validation placement: the image centred on the
-// canvas (train.run's data.Augment{Size, Pad: 2}, without Crop or Flip).
-func (t *trained) augment() data.Augment { return data.Augment{Size: t.pre.Canvas, Pad: 2} }
-
-// runner places the net on the --gpus devices for batches of up to n images.
-func (t *trained) runner(gpus string, n int) (*parallel.Runner, error) {
-	devs, err := train.OpenDevices(gpus, 0)
-	if err != nil {
-		return nil, err
-	}
-	return parallel.New(t.net, devs, t.w, parallel.Options{Batch: n})
-}
-
 // evalResult is eval's --json output.
 type evalResult struct {
 	Net     string  `json:"net"`
 	Data    string  `json:"data"`
+	Split   string  `json:"split"` // "test" or "val": which of the data's splits was scored
 	Weights string  `json:"weights"`
 	Images  int     `json:"images"`
 	Loss    float64 `json:"loss"`
@@ -131,103 +84,34 @@ func evalCmd(c *cli.Context) error {
 	if batch < 1 {
 		return fmt.Errorf("--batch %d: a batch needs at least 1 image", batch)
 	}
-	t, err := loadTrained(c.String("weights"))
+	t, err := open.TrainedWeights(c.String("weights"))
 	if err != nil {
 		return err
 	}
 	dir := c.String("data")
-	if t.pre.Prepared {
-		return evalPrepared(c, t, dir, batch)
-	}
-	if c.Bool("ten-crop") {
-		return fmt.Errorf("--ten-crop: the weights %s were trained on a small in-memory set, whose images have no 256×256 source to cut ten patches from", t.path)
-	}
-	_, test, err := data.LoadIDX(dir)
+	sc, err := open.ScoringData(t, dir, batch, c.Bool("ten-crop"))
 	if err != nil {
 		return err
 	}
-	pre := t.pre
-	if test.C != pre.C || test.H != pre.ImageH || test.W != pre.ImageW {
-		return fmt.Errorf("--data %s: images of %d×%d×%d (C×H×W), but --weights %s were trained on %d×%d×%d",
-			dir, test.C, test.H, test.W, t.path, pre.C, pre.ImageH, pre.ImageW)
+	defer sc.Close()
+	if sc.Note != "" {
+		fmt.Fprintln(os.Stderr, "trainer:", sc.Note)
 	}
-	if len(test.Classes) != len(pre.Classes) {
-		return fmt.Errorf("--data %s: %d classes (%s), but --weights %s were trained on %d (%s)",
-			dir, len(test.Classes), classList(test.Classes), t.path, len(pre.Classes), classList(pre.Classes))
-	}
-	if !slices.Equal(test.Classes, pre.Classes) {
-		// Labels are indices, so this scores; but it may be the wrong data.
-		fmt.Fprintf(os.Stderr, "trainer: note: --data %s names its classes %s, the weights %s; scoring by label\n",
-			dir, classList(test.Classes), classList(pre.Classes))
-	}
-	batch = min(batch, test.N)
-	loader, err := data.NewLoader(test, data.LoaderOptions{Batch: batch, Augment: t.augment(), Mean: pre.Mean})
+	p, err := open.Place(t.Net, t.W, c.String("gpus"), open.DeviceOptions{}, sc.Batch)
 	if err != nil {
 		return err
-	}
-	r, err := t.runner(c.String("gpus"), batch)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	s, err := train.Evaluate(c.Context, r, loader)
-	if err != nil {
-		return err
-	}
-	return printScore(c, t, dir, s)
-}
-
-// evalPrepared scores weights trained on prepared data on its val split.
-func evalPrepared(c *cli.Context, t *trained, dir string, batch int) error {
-	p, err := data.OpenPrepared(dir)
-	if err != nil {
-		return fmt.Errorf("--data: the weights %s were trained on prepared data; give a folder trainer prepare wrote: %w", t.path, err)
 	}
 	defer p.Close()
-	pre := t.pre
-	if p.C != pre.C || p.Size != pre.ImageH || len(p.Classes) != len(pre.Classes) {
-		return fmt.Errorf("--data %s: %d×%d×%d images of %d classes, but --weights %s were trained on %d×%d×%d of %d",
-			dir, p.C, p.Size, p.Size, len(p.Classes), t.path, pre.C, pre.ImageH, pre.ImageW, len(pre.Classes))
-	}
-	if p.Val == nil || p.Val.N() == 0 {
-		return fmt.Errorf("--data %s: no validation images to score", dir)
-	}
-	k := 1
-	if c.Bool("ten-crop") {
-		k = 10
-	}
-	batch = min(batch, p.Val.N())
-	loader, err := data.NewCropLoader(p.Val, data.CropLoaderOptions{Batch: batch, Augment: data.CropAugment{Crop: pre.Canvas}, Mean: pre.Mean, TenCrop: k == 10})
+	s, err := train.EvaluatePatches(c.Context, p.Runner, sc.Images, sc.Patches)
 	if err != nil {
 		return err
 	}
-	r, err := t.runner(c.String("gpus"), batch*k)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	s, err := train.EvaluatePatches(c.Context, r, loader, k)
-	if err != nil {
-		return err
-	}
-	return printScore(c, t, dir, s)
-}
-
-func printScore(c *cli.Context, t *trained, dir string, s train.Score) error {
 	if c.Bool("json") {
-		return printJSON(evalResult{Net: t.net.Name, Data: dir, Weights: t.path, Images: s.Images, Loss: s.Loss, Top1Err: s.Top1Err, Top5Err: s.Top5Err})
+		return printJSON(evalResult{Net: t.Net.Name, Data: dir, Split: sc.Split, Weights: t.Path, Images: s.Images, Loss: s.Loss, Top1Err: s.Top1Err, Top5Err: s.Top5Err})
 	}
 	fmt.Printf("%s on %s: %d images, loss %.4f, top-1 error %.2f%%, top-5 error %.2f%%\n",
-		t.net.Name, dir, s.Images, s.Loss, 100*s.Top1Err, 100*s.Top5Err)
+		t.Net.Name, dir, s.Images, s.Loss, 100*s.Top1Err, 100*s.Top5Err)
 	return nil
-}
-
-// classList abbreviates a list of class names for a message.
-func classList(names []string) string {
-	if len(names) <= 3 {
-		return strings.Join(names, ", ")
-	}
-	return strings.Join(names[:2], ", ") + ", …, " + names[len(names)-1]
 }
 
 // predictBatch is the most images predict runs through the net at once.
@@ -254,11 +138,11 @@ func predictCmd(c *cli.Context) error {
 	if top < 1 {
 		return fmt.Errorf("--top %d: print at least 1 class", top)
 	}
-	t, err := loadTrained(c.String("weights"))
+	t, err := open.TrainedWeights(c.String("weights"))
 	if err != nil {
 		return err
 	}
-	pre := t.pre
+	pre := t.Pre
 	top = min(top, len(pre.Classes))
 	// Every image is read before the net is built, so a bad file fails fast.
 	// Prepared data's images were rescaled and cropped to ImageH×ImageW as
@@ -284,27 +168,20 @@ func predictCmd(c *cli.Context) error {
 		copy(set.Image(i), data.FromImage(img, pre.C, pre.ImageH, pre.ImageW))
 	}
 	n := min(len(paths), predictBatch)
-	r, err := t.runner(c.String("gpus"), n)
+	p, err := open.Place(t.Net, t.W, c.String("gpus"), open.DeviceOptions{}, n)
 	if err != nil {
 		return err
 	}
-	defer r.Close()
-	a := t.augment()
-	place := a.Centre(set.H, set.W)
-	per := t.net.Input.Len()
+	defer p.Close()
+	per := t.Net.Input.Len()
 	images := make([]float32, n*per) // (n, C, Canvas, Canvas)
 	var out []prediction
 	for lo := 0; lo < set.N; lo += n {
 		k := min(n, set.N-lo)
 		for j := range k {
-			if pre.Prepared { // the centre crop, as validation took it
-				crop := data.CropAugment{Crop: pre.Canvas}
-				data.RenderCrop(images[j*per:(j+1)*per], set.Image(lo+j), pre.ImageH, pre.Canvas, crop.Centre(pre.ImageH), pre.Mean)
-				continue
-			}
-			a.Render(images[j*per:(j+1)*per], set, lo+j, place, pre.Mean)
+			t.Render(images[j*per:(j+1)*per], set, lo+j)
 		}
-		res, err := r.Eval(parallel.Batch{N: k, Images: images[:k*per]})
+		res, err := p.Eval(parallel.Batch{N: k, Images: images[:k*per]})
 		if err != nil {
 			return err
 		}

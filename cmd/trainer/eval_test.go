@@ -17,9 +17,10 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/alexnet-go/trainer/data"
+	"github.com/alexnet-go/trainer/gpu"
+	"github.com/alexnet-go/trainer/gpu/cpu"
 	"github.com/alexnet-go/trainer/model"
 	"github.com/alexnet-go/trainer/parallel"
-	"github.com/alexnet-go/trainer/train"
 )
 
 // runEval runs eval and predict in-process, as run does the whole app, with
@@ -81,10 +82,7 @@ func newEvalFixture(t *testing.T) *evalFixture {
 // must match.
 func (f *evalFixture) direct(t *testing.T, idx []int, labels bool) parallel.Result {
 	t.Helper()
-	devs, err := train.OpenDevices("cpu", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	devs := []gpu.Device{cpu.New(cpu.Options{})}
 	r, err := parallel.New(f.net, devs, f.w, parallel.Options{Batch: len(idx)})
 	if err != nil {
 		t.Fatal(err)

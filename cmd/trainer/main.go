@@ -20,8 +20,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/alexnet-go/trainer/gpu/cpu"
 	"github.com/alexnet-go/trainer/model"
+	"github.com/alexnet-go/trainer/open"
 	"github.com/alexnet-go/trainer/parallel"
 	"github.com/alexnet-go/trainer/train"
 )
@@ -132,7 +132,7 @@ func trainCmd(c *cli.Context) error {
 		}
 		if cfg.GPUs == "" {
 			var why string
-			cfg.GPUs, why = train.AutoGPUs()
+			cfg.GPUs, why = open.AutoGPUs()
 			fmt.Fprintln(os.Stderr, "trainer:", why)
 		}
 		if cfg.Out == "" {
@@ -163,9 +163,9 @@ func forwardCmd(c *cli.Context) error {
 			return fmt.Errorf("--output %s is the --%s file; choose another name so it is not overwritten", c.String("output"), f)
 		}
 	}
-	w, meta, err := model.ReadSafetensors(c.String("weights"))
+	net, w, err := open.NetWeights(c.String("weights"), c.String("net"), c.String("lrn"))
 	if err != nil {
-		return fmt.Errorf("--weights: %w", err)
+		return err
 	}
 	in, _, err := model.ReadSafetensors(c.String("input"))
 	if err != nil {
@@ -175,37 +175,11 @@ func forwardCmd(c *cli.Context) error {
 	if !ok || len(x.Shape) != 4 {
 		return fmt.Errorf("--input %s: needs a float32 tensor named input of shape (N,C,H,W)", c.String("input"))
 	}
-	// The weights say how many classes and input channels the net has.
-	name := c.String("net")
-	fc8, conv1 := w["fc8.weight"], w["conv1.weight"]
-	if _, two := w["conv1a.weight"]; two {
-		conv1 = w["conv1a.weight"]
-	}
-	if len(fc8.Shape) != 2 || len(conv1.Shape) != 4 {
-		return fmt.Errorf("--weights %s: no fc8.weight (classes, in) and conv1 weight: not the weights of an AlexNet", c.String("weights"))
-	}
-	lrn := c.String("lrn")
-	if lrn == "" {
-		lrn = meta["lrn"]
-	}
-	// The variant the weights were trained as (bench ablate's), from their metadata.
-	net, err := model.Build(name, model.Options{Channels: conv1.Shape[1], Classes: fc8.Shape[0], LRN: lrn,
-		Activation: meta["activation"], Pool: meta["pool"]})
-	if err != nil {
-		return fmt.Errorf("--net: %w", err)
-	}
-	if err := model.Weights(w).Check(net); err != nil {
-		return fmt.Errorf("--weights %s: %w", c.String("weights"), err)
-	}
 	if s := net.Input; x.Shape[1] != s.C || x.Shape[2] != s.H || x.Shape[3] != s.W || x.Shape[0] < 1 {
-		return fmt.Errorf("--input %s: input is %v; net %s takes (N,%d,%d,%d)", c.String("input"), x.Shape, name, s.C, s.H, s.W)
-	}
-	devs, err := train.OpenDevices(c.String("gpus"), 0)
-	if err != nil {
-		return err
+		return fmt.Errorf("--input %s: input is %v; net %s takes (N,%d,%d,%d)", c.String("input"), x.Shape, net.Name, s.C, s.H, s.W)
 	}
 	n := x.Shape[0]
-	r, err := parallel.New(net, devs, w, parallel.Options{Batch: n})
+	r, err := open.Place(net, w, c.String("gpus"), open.DeviceOptions{}, n)
 	if err != nil {
 		return err
 	}
@@ -236,7 +210,7 @@ func forwardCmd(c *cli.Context) error {
 		}
 		tensors["prob"] = model.Tensor{Shape: []int{n, net.Classes}, Data: res.Prob}
 	}
-	if err := model.WriteSafetensors(c.String("output"), tensors, map[string]string{"net": net.Name, "blas": cpu.BLAS()}); err != nil {
+	if err := model.WriteSafetensors(c.String("output"), tensors, map[string]string{"net": net.Name, "blas": open.BLAS()}); err != nil {
 		return fmt.Errorf("--output: %w", err)
 	}
 	fmt.Printf("wrote %s: logits (%d, %d)\n", c.String("output"), n, net.Classes)

@@ -1,4 +1,4 @@
-package train
+package open
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 	"github.com/alexnet-go/trainer/gpu"
 	"github.com/alexnet-go/trainer/gpu/cpu"
 	"github.com/alexnet-go/trainer/gpu/cuda"
+	"github.com/alexnet-go/trainer/model"
 )
 
 // ErrNoCUDA is returned for a CUDA ordinal on a machine where no CUDA
@@ -24,6 +25,39 @@ var ErrNoSuchGPU = errors.New("no such GPU")
 // DefaultGPUs is the placement used when --gpus is not given and no GPU is
 // found: both towers on two CPU devices.
 const DefaultGPUs = "cpu,cpu"
+
+// DeviceOptions configure the devices Devices opens.
+type DeviceOptions struct {
+	// Threads bounds each CPU device's threads; 0 shares the machine's
+	// cores among the CPU devices.
+	Threads int
+	// TF32 lets the CUDA devices use TF32 tensor cores; Deterministic
+	// restricts cuDNN to algorithms that give the same bits on every run.
+	TF32, Deterministic bool
+}
+
+// DeviceList is what Devices opened, in the order of the --gpus entries.
+type DeviceList []gpu.Device
+
+// Close closes every device, the last first, and returns the first error.
+func (ds DeviceList) Close() error {
+	var first error
+	for i := len(ds) - 1; i >= 0; i-- {
+		if err := ds[i].Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Names returns the devices' names, "cpu:0", "cuda:1", ….
+func (ds DeviceList) Names() []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.Name()
+	}
+	return out
+}
 
 // ParseGPUs checks a --gpus value without opening anything and returns each
 // entry's CUDA ordinal, or −1 for a CPU device.
@@ -48,21 +82,26 @@ func ParseGPUs(spec string) ([]int, error) {
 	return out, nil
 }
 
-// OpenDevices turns a --gpus value into one device per entry: "cpu" is a CPU
-// device (each entry its own), an integer a CUDA ordinal; the same ordinal
-// twice is two logical devices (two streams) on one GPU. threads bounds each
-// CPU device's threads; 0 shares the machine's cores among the CPU devices.
-func OpenDevices(spec string, threads int) ([]gpu.Device, error) {
-	return OpenDevicesWith(spec, threads, cuda.Options{})
+// ForNet is the part of a --gpus value that net runs on: a one-tower net
+// takes the first device. note says so when it drops a device, else it is
+// empty.
+func ForNet(net *model.Net, spec string) (placed, note string) {
+	if first, _, two := strings.Cut(spec, ","); two && net.Towers == 1 {
+		return first, fmt.Sprintf("%s has one tower: it runs on the first device of --gpus %s", net.Name, spec)
+	}
+	return spec, ""
 }
 
-// OpenDevicesWith is OpenDevices with options for the CUDA devices (TF32,
-// deterministic algorithms).
-func OpenDevicesWith(spec string, threads int, o cuda.Options) ([]gpu.Device, error) {
+// Devices turns a --gpus value into one device per entry: "cpu" is a CPU
+// device (each entry its own), an integer a CUDA ordinal; the same ordinal
+// twice is two logical devices (two streams) on one GPU. On an error it
+// closes what it had opened.
+func Devices(spec string, o DeviceOptions) (DeviceList, error) {
 	ordinals, err := ParseGPUs(spec)
 	if err != nil {
 		return nil, err
 	}
+	threads := o.Threads
 	if threads < 0 {
 		return nil, fmt.Errorf("--threads %d: must be 0 (share the cores) or more", threads)
 	}
@@ -87,20 +126,21 @@ func OpenDevicesWith(spec string, threads int, o cuda.Options) ([]gpu.Device, er
 			return nil, fmt.Errorf("--gpus %s: GPU %d: %w: the driver sees %d GPU(s); see trainer devices, or use --gpus 0,0 for both towers on GPU 0", spec, m, ErrNoSuchGPU, len(info.GPUs))
 		}
 	}
-	devs := make([]gpu.Device, len(ordinals))
+	devs := make(DeviceList, 0, len(ordinals))
 	for i, ord := range ordinals {
 		if ord < 0 {
-			devs[i] = cpu.New(cpu.Options{Index: i, Threads: threads})
+			devs = append(devs, cpu.New(cpu.Options{Index: i, Threads: threads}))
 			continue
 		}
-		d, err := cuda.Open(ord, o)
-		if errors.Is(err, cuda.ErrNoDriver) {
-			return nil, fmt.Errorf("--gpus %s: CUDA ordinal %d: %w (%v); use --gpus cpu,cpu", spec, ord, ErrNoCUDA, err)
-		}
+		d, err := cuda.Open(ord, cuda.Options{TF32: o.TF32, Deterministic: o.Deterministic})
 		if err != nil {
+			devs.Close()
+			if errors.Is(err, cuda.ErrNoDriver) {
+				return nil, fmt.Errorf("--gpus %s: CUDA ordinal %d: %w (%v); use --gpus cpu,cpu", spec, ord, ErrNoCUDA, err)
+			}
 			return nil, fmt.Errorf("--gpus %s: %w", spec, err)
 		}
-		devs[i] = d
+		devs = append(devs, d)
 	}
 	return devs, nil
 }
@@ -118,3 +158,6 @@ func AutoGPUs() (spec, why string) {
 	}
 	return "0,1", fmt.Sprintf("%d GPUs: tower a on GPU 0, tower b on GPU 1 (--gpus 0,1)", len(info.GPUs))
 }
+
+// BLAS names the CPU devices' matrix library, for a run's log.
+func BLAS() string { return cpu.BLAS() }
