@@ -15,7 +15,9 @@
 #   3. runs cuda.test, one test per step so that one failure or hang does
 #      not hide the others: the conformance suite on the CUDA device, two
 #      streams on one GPU, the two-tower net on --gpus 0,0 against
-#      cpu,cpu, timing events, and memory sharing between streams;
+#      cpu,cpu, timing events, memory sharing between streams, and
+#      devices opened and closed in a loop (the driver's free memory must
+#      not fall);
 #   4. trains alexnet-small on Fashion-MNIST for one short epoch on --gpus 0,0;
 #   5. runs the speed benchmark on placements "0;0,0";
 #   6. where python3 has PyTorch with CUDA (PYTORCH=1, the default): the
@@ -113,7 +115,7 @@ fi
 
 # 3. The CUDA backend's tests, verbose, one per step.
 if [ -x "$dir/cuda.test" ]; then
-	for t in TestConformance TestConformancePair TestTwoTowersMatchCPU TestTimer TestSharesMemory TestDeterministic; do
+	for t in TestConformance TestConformancePair TestTwoTowersMatchCPU TestTimer TestSharesMemory TestDeterministic TestOpenCloseLoop; do
 		step "$t" "$dir/cuda.test" -test.v -test.run "^$t\$" -test.timeout "${timeout_s}s"
 		grep -E -- '--- FAIL' "$out/$t.log" | head -30
 	done
