@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alexnet-go/trainer/metrics"
 	"github.com/alexnet-go/trainer/train"
 )
 
@@ -41,7 +42,7 @@ func TestCompareQuick(t *testing.T) {
 	if two.MovedBytes == 0 || rep.Arms[0].MovedBytes != 0 {
 		t.Errorf("moved bytes: one tower %d, two towers %d", rep.Arms[0].MovedBytes, two.MovedBytes)
 	}
-	m, _ := readMetrics(filepath.Join(out, "runs", "two_towers-seed2"))
+	m, _ := metrics.Read(filepath.Join(out, "runs", "two_towers-seed2"))
 	if len(m) != 1 || m[0].ValTop1Err != two.Top1[1] {
 		t.Errorf("report's seed-2 error %v, the run's metrics %+v", two.Top1, m)
 	}

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/alexnet-go/trainer/metrics"
+
 	"github.com/alexnet-go/trainer/model"
 	"github.com/alexnet-go/trainer/plot"
 	"github.com/alexnet-go/trainer/train"
@@ -153,7 +155,7 @@ func Compare(ctx context.Context, o CompareOptions, log io.Writer) (*Report, err
 // or starts it.
 func runOrResume(ctx context.Context, c train.Config, log io.Writer) ([]train.Metrics, error) {
 	if _, err := os.Stat(filepath.Join(c.Out, "config.json")); err == nil {
-		ms, err := readMetrics(c.Out)
+		ms, err := metrics.Read(c.Out)
 		if err == nil && len(ms) >= c.Epochs {
 			return ms[:c.Epochs], nil
 		}
@@ -182,25 +184,6 @@ func params(c train.Config) (int, error) {
 		n += t.Len()
 	}
 	return n, nil
-}
-
-func readMetrics(dir string) ([]train.Metrics, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "metrics.jsonl"))
-	if err != nil {
-		return nil, err
-	}
-	var out []train.Metrics
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if line == "" {
-			continue
-		}
-		var m train.Metrics
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, nil
 }
 
 func meanStd(v []float64) (mean, std float64) {

@@ -1,7 +1,6 @@
 package data
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -156,7 +154,7 @@ func openTurboJPEG(name string) (*turboLib, error) {
 	} else if tj.errorCode == nil {
 		api = "1.x"
 	}
-	tj.desc = "libjpeg-turbo TurboJPEG " + api + " (" + mappedFile(sym, name) + ")"
+	tj.desc = "libjpeg-turbo TurboJPEG " + api + " (" + native.MappedPath(sym, name) + ")"
 	return tj, nil
 }
 
@@ -463,32 +461,4 @@ func init() {
 	if loadedJPEG().tj != nil {
 		DecodeImage = decodeImageFast
 	}
-}
-
-// mappedFile returns the file mapped at addr in this process, which is the
-// library's real path, or name if /proc/self/maps does not say.
-func mappedFile(addr uintptr, name string) string {
-	f, err := os.Open("/proc/self/maps")
-	if err != nil {
-		return name
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// start-end perms offset dev inode path
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 {
-			continue
-		}
-		lo, hi, ok := strings.Cut(fields[0], "-")
-		if !ok {
-			continue
-		}
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 == nil && err2 == nil && uint64(addr) >= start && uint64(addr) < end {
-			return strings.Join(fields[5:], " ")
-		}
-	}
-	return name
 }

@@ -67,11 +67,11 @@ func Names() []string {
 func CheckOptions(lrn, activation, pool string) error {
 	switch {
 	case lrn != "" && lrn != "paper" && lrn != "caffe" && lrn != "none":
-		return fmt.Errorf("--lrn: unknown LRN convention %q; use paper (α on the sum), caffe (α/n) or none (no LRN layers)", lrn)
+		return fmt.Errorf("--lrn %q: no LRN convention %[1]q: use paper (α on the sum), caffe (α/n) or none (no LRN layers)", lrn)
 	case activation != "" && activation != "relu" && activation != "tanh":
-		return fmt.Errorf("--activation: unknown activation %q; use relu or tanh", activation)
+		return fmt.Errorf("--activation %q: no activation %[1]q: use relu or tanh", activation)
 	case pool != "" && pool != "3/2" && pool != "2/2":
-		return fmt.Errorf("--pool: unknown pooling %q; use 3/2 (overlapping, the paper's) or 2/2 (window/stride)", pool)
+		return fmt.Errorf("--pool %q: no pooling %[1]q: use 3/2 (overlapping, the paper's) or 2/2 (window/stride)", pool)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/alexnet-go/trainer/metrics"
 	"github.com/alexnet-go/trainer/model"
 	"github.com/alexnet-go/trainer/parallel"
 )
@@ -189,14 +190,11 @@ func sortedNames(w model.Weights) []string {
 
 // writeMetrics rewrites metrics.jsonl from the finished epochs, atomically.
 func writeMetrics(dir string, history []Metrics) error {
-	var b strings.Builder
-	enc := json.NewEncoder(&b)
-	for _, m := range history {
-		if err := enc.Encode(m); err != nil {
-			return err
-		}
+	b, err := metrics.Encode(history)
+	if err != nil {
+		return err
 	}
-	return writeAtomic(filepath.Join(dir, metricsFile), []byte(b.String()))
+	return writeAtomic(filepath.Join(dir, metricsFile), b)
 }
 
 // writeAtomic writes data to a temporary file beside path, syncs it and

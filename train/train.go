@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/alexnet-go/trainer/data"
+	"github.com/alexnet-go/trainer/metrics"
 	"github.com/alexnet-go/trainer/model"
 	"github.com/alexnet-go/trainer/open"
 	"github.com/alexnet-go/trainer/parallel"
@@ -111,19 +112,7 @@ func (c Config) Validate() error {
 }
 
 // Metrics is one line of metrics.jsonl: one epoch.
-type Metrics struct {
-	Epoch         int     `json:"epoch"`
-	LR            float64 `json:"lr"`
-	TrainLoss     float64 `json:"train_loss"`
-	TrainTop1Err  float64 `json:"train_top1_err"`
-	ValLoss       float64 `json:"val_loss"`
-	ValTop1Err    float64 `json:"val_top1_err"`
-	ValTop5Err    float64 `json:"val_top5_err"`
-	ImagesPerS    float64 `json:"images_per_s"`
-	Seconds       float64 `json:"seconds"`
-	TransferBytes int64   `json:"transfer_bytes"`
-	LoaderPerS    float64 `json:"loader_images_per_s"`
-}
+type Metrics = metrics.Epoch
 
 // ErrInterrupted is returned when the context is cancelled (SIGINT or
 // SIGTERM): the run saved a checkpoint and can be resumed.

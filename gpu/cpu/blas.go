@@ -1,10 +1,8 @@
 package cpu
 
 import (
-	"bufio"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -103,7 +101,7 @@ func openCBLAS(name string) (*blasLib, error) {
 	} else {
 		desc += ", threads not limited"
 	}
-	desc += " (" + mappedPath(sym, name) + ")"
+	desc += " (" + native.MappedPath(sym, name) + ")"
 
 	trans := func(t bool) int32 {
 		if t {
@@ -116,34 +114,6 @@ func openCBLAS(name string) (*blasLib, error) {
 			alpha, &a[0], int32(lda), &b[0], int32(ldb), beta, &c[0], int32(ldc))
 	}
 	return &blasLib{desc: desc, sgemm: f, handle: h}, nil
-}
-
-// mappedPath returns the file mapped at addr in this process, which is the
-// library's real path, or name if /proc/self/maps does not say.
-func mappedPath(addr uintptr, name string) string {
-	f, err := os.Open("/proc/self/maps")
-	if err != nil {
-		return name
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// start-end perms offset dev inode path
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 {
-			continue
-		}
-		lo, hi, ok := strings.Cut(fields[0], "-")
-		if !ok {
-			continue
-		}
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 == nil && err2 == nil && uint64(addr) >= start && uint64(addr) < end {
-			return strings.Join(fields[5:], " ")
-		}
-	}
-	return name
 }
 
 // gonumBLAS is gonum's pure-Go Sgemm, the fallback; why says why OpenBLAS

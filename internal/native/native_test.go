@@ -2,6 +2,8 @@ package native
 
 import (
 	"errors"
+	"os"
+	"reflect"
 	"testing"
 )
 
@@ -27,5 +29,20 @@ func TestFirst(t *testing.T) {
 	_, err = First([]string{"good"}, "ENV", "c", "X not found", open)
 	if err == nil || err.Error() != "ENV=c not usable: c: no" || len(tried) != 1 {
 		t.Errorf("override: %v after %v; want only the override tried", err, tried)
+	}
+}
+
+// The test binary's own code is mapped from its executable.
+func TestMappedPath(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Skip(err)
+	}
+	addr := reflect.ValueOf(TestMappedPath).Pointer()
+	if got := MappedPath(addr, "fallback"); got != exe {
+		t.Errorf("MappedPath(a function of the test) = %q, want the test binary %q", got, exe)
+	}
+	if got := MappedPath(0, "fallback"); got != "fallback" {
+		t.Errorf("MappedPath(0) = %q, want the fallback", got)
 	}
 }
