@@ -16,7 +16,7 @@ import (
 	"github.com/alexnet-go/trainer/train"
 )
 
-// evalCommand is `trainer eval`: trained weights scored on an IDX data
+// evalCommand is `trainer eval`: trained weights scored on a data
 // set's test images, preprocessed as training's validation was.
 func evalCommand() *cli.Command {
 	return &cli.Command{
@@ -31,7 +31,7 @@ func evalCommand() *cli.Command {
 			"(four corners and the centre, each also reflected) with their softmax averaged.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "weights", Required: true, Usage: "the `FILE` trainer train wrote (RUN/weights.safetensors)"},
-			&cli.StringFlag{Name: "data", Value: train.Defaults().Data, Usage: "a Fashion-MNIST/MNIST IDX `DIR` (its test set is scored) or a folder trainer prepare wrote (its val split)"},
+			&cli.StringFlag{Name: "data", Value: train.Defaults().Data, Usage: "a Fashion-MNIST/MNIST IDX or CIFAR-10 `DIR` (its test set is scored) or a folder trainer prepare wrote (its val split)"},
 			&cli.BoolFlag{Name: "ten-crop", Usage: "prepared data: average the softmax over the ten patches (§2) instead of the centre crop"},
 			&cli.StringFlag{Name: "gpus", Value: "cpu", Usage: "`DEVICES` as for train: cpu for one, cpu,cpu for one per tower"},
 			&cli.IntFlag{Name: "batch", Value: 128, Usage: "`N` images per forward pass"},

@@ -41,7 +41,7 @@ func app() *cli.App {
 		&cli.IntFlag{Name: "threads", Usage: "threads per CPU device (0: share the cores)"},
 		&cli.BoolFlag{Name: "tf32", Usage: "let cuDNN and cuBLAS use TF32 tensor cores on the GPU (faster; 10-bit mantissas in the products, so no longer float32-exact)"},
 		&cli.BoolFlag{Name: "deterministic", Usage: "on the GPU, only cuDNN algorithms that give the same bits on every run (a little slower); the CPU device always does"},
-		&cli.StringFlag{Name: "data", Value: d.Data, Usage: "a Fashion-MNIST/MNIST IDX directory"},
+		&cli.StringFlag{Name: "data", Value: d.Data, Usage: "the data: a Fashion-MNIST/MNIST IDX or CIFAR-10 binary directory, or a folder trainer prepare wrote"},
 		&cli.IntFlag{Name: "epochs", Value: d.Epochs, Usage: "epochs to train"},
 		&cli.IntFlag{Name: "batch", Value: d.Batch, Usage: "images per step"},
 		&cli.Float64Flag{Name: "lr", Value: d.LR, Usage: "the initial learning rate"},
