@@ -89,6 +89,9 @@ func TestBuildErrors(t *testing.T) {
 	if _, err := Build("alexnet", Options{Classes: 1}); err == nil {
 		t.Error("1 class accepted")
 	}
+	if _, err := Build("alexnet-small", Options{Classes: 10, Channels: -1}); err == nil || !strings.Contains(err.Error(), "--channels -1") {
+		t.Errorf("-1 channels: %v, want an error naming --channels", err)
+	}
 	c, _ := Build("alexnet", Options{Classes: 10, LRN: "caffe"})
 	p, _ := Build("alexnet", Options{Classes: 10})
 	if got, want := c.Layer("norm1a").Alpha, p.Layer("norm1a").Alpha/5; math.Abs(float64(got-want)) > 1e-12 {
@@ -230,5 +233,14 @@ func TestPreprocessRoundTrip(t *testing.T) {
 	m["mean"] = m["mean"][:8]
 	if _, err := PreprocessFrom(m); err == nil {
 		t.Error("a short mean accepted")
+	}
+}
+
+// A directory given as a weights file says so, not "too short".
+func TestReadSafetensorsDirectory(t *testing.T) {
+	dir := t.TempDir()
+	_, _, err := ReadSafetensors(dir)
+	if err == nil || !strings.Contains(err.Error(), "is a directory") || !strings.Contains(err.Error(), "weights.safetensors") {
+		t.Errorf("ReadSafetensors(a directory): %v", err)
 	}
 }

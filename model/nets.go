@@ -105,6 +105,9 @@ func Build(name string, o Options) (*Net, error) {
 	if !ok {
 		return nil, fmt.Errorf("model: unknown net %q (known: %s)", name, strings.Join(Names(), ", "))
 	}
+	if o.Channels < 0 {
+		return nil, fmt.Errorf("--channels %d: a net's input needs at least 1 channel (0: the net's own)", o.Channels)
+	}
 	if o.Classes < 2 {
 		return nil, fmt.Errorf("model: %s needs at least 2 classes, got %d", name, o.Classes)
 	}

@@ -197,6 +197,9 @@ func ReadSafetensors(path string) (map[string]Tensor, map[string]string, error) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("model: %v", err)
 	}
+	if st.IsDir() {
+		return nil, nil, fmt.Errorf("model: %s is a directory: give a .safetensors file in it (a run's weights are RUN/weights.safetensors)", path)
+	}
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("model: %s: %w: %s", path, ErrFormat, fmt.Sprintf(format, a...))
 	}

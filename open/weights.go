@@ -94,6 +94,9 @@ func NetWeights(path, name, lrn string) (*model.Net, model.Weights, error) {
 	if model.InputSize(name) == 0 {
 		return nil, nil, fmt.Errorf("--net %q: unknown net (known: %s)", name, strings.Join(model.Names(), ", "))
 	}
+	if err := model.CheckOptions(lrn, "", ""); err != nil {
+		return nil, nil, err
+	}
 	w, meta, err := model.ReadSafetensors(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--weights: %w", err)

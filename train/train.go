@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -93,17 +94,17 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--epochs %d: train for at least 1 epoch", c.Epochs)
 	case !(c.LR > 0) || math.IsInf(c.LR, 0):
 		return fmt.Errorf("--lr %g: the learning rate must be positive", c.LR)
-	case c.Momentum < 0 || c.Momentum >= 1:
+	case !(c.Momentum >= 0 && c.Momentum < 1):
 		return fmt.Errorf("--momentum %g: must be in [0, 1)", c.Momentum)
-	case c.WeightDecay < 0:
-		return fmt.Errorf("--weight-decay %g: must be 0 or more", c.WeightDecay)
+	case !(c.WeightDecay >= 0) || math.IsInf(c.WeightDecay, 0):
+		return fmt.Errorf("--weight-decay %g: must be a finite number, 0 or more", c.WeightDecay)
 	case c.Limit < 0:
 		return fmt.Errorf("--limit %d: must be 0 (all images) or more", c.Limit)
 	case c.ValLimit < 0:
 		return fmt.Errorf("--val-limit %d: must be 0 (all images) or more", c.ValLimit)
 	case c.Patience < 1:
 		return fmt.Errorf("--patience %d: must be at least 1 epoch", c.Patience)
-	case c.CheckpointSteps < 0 || c.CheckpointMinutes < 0:
+	case c.CheckpointSteps < 0 || !(c.CheckpointMinutes >= 0) || math.IsInf(c.CheckpointMinutes, 0):
 		return fmt.Errorf("--checkpoint-steps %d, --checkpoint-minutes %g: must be 0 (never) or more", c.CheckpointSteps, c.CheckpointMinutes)
 	case c.Out == "":
 		return errors.New("--out: give a directory for the run")
@@ -126,10 +127,27 @@ func Run(ctx context.Context, c Config, log io.Writer) ([]Metrics, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	_, statErr := os.Stat(c.Out)
 	if err := makeRunDir(c.Out); err != nil {
 		return nil, err
 	}
-	return run(ctx, c, false, log)
+	ms, err := run(ctx, c, false, log)
+	if err != nil && errors.Is(statErr, fs.ErrNotExist) {
+		// A run refused before it wrote anything (its data, its devices)
+		// leaves no empty directory behind; Remove keeps one that holds
+		// anything.
+		os.Remove(c.Out)
+	}
+	return ms, err
+}
+
+// OnDisk says what a stop at this moment leaves in the run directory dir
+// for a resume.
+func OnDisk(dir string) string {
+	if _, err := os.Stat(filepath.Join(dir, checkpointFile)); err == nil {
+		return "the last checkpoint on disk is whole; continue with trainer train --resume " + dir
+	}
+	return "no checkpoint was saved yet: the run cannot be resumed"
 }
 
 // Resume continues the run in dir from its last checkpoint, with the

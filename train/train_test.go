@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -111,6 +112,10 @@ func TestConfigErrors(t *testing.T) {
 		{func(c *Config) { c.LR = -1 }, "--lr"},
 		{func(c *Config) { c.Epochs = 0 }, "--epochs"},
 		{func(c *Config) { c.Momentum = 1 }, "--momentum"},
+		{func(c *Config) { c.Momentum = math.NaN() }, "--momentum NaN"},
+		{func(c *Config) { c.WeightDecay = math.NaN() }, "--weight-decay NaN"},
+		{func(c *Config) { c.WeightDecay = math.Inf(1) }, "--weight-decay +Inf"},
+		{func(c *Config) { c.CheckpointMinutes = math.NaN() }, "--checkpoint-minutes NaN"},
 		{func(c *Config) { c.GPUs = "0,1" }, "CUDA"},
 		{func(c *Config) { c.GPUs = "tpu" }, "--gpus"},
 		{func(c *Config) { c.GPUs = "cpu,cpu,cpu" }, "--gpus"},
@@ -118,10 +123,16 @@ func TestConfigErrors(t *testing.T) {
 		{func(c *Config) { c.Out = "/proc/alexnet-run" }, "--out /proc/alexnet-run"},
 	} {
 		c := base
+		c.Out = filepath.Join(base.Out, "run")
 		tc.edit(&c)
 		_, err := Run(context.Background(), c, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%+v: error %v, want one line naming %s", c, err, tc.want)
+		}
+		// A refused run leaves no run directory behind.
+		if _, err := os.Stat(c.Out); err == nil {
+			t.Errorf("%+v: the refused run left %s behind", c, c.Out)
+			os.RemoveAll(c.Out)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -34,6 +35,32 @@ func main() {
 }
 
 func app() *cli.App {
+	a := newApp()
+	a.OnUsageError = usageError("")
+	var walk func(prefix string, cs []*cli.Command)
+	walk = func(prefix string, cs []*cli.Command) {
+		for _, c := range cs {
+			c.OnUsageError = usageError(prefix + c.Name)
+			walk(prefix+c.Name+" ", c.Subcommands)
+		}
+	}
+	walk("", a.Commands)
+	return a
+}
+
+// usageError makes a bad flag one line that says where to look, instead of
+// urfave/cli's "Incorrect Usage" and the whole help on stdout.
+func usageError(cmd string) cli.OnUsageErrorFunc {
+	return func(_ *cli.Context, err error, _ bool) error {
+		help := "trainer --help"
+		if cmd != "" {
+			help = "trainer " + cmd + " --help"
+		}
+		return fmt.Errorf("%v (see %s)", err, help)
+	}
+}
+
+func newApp() *cli.App {
 	d := train.Defaults()
 	trainFlags := []cli.Flag{
 		&cli.StringFlag{Name: "net", Value: d.Net, Usage: "the net: " + strings.Join(model.Names(), ", ")},
@@ -103,26 +130,16 @@ func trainCmd(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (flags start with --; see trainer --help)", c.Args().First())
 	}
-	// The first SIGINT or SIGTERM (a preempted instance) finishes the step,
-	// saves a checkpoint and exits 0; a second exits at once.
-	ctx, stop := interruptible("stopping after this step to save a checkpoint",
-		"exiting without a checkpoint; the last one on disk is whole")
-	defer stop()
-
-	var err error
-	if dir := c.String("resume"); dir != "" {
+	dir := c.String("resume")
+	var cfg train.Config
+	if dir != "" {
 		for _, f := range c.FlagNames() {
 			if c.IsSet(f) && f != "resume" && f != "epochs" {
 				return fmt.Errorf("--%s with --resume: a resumed run keeps its config.json; only --epochs may change", f)
 			}
 		}
-		epochs := 0 // the run's own
-		if c.IsSet("epochs") {
-			epochs = c.Int("epochs")
-		}
-		_, err = train.Resume(ctx, dir, epochs, os.Stdout)
 	} else {
-		cfg := train.Config{
+		cfg = train.Config{
 			Net: c.String("net"), LRN: c.String("lrn"), Activation: c.String("activation"), Pool: c.String("pool"),
 			GPUs: c.String("gpus"), Threads: c.Int("threads"), TF32: c.Bool("tf32"), Deterministic: c.Bool("deterministic"),
 			Data: c.String("data"), Epochs: c.Int("epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"),
@@ -138,13 +155,52 @@ func trainCmd(c *cli.Context) error {
 		if cfg.Out == "" {
 			cfg.Out = filepath.Join("runs", cfg.Net+"-"+time.Now().Format("20060102-150405"))
 		}
-		_, err = train.Run(ctx, cfg, os.Stdout)
+		dir = cfg.Out
+	}
+	// The first SIGINT or SIGTERM (a preempted instance) finishes the step,
+	// saves a checkpoint and exits 0; a second exits at once. A closed
+	// stdout (trainer train | head) stops the run as the first signal does.
+	ctx, stop, interrupt := interruptible("stopping after this step to save a checkpoint",
+		func() string { return "exiting without saving; " + train.OnDisk(dir) })
+	defer stop()
+	log := &pipeWriter{w: os.Stdout, broken: func() {
+		fmt.Fprintln(os.Stderr, "trainer: standard output was closed: stopping after this step to save a checkpoint")
+		interrupt()
+	}}
+
+	var err error
+	if c.String("resume") != "" {
+		epochs := 0 // the run's own
+		if c.IsSet("epochs") {
+			epochs = c.Int("epochs")
+		}
+		_, err = train.Resume(ctx, dir, epochs, log)
+	} else {
+		_, err = train.Run(ctx, cfg, log)
 	}
 	if errors.Is(err, train.ErrInterrupted) {
 		fmt.Fprintln(os.Stderr, "trainer:", err)
 		return nil
 	}
 	return err
+}
+
+// pipeWriter writes to w until a write fails (a closed pipe), then calls
+// broken once and drops what follows, so that the run can stop cleanly.
+type pipeWriter struct {
+	w      io.Writer
+	broken func()
+	failed bool
+}
+
+func (p *pipeWriter) Write(b []byte) (int, error) {
+	if !p.failed {
+		if _, err := p.w.Write(b); err != nil {
+			p.failed = true
+			p.broken()
+		}
+	}
+	return len(b), nil
 }
 
 func inspectCmd(c *cli.Context) error {
@@ -224,12 +280,16 @@ func sameFile(a, b string) bool {
 }
 
 // interruptible returns a context cancelled by the first SIGINT or SIGTERM,
-// saying first on stderr; a second signal says last and exits at once.
-// stop releases the signals.
-func interruptible(first, last string) (ctx context.Context, stop func()) {
+// saying first on stderr; a second signal says last() and exits at once.
+// interrupt cancels the context as the first signal does, silently. stop
+// releases the signals. A write to a closed stdout then returns an error
+// (EPIPE) instead of killing the process by SIGPIPE.
+func interruptible(first string, last func() string) (ctx context.Context, stop, interrupt func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	pipe := make(chan os.Signal, 1)
+	signal.Notify(pipe, syscall.SIGPIPE)
 	go func() {
 		if _, ok := <-sig; !ok {
 			return
@@ -237,13 +297,14 @@ func interruptible(first, last string) (ctx context.Context, stop func()) {
 		fmt.Fprintf(os.Stderr, "\ntrainer: %s (signal again to exit at once)\n", first)
 		cancel()
 		if _, ok := <-sig; ok {
-			fmt.Fprintf(os.Stderr, "trainer: %s\n", last)
+			fmt.Fprintf(os.Stderr, "trainer: %s\n", last())
 			os.Exit(130)
 		}
 	}()
 	return ctx, func() {
 		signal.Stop(sig)
+		signal.Stop(pipe)
 		close(sig)
 		cancel()
-	}
+	}, cancel
 }

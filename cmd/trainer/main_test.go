@@ -110,8 +110,18 @@ func TestBadInput(t *testing.T) {
 		{[]string{"train", "--bogus"}, "bogus"},
 		{[]string{"inspect", "--net", "vgg"}, `"vgg"`},
 		{[]string{"forward", "--net", "alexnet-small", "--weights", filepath.Join(dir, "none.safetensors"), "--input", "x", "--output", "y"}, "none.safetensors"},
+		{[]string{"forward", "--net", "alexnet-small", "--weights", filepath.Join(dir, "none.safetensors"), "--input", "x", "--output", "y", "--lrn", "bogus"}, `--lrn "bogus"`},
+		{[]string{"forward", "--net", "alexnet-small", "--weights", dir, "--input", "x", "--output", "y"}, dir + " is a directory"},
+		{[]string{"eval", "--weights", dir}, dir + " is a directory"},
+		{[]string{"train", "--weight-decay", "nan", "--data", good, "--out", out("8")}, "--weight-decay NaN"},
+		{[]string{"inspect", "--channels", "-1"}, "--channels -1"},
+		{[]string{"bench", "bogus"}, "bench bogus: no such benchmark"},
+		{[]string{"bench", "speed", "--batch", "x"}, "trainer bench speed --help"},
 	} {
-		_, err := run(t, tc.args...)
+		stdout, err := run(t, tc.args...)
+		if stdout != "" && err != nil {
+			t.Errorf("trainer %s printed on stdout, as well as its error:\n%s", strings.Join(tc.args, " "), stdout)
+		}
 		if os.Geteuid() == 0 && strings.HasPrefix(tc.want, "--out "+ro) {
 			continue // root writes anywhere
 		}

@@ -49,8 +49,8 @@ func prepareCmd(c *cli.Context) error {
 	// The first SIGINT or SIGTERM stops after the images being decoded and
 	// keeps the complete shards; a second exits at once (the unfinished
 	// shards are only temporary files, removed by the next run).
-	ctx, stop := interruptible("stopping; the complete shards are kept",
-		"exiting; the unfinished shards are temporary files the next run removes")
+	ctx, stop, _ := interruptible("stopping; the complete shards are kept",
+		func() string { return "exiting; the unfinished shards are temporary files the next run removes" })
 	defer stop()
 
 	sum, err := data.Prepare(ctx, data.PrepareOptions{
