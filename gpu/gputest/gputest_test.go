@@ -3,6 +3,7 @@ package gputest_test
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -107,7 +108,18 @@ func (d brokenMaxPoolBackward) MaxPoolBackward(dx, dy, x, y gpu.Buffer, s gpu.Po
 type brokenConv struct{ gpu.Device }
 
 func (d brokenConv) Conv(y, x, w gpu.Buffer, s gpu.ConvShape) error {
-	wv := get(d.Device, w, s.WLen())
+	fb, err := flipped(d.Device, w, s)
+	if err != nil {
+		return err
+	}
+	defer d.Device.Free(fb)
+	return d.Device.Conv(y, x, fb, s)
+}
+
+// flipped returns a buffer on dev holding the filter w (K,C,R,S) of s
+// rotated by 180° in each R×S plane, for the caller to free.
+func flipped(dev gpu.Device, w gpu.Buffer, s gpu.ConvShape) (gpu.Buffer, error) {
+	wv := get(dev, w, s.WLen())
 	flip := make([]float32, len(wv))
 	for kc := range s.K * s.C {
 		for r := range s.R {
@@ -116,15 +128,174 @@ func (d brokenConv) Conv(y, x, w gpu.Buffer, s gpu.ConvShape) error {
 			}
 		}
 	}
-	fb, err := d.Device.Alloc(len(flip))
+	fb, err := dev.Alloc(len(flip))
+	if err != nil {
+		return nil, err
+	}
+	if err := dev.Upload(fb, flip); err != nil {
+		dev.Free(fb)
+		return nil, err
+	}
+	return fb, nil
+}
+
+// brokenConvBackwardData forgets to rotate the filter: it correlates dy
+// with w as it is, where the gradient of a cross-correlation is a
+// correlation with the filter turned by 180°.
+type brokenConvBackwardData struct{ gpu.Device }
+
+func (d brokenConvBackwardData) ConvBackwardData(dx, dy, w gpu.Buffer, s gpu.ConvShape) error {
+	fb, err := flipped(d.Device, w, s)
 	if err != nil {
 		return err
 	}
 	defer d.Device.Free(fb)
-	if err := d.Device.Upload(fb, flip); err != nil {
+	return d.Device.ConvBackwardData(dx, dy, fb, s)
+}
+
+// brokenConvBackwardFilter averages the filter gradient over the batch
+// where the loss's gradient sums it (the 1/N is already in dlogits).
+type brokenConvBackwardFilter struct{ gpu.Device }
+
+func (d brokenConvBackwardFilter) ConvBackwardFilter(dw, dy, x gpu.Buffer, s gpu.ConvShape) error {
+	if err := d.Device.ConvBackwardFilter(dw, dy, x, s); err != nil {
 		return err
 	}
-	return d.Device.Conv(y, x, fb, s)
+	return edit(d.Device, dw, s.WLen(), func(v []float32) {
+		for i := range v {
+			v[i] /= float32(s.N)
+		}
+	})
+}
+
+// brokenBiasBackward sums over the wrong axis: it reads dy as NHWC,
+// (N, Inner, C), where the layout is NCHW, (N, C, Inner).
+type brokenBiasBackward struct{ gpu.Device }
+
+func (d brokenBiasBackward) BiasBackward(db, dy gpu.Buffer, s gpu.BiasShape) error {
+	g := get(d.Device, dy, s.Len())
+	out := make([]float32, s.C)
+	for n := range s.N {
+		for i := range s.Inner {
+			for c := range s.C {
+				out[c] += g[(n*s.Inner+i)*s.C+c]
+			}
+		}
+	}
+	return d.Device.Upload(db, out)
+}
+
+// brokenLinear reads w as (In, Out), transposed, where it is (Out, In).
+type brokenLinear struct{ gpu.Device }
+
+func (d brokenLinear) Linear(y, x, w, b gpu.Buffer, s gpu.LinearShape) error {
+	xv, wv, bv := get(d.Device, x, s.N*s.In), get(d.Device, w, s.Out*s.In), get(d.Device, b, s.Out)
+	out := make([]float32, s.N*s.Out)
+	for n := range s.N {
+		for o := range s.Out {
+			acc := bv[o]
+			for i := range s.In {
+				acc += xv[n*s.In+i] * wv[i*s.Out+o]
+			}
+			out[n*s.Out+o] = acc
+		}
+	}
+	return d.Device.Upload(y, out)
+}
+
+// brokenLinearBackwardData multiplies by wᵀ read as (Out, In) the wrong
+// way round: dx[n,i] = Σ_o dy[n,o]·w[i·Out+o].
+type brokenLinearBackwardData struct{ gpu.Device }
+
+func (d brokenLinearBackwardData) LinearBackwardData(dx, dy, w gpu.Buffer, s gpu.LinearShape) error {
+	g, wv := get(d.Device, dy, s.N*s.Out), get(d.Device, w, s.Out*s.In)
+	out := make([]float32, s.N*s.In)
+	for n := range s.N {
+		for i := range s.In {
+			var acc float32
+			for o := range s.Out {
+				acc += g[n*s.Out+o] * wv[i*s.Out+o]
+			}
+			out[n*s.In+i] = acc
+		}
+	}
+	return d.Device.Upload(dx, out)
+}
+
+// brokenLinearBackwardWeights accumulates into dw (a GEMM with β = 1)
+// where it should overwrite it: whatever dw held is added in.
+type brokenLinearBackwardWeights struct{ gpu.Device }
+
+func (d brokenLinearBackwardWeights) LinearBackwardWeights(dw, db, dy, x gpu.Buffer, s gpu.LinearShape) error {
+	old := get(d.Device, dw, s.Out*s.In)
+	if err := d.Device.LinearBackwardWeights(dw, db, dy, x, s); err != nil {
+		return err
+	}
+	return edit(d.Device, dw, s.Out*s.In, func(v []float32) {
+		for i := range v {
+			v[i] += old[i]
+		}
+	})
+}
+
+// brokenSGDDecay has the sign of the weight decay wrong: it pushes the
+// weights away from zero.
+type brokenSGDDecay struct{ gpu.Device }
+
+func (d brokenSGDDecay) SGD(w, v, dw gpu.Buffer, s gpu.SGDShape) error {
+	s.WeightDecay = -s.WeightDecay
+	return d.Device.SGD(w, v, dw, s)
+}
+
+// brokenSGDMomentum applies the momentum twice: v ← μ·(μ·v) − ….
+type brokenSGDMomentum struct{ gpu.Device }
+
+func (d brokenSGDMomentum) SGD(w, v, dw gpu.Buffer, s gpu.SGDShape) error {
+	if err := edit(d.Device, v, s.N, func(vv []float32) {
+		for i := range vv {
+			vv[i] *= s.Momentum
+		}
+	}); err != nil {
+		return err
+	}
+	return d.Device.SGD(w, v, dw, s)
+}
+
+// brokenConcat joins the sources in reverse order (tower b before tower a).
+type brokenConcat struct{ gpu.Device }
+
+func (d brokenConcat) Concat(dst gpu.Buffer, srcs []gpu.Buffer, s gpu.ConcatShape) error {
+	srcs, s.Sizes = slices.Clone(srcs), slices.Clone(s.Sizes)
+	slices.Reverse(srcs)
+	slices.Reverse(s.Sizes)
+	return d.Device.Concat(dst, srcs, s)
+}
+
+// brokenSplit starts every chunk after the first one value early, an
+// off-by-one in the offset: each takes the last value of the chunk before.
+type brokenSplit struct{ gpu.Device }
+
+func (d brokenSplit) Split(dsts []gpu.Buffer, src gpu.Buffer, s gpu.ConcatShape) error {
+	row := s.Row()
+	v := get(d.Device, src, s.N*row)
+	for i, dst := range dsts {
+		k := s.Sizes[i]
+		out := make([]float32, s.N*k)
+		for n := range s.N {
+			at := n * row
+			for _, size := range s.Sizes[:i] {
+				at += size
+			}
+			if i > 0 {
+				at--
+			}
+			copy(out[n*k:(n+1)*k], v[at:at+k])
+		}
+		if err := d.Device.Upload(dst, out); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // brokenAdd writes one value past the end of y.
@@ -195,6 +366,16 @@ func TestSuiteCatchesBrokenOps(t *testing.T) {
 		{"LRNBackward_no_cross_terms", "LRN", brokenLRNBackward{healthy}, "strong_C12: dx vs finite differences"},
 		{"MaxPoolBackward_last_max", "MaxPool", brokenMaxPoolBackward{healthy}, "dx with ties"},
 		{"Conv_flipped", "Conv", brokenConv{healthy}, "3x3_s1_p1: y:"},
+		{"ConvBackwardData_unrotated", "Conv", brokenConvBackwardData{healthy}, "3x3_s1_p1: dx:"},
+		{"ConvBackwardFilter_batch_mean", "Conv", brokenConvBackwardFilter{healthy}, "11x11_s4_p0: dw:"},
+		{"BiasBackward_NHWC", "AddBias", brokenBiasBackward{healthy}, "conv: db:"},
+		{"Linear_transposed", "Linear", brokenLinear{healthy}, "N3_17x5: y:"},
+		{"LinearBackwardData_transposed", "Linear", brokenLinearBackwardData{healthy}, "N3_17x5: dx:"},
+		{"LinearBackwardWeights_accumulates", "Linear", brokenLinearBackwardWeights{healthy}, "N3_17x5: dw:"},
+		{"SGD_decay_sign", "SGD", brokenSGDDecay{healthy}, "paper: v after step 1:"},
+		{"SGD_momentum_twice", "SGD", brokenSGDMomentum{healthy}, "paper: v after step 1:"},
+		{"Concat_reversed", "ConcatSplit", brokenConcat{healthy}, "2: dst:"},
+		{"Split_offset_off_by_one", "ConcatSplit", brokenSplit{healthy}, "2: dst 1:"},
 		{"Add_past_end", "Add", brokenAdd{healthy}, "written past its end"},
 		{"Dropout_seed", "Dropout", brokenDropout{healthy}, "mask (seed 1)"},
 		{"Softmax_overflow", "SoftmaxCrossEntropy", brokenSoftmax{healthy}, "large_100: logits in ±100 give"},
