@@ -313,6 +313,40 @@ func (d brokenDropout) Dropout(y, mask, x gpu.Buffer, s gpu.DropoutShape) error 
 	return d.Device.Dropout(y, mask, x, s)
 }
 
+// brokenDropoutKeep keeps the units keep chooses, with the right values:
+// mask 1/(1−P) where kept, else 0, and y = x·mask.
+type brokenDropoutKeep struct {
+	gpu.Device
+	keep func(seed uint64, i int, p float32) bool
+}
+
+func (d brokenDropoutKeep) Dropout(y, mask, x gpu.Buffer, s gpu.DropoutShape) error {
+	xv := get(d.Device, x, s.N)
+	m := make([]float32, s.N)
+	for i := range m {
+		if d.keep(s.Seed, i, s.P) {
+			m[i] = 1 / (1 - s.P)
+		}
+		xv[i] *= m[i]
+	}
+	if err := d.Device.Upload(mask, m); err != nil {
+		return err
+	}
+	return d.Device.Upload(y, xv)
+}
+
+// The wrong units: counted from 1 instead of 0 (each takes its
+// neighbour's decision), kept where they should be dropped, and kept in
+// runs of two (a generator drawn once per pair, as a kernel that gives
+// each thread two elements and forgets to advance the counter would), and
+// the same units whatever the seed.
+var (
+	keepShifted  = func(seed uint64, i int, p float32) bool { return gpu.DropoutKeep(seed, i+1, p) }
+	keepInverted = func(seed uint64, i int, p float32) bool { return !gpu.DropoutKeep(seed, i, p) }
+	keepPairs    = func(seed uint64, i int, p float32) bool { return gpu.DropoutKeep(seed, i&^1, p) }
+	keepNoSeed   = func(_ uint64, i int, p float32) bool { return gpu.DropoutKeep(0, i, p) }
+)
+
 // brokenSoftmax forgets to take out each row's maximum: exp overflows.
 type brokenSoftmax struct{ gpu.Device }
 
@@ -378,6 +412,10 @@ func TestSuiteCatchesBrokenOps(t *testing.T) {
 		{"Split_offset_off_by_one", "ConcatSplit", brokenSplit{healthy}, "2: dst 1:"},
 		{"Add_past_end", "Add", brokenAdd{healthy}, "written past its end"},
 		{"Dropout_seed", "Dropout", brokenDropout{healthy}, "mask (seed 1)"},
+		{"Dropout_index_shifted", "Dropout", brokenDropoutKeep{healthy, keepShifted}, "p0.5: mask (seed 1): 34"},
+		{"Dropout_inverted", "Dropout", brokenDropoutKeep{healthy, keepInverted}, "p0.2: seed 1 keeps 0.2"},
+		{"Dropout_pairs", "Dropout", brokenDropoutKeep{healthy, keepPairs}, "the mask depends on the index"},
+		{"Dropout_seed_ignored", "Dropout", brokenDropoutKeep{healthy, keepNoSeed}, "the masks are not independent"},
 		{"Softmax_overflow", "SoftmaxCrossEntropy", brokenSoftmax{healthy}, "large_100: logits in ±100 give"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -472,4 +510,35 @@ func TestUploadDownload(t *testing.T) {
 	b := gputest.Upload(t, dev, v)
 	defer dev.Free(b)
 	gputest.Close(t, "round trip", gputest.Download(t, b), v, 0, 0)
+}
+
+// The dropout reference is SplitMix64: its outputs from state 1234567 are
+// the published ones (Vigna's splitmix64.c, as Rosetta Code's
+// "Pseudo-random numbers/Splitmix64" lists them), and gpu.DropoutKeep,
+// which the CPU device calls, agrees with it.
+func TestDropoutReference(t *testing.T) {
+	for k, want := range []uint64{6457827717110365317, 3203168211198807973, 9817491932198370423, 4593380528125082431, 16408922859458223821} {
+		if got := gputest.SplitMix64(1234567, uint64(k+1)); got != want {
+			t.Errorf("SplitMix64 output %d from 1234567: %d, want %d", k+1, got, want)
+		}
+	}
+	differ := 0
+	for _, seed := range []uint64{0, 1, 42, 1 << 63, math.MaxUint64} {
+		for _, p := range []float32{0, 0.1, 0.5, 0.9, 1} {
+			for i := range 20000 {
+				if gputest.DropoutKeepRef(seed, i, p) != gpu.DropoutKeep(seed, i, p) {
+					differ++
+				}
+			}
+		}
+	}
+	if differ > 0 {
+		t.Errorf("gpu.DropoutKeep disagrees with the reference at %d of 500000 decisions", differ)
+	}
+	// p is a probability of dropping: 0 keeps all, 1 keeps none.
+	for i := range 1000 {
+		if !gputest.DropoutKeepRef(7, i, 0) || gputest.DropoutKeepRef(7, i, 1) {
+			t.Fatalf("element %d: p = 0 must keep and p = 1 drop", i)
+		}
+	}
 }
