@@ -1,8 +1,10 @@
 package parallel_test
 
 import (
+	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -248,24 +250,29 @@ func TestAlexNetStep(t *testing.T) {
 	g, _ := two.Grads()
 	w2, _ := two.Weights()
 	v2, _ := two.Momentum()
-	for what, pair := range map[string][2]func() (model.Weights, error){
-		"gradient": {two.Grads, one.Grads}, "weight": {two.Weights, one.Weights}, "momentum": {two.Momentum, one.Momentum},
+	names := slices.Sorted(maps.Keys(w))
+	for _, tc := range []struct {
+		what     string
+		two, one func() (model.Weights, error)
+	}{
+		{"gradient", two.Grads, one.Grads}, {"weight", two.Weights, one.Weights}, {"momentum", two.Momentum, one.Momentum},
 	} {
-		a, _ := pair[0]()
-		o, _ := pair[1]()
+		a, _ := tc.two()
+		o, _ := tc.one()
 		if len(a) != len(w) || len(o) != len(w) {
-			t.Fatalf("%d and %d %ss, want %d", len(a), len(o), what, len(w))
+			t.Fatalf("%d and %d %ss, want %d", len(a), len(o), tc.what, len(w))
 		}
-		for name, x := range a {
-			if i := firstDiff(x.Data, o[name].Data); i >= 0 {
-				t.Errorf("%s %s[%d] = %g on two devices, %g on one", name, what, i, x.Data[i], o[name].Data[i])
+		for _, name := range names {
+			if i := firstDiff(a[name].Data, o[name].Data); i >= 0 {
+				t.Errorf("%s %s[%d] = %g on two devices, %g on one", name, tc.what, i, a[name].Data[i], o[name].Data[i])
 			}
 		}
 	}
 
 	// The first update, from zero momentum: v = −λ·lr·w − lr·g (λ on
 	// weights only), each product rounded to float32, and w' = w + v.
-	for name, w0 := range w {
+	for _, name := range names {
+		w0 := w[name]
 		lambda := 0.0
 		if strings.HasSuffix(name, ".weight") {
 			lambda = decay
@@ -294,9 +301,9 @@ func TestAlexNetStep(t *testing.T) {
 	two.Close()
 	plain, _ := model.Build("alexnet", model.Options{Classes: 10})
 	devs := []gpu.Device{cpu.New(cpu.Options{Index: 0, Threads: 1}), cpu.New(cpu.Options{Index: 1, Threads: 1})}
-	names := []string{"conv1a.weight", "conv1b.weight", "conv2b.weight", "conv3a.weight", "conv4b.weight", "conv5a.bias", "fc6b.weight", "fc7a.weight", "fc8.weight", "fc8.bias"}
-	if strong := gradCheckPicked(t, plain, w, names, 2, 64, devs...); strong < 18 {
-		t.Errorf("only %d of %d gradients checked are above 5e-3, five times the tolerance: the check is too weak", strong, 2*len(names))
+	checked := []string{"conv1a.weight", "conv1b.weight", "conv2b.weight", "conv3a.weight", "conv4b.weight", "conv5a.bias", "fc6b.weight", "fc7a.weight", "fc8.weight", "fc8.bias"}
+	if strong := gradCheckPicked(t, plain, w, checked, 2, 64, devs...); strong < 18 {
+		t.Errorf("only %d of %d gradients checked are above 5e-3, five times the tolerance: the check is too weak", strong, 2*len(checked))
 	}
 	r, err := parallel.New(plain, devs, w, opt)
 	if err != nil {
