@@ -347,6 +347,74 @@ var (
 	keepNoSeed   = func(_ uint64, i int, p float32) bool { return gpu.DropoutKeep(0, i, p) }
 )
 
+// brokenReLUBackward passes the gradient where y ≥ 0, so also where the
+// unit is off (y = 0).
+type brokenReLUBackward struct{ gpu.Device }
+
+func (d brokenReLUBackward) ReLUBackward(dx, dy, y gpu.Buffer, n int) error {
+	g, yv := get(d.Device, dy, n), get(d.Device, y, n)
+	for i := range g {
+		if yv[i] < 0 {
+			g[i] = 0
+		}
+	}
+	return d.Device.Upload(dx, g)
+}
+
+// brokenAddBias adds the bias as if y were NHWC: channel i mod C.
+type brokenAddBias struct{ gpu.Device }
+
+func (d brokenAddBias) AddBias(y, b gpu.Buffer, s gpu.BiasShape) error {
+	yv, bv := get(d.Device, y, s.Len()), get(d.Device, b, s.C)
+	for i := range yv {
+		yv[i] += bv[i%s.C]
+	}
+	return d.Device.Upload(y, yv)
+}
+
+// brokenMaxPool starts each window's maximum at 0, as if its input had
+// been through a ReLU: a window of negative values gives 0.
+type brokenMaxPool struct{ gpu.Device }
+
+func (d brokenMaxPool) MaxPool(y, x gpu.Buffer, s gpu.PoolShape) error {
+	if err := d.Device.MaxPool(y, x, s); err != nil {
+		return err
+	}
+	return edit(d.Device, y, s.YLen(), func(v []float32) {
+		for i := range v {
+			v[i] = max(v[i], 0)
+		}
+	})
+}
+
+// brokenDropoutBackward reads the mask as kept or not and forgets its
+// scale: dx = dy where mask ≠ 0.
+type brokenDropoutBackward struct{ gpu.Device }
+
+func (d brokenDropoutBackward) DropoutBackward(dx, dy, mask gpu.Buffer, n int) error {
+	g, m := get(d.Device, dy, n), get(d.Device, mask, n)
+	for i := range g {
+		if m[i] == 0 {
+			g[i] = 0
+		}
+	}
+	return d.Device.Upload(dx, g)
+}
+
+// brokenSoftmaxBackward forgets the 1/N of the batch's mean loss.
+type brokenSoftmaxBackward struct{ gpu.Device }
+
+func (d brokenSoftmaxBackward) SoftmaxCrossEntropyBackward(dlogits, prob, labels gpu.Buffer, s gpu.SoftmaxShape) error {
+	if err := d.Device.SoftmaxCrossEntropyBackward(dlogits, prob, labels, s); err != nil {
+		return err
+	}
+	return edit(d.Device, dlogits, s.N*s.Classes, func(v []float32) {
+		for i := range v {
+			v[i] *= float32(s.N)
+		}
+	})
+}
+
 // brokenSoftmax forgets to take out each row's maximum: exp overflows.
 type brokenSoftmax struct{ gpu.Device }
 
@@ -394,6 +462,11 @@ func TestSuiteCatchesBrokenOps(t *testing.T) {
 		want        string // in the failures
 	}{
 		{"ReLU_bit", "ReLU", brokenReLU{healthy}, ": y: 1 of"},
+		{"ReLUBackward_at_zero", "ReLU", brokenReLUBackward{healthy}, "17: dx:"},
+		{"AddBias_NHWC", "AddBias", brokenAddBias{healthy}, "conv: y:"},
+		{"MaxPool_from_zero", "MaxPool", brokenMaxPool{healthy}, ": y:"},
+		{"DropoutBackward_unscaled", "Dropout", brokenDropoutBackward{healthy}, "p0.5: dx = dy·mask"},
+		{"SoftmaxBackward_no_mean", "SoftmaxCrossEntropy", brokenSoftmaxBackward{healthy}, "10: dlogits:"},
 		{"Tanh_overflow", "Tanh", brokenTanh{healthy}, "saturated: tanh of"},
 		{"TanhBackward_wrong_point", "Tanh", brokenTanhBackward{healthy}, "1000: dx:"},
 		{"LRN_alpha_over_n", "LRN", brokenLRN{healthy}, "paper_C7: y:"},
