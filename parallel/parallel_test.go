@@ -194,9 +194,9 @@ func gradCheckPicked(t *testing.T, net *model.Net, w model.Weights, names []stri
 // CPU devices it computes exactly what it computes on one (loss,
 // gradients, updated weights and momentum), the loss is the softmax's, and
 // the update is the paper's rule applied to the gradients. With dropout
-// off, the gradients of every kind of layer, in both towers and across
-// them, agree with finite differences of the loss, and three steps on one
-// batch lower the loss.
+// off, the gradients of weights and biases from conv1 to fc8, in both
+// towers and across them, agree with finite differences of the loss, and
+// three steps on one batch lower the loss.
 func TestAlexNetStep(t *testing.T) {
 	if testing.Short() {
 		t.Skip("alexnet's 61M parameters: skipped in -short")
