@@ -141,9 +141,18 @@ type SGDShape struct {
 }
 
 // DropoutKeep reports whether dropout with seed keeps element i, with drop
-// probability p. It is a counter-based generator (SplitMix64 of seed and i),
-// so any device computes any element's decision without state; the CUDA
-// kernel implements the same function.
+// probability p. It is counter-based, so any device computes any element's
+// decision without state; the CUDA kernel implements the same function.
+// With all arithmetic modulo 2⁶⁴, z is output i+1 of SplitMix64 (Vigna's
+// splitmix64.c) started from state seed:
+//
+//	z = seed + (i+1)·0x9E3779B97F4A7C15
+//	z = (z ⊕ (z ≫ 30))·0xBF58476D1CE4E5B9
+//	z = (z ⊕ (z ≫ 27))·0x94D049BB133111EB
+//	z = z ⊕ (z ≫ 31)
+//
+// and element i is kept when u = ⌊z / 2⁴⁰⌋ / 2²⁴, the top 24 bits of z as a
+// fraction in [0, 1), is at least p: with probability 1 − p.
 func DropoutKeep(seed uint64, i int, p float32) bool {
 	z := seed + uint64(i+1)*0x9E3779B97F4A7C15
 	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9

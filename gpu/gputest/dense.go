@@ -54,8 +54,10 @@ func linearCase(c *checker, s gpu.LinearShape) {
 }
 
 // checkDropout covers Dropout and DropoutBackward: the mask is exactly the
-// one gpu.DropoutKeep defines, its values are 0 or 1/(1−P), about 1−P of
-// them are kept, and another seed draws another mask.
+// one gpu.DropoutKeep's doc comment defines (dropoutKeepRef, which does not
+// call it), its values are 0 or 1/(1−P), and as a random draw it keeps
+// about 1−P of the values, independently of its neighbour and of the same
+// value under another seed.
 func checkDropout(c *checker) {
 	for _, tc := range []struct {
 		name string
@@ -65,6 +67,7 @@ func checkDropout(c *checker) {
 	}{
 		{"p0.5", 70001, 0.5, 0},
 		{"p0.2", 1000, 0.2, 1e-6},
+		{"p0", 100, 0, 0},
 	} {
 		c.run(tc.name, func(c *checker) { dropoutCase(c, tc.n, tc.p, tc.rtol) })
 	}
@@ -75,20 +78,17 @@ func dropoutCase(c *checker, n int, p float32, rtol float64) {
 	scale := 1 / (1 - float64(p))
 	x := c.sym(n, 1)
 	xb := c.in(x)
-	masks := map[uint64][]float32{}
+	kept := map[uint64][]bool{}
 	for _, seed := range []uint64{1, 2} {
 		s := gpu.DropoutShape{N: n, P: p, Seed: seed}
 		yb, mb := c.out(n), c.out(n)
 		c.must(dev.Dropout(yb, mb, xb, s), "Dropout")
 		y, mask := c.get(yb, n), c.get(mb, n)
-		masks[seed] = mask
 
 		wantMask := make([]float64, n)
-		kept := 0
 		for i := range wantMask {
-			if gpu.DropoutKeep(seed, i, p) {
+			if dropoutKeepRef(seed, i, p) {
 				wantMask[i] = scale
-				kept++
 			}
 		}
 		tag := fmt.Sprintf(" (seed %d)", seed)
@@ -99,10 +99,9 @@ func dropoutCase(c *checker, n int, p float32, rtol float64) {
 			wantY[i] = float64(x[i]) * float64(mask[i])
 		}
 		c.close("y = x·mask"+tag, y, wantY, 0, rtol)
-		// DropoutKeep itself draws about 1−P: within 4 standard deviations.
-		frac, sd := float64(kept)/float64(n), math.Sqrt(float64(p)*(1-float64(p))/float64(n))
-		if math.Abs(frac-(1-float64(p))) > 4*sd {
-			c.errorf("seed %d keeps %.4f of the values, want %.4f ± %.4f", seed, frac, 1-float64(p), 4*sd)
+		kept[seed] = make([]bool, n)
+		for i, m := range mask {
+			kept[seed][i] = m != 0
 		}
 
 		if seed != 1 {
@@ -124,16 +123,43 @@ func dropoutCase(c *checker, n int, p float32, rtol float64) {
 			return c.get(ys, n)
 		})
 	}
-	differ := 0
-	for i := range n {
-		if masks[1][i] != masks[2][i] {
-			differ++
+	dropoutStats(c, kept[1], kept[2], 1-float64(p))
+}
+
+// dropoutStats checks the device's masks as a random draw, whatever the
+// reference says: a mask that matched a wrong reference would still have
+// to keep about q = 1−P of the values (for each seed), keep both of two
+// neighbours at about q², and keep a value under both seeds at about q².
+// Each fraction must lie within 4 standard deviations of its expectation.
+func dropoutStats(c *checker, a, b []bool, q float64) {
+	n := float64(len(a))
+	for seed, k := range [][]bool{a, b} {
+		frac := float64(count(len(k), func(i int) bool { return k[i] })) / n
+		if sd := math.Sqrt(q * (1 - q) / n); math.Abs(frac-q) > 4*sd {
+			c.errorf("seed %d keeps %.4f of the values, want %.4f ± %.4f", seed+1, frac, q, 4*sd)
 		}
 	}
-	// Two independent masks differ at 2P(1−P) of the values.
-	if want := 2 * float64(p) * (1 - float64(p)) * float64(n); float64(differ) < want/2 {
-		c.errorf("seeds 1 and 2 give masks that differ at %d of %d values, want about %.0f", differ, n, want)
+	// Overlapping pairs: Var Σ k_i·k_{i+1} = m·q²(1−q²) + 2(m−1)·(q³−q⁴).
+	m := float64(len(a) - 1)
+	pairs := float64(count(len(a)-1, func(i int) bool { return a[i] && a[i+1] })) / m
+	if sd := math.Sqrt((q*q*(1-q*q) + 2*(q*q*q-q*q*q*q)) / m); math.Abs(pairs-q*q) > 4*sd {
+		c.errorf("seed 1 keeps both of neighbours i, i+1 at %.4f of the pairs, want %.4f ± %.4f: the mask depends on the index", pairs, q*q, 4*sd)
 	}
+	both := float64(count(len(a), func(i int) bool { return a[i] && b[i] })) / n
+	if sd := math.Sqrt(q * q * (1 - q*q) / n); math.Abs(both-q*q) > 4*sd {
+		c.errorf("seeds 1 and 2 both keep %.4f of the values, want %.4f ± %.4f: the masks are not independent", both, q*q, 4*sd)
+	}
+}
+
+// count returns how many i below n satisfy f.
+func count(n int, f func(int) bool) int {
+	k := 0
+	for i := range n {
+		if f(i) {
+			k++
+		}
+	}
+	return k
 }
 
 // checkSoftmax covers SoftmaxCrossEntropy and SoftmaxCrossEntropyBackward.

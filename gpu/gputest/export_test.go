@@ -19,3 +19,10 @@ func Failures(dev gpu.Device, name string) []string {
 
 // Compare exposes compare.
 var Compare = compare
+
+// SplitMix64 and DropoutKeepRef expose the dropout reference, to be checked
+// against SplitMix64's published outputs.
+var (
+	SplitMix64     = splitMix64
+	DropoutKeepRef = dropoutKeepRef
+)

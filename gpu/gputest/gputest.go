@@ -5,9 +5,11 @@
 //
 // and the suite checks each operation of gpu.Device on seeded random inputs
 // against a float64 reference written from the formula in the operation's
-// doc comment (LRN and max pooling use the references in package kernels),
-// and every backward operation, in addition, against central finite
-// differences of its forward operation run on the same device.
+// doc comment (LRN and max pooling use the references in package kernels;
+// the dropout mask, the rule gpu.DropoutKeep's comment states, written out
+// again without calling it), and every backward operation, in addition,
+// against central finite differences of its forward operation run on the
+// same device.
 //
 // Comparisons are llm.c's: a value passes when |got − want| ≤ atol + rtol·|want|;
 // a failure lists at most 10 mismatches with index, got and want. The

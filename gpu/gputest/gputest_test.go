@@ -3,6 +3,7 @@ package gputest_test
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -107,7 +108,18 @@ func (d brokenMaxPoolBackward) MaxPoolBackward(dx, dy, x, y gpu.Buffer, s gpu.Po
 type brokenConv struct{ gpu.Device }
 
 func (d brokenConv) Conv(y, x, w gpu.Buffer, s gpu.ConvShape) error {
-	wv := get(d.Device, w, s.WLen())
+	fb, err := flipped(d.Device, w, s)
+	if err != nil {
+		return err
+	}
+	defer d.Device.Free(fb)
+	return d.Device.Conv(y, x, fb, s)
+}
+
+// flipped returns a buffer on dev holding the filter w (K,C,R,S) of s
+// rotated by 180° in each R×S plane, for the caller to free.
+func flipped(dev gpu.Device, w gpu.Buffer, s gpu.ConvShape) (gpu.Buffer, error) {
+	wv := get(dev, w, s.WLen())
 	flip := make([]float32, len(wv))
 	for kc := range s.K * s.C {
 		for r := range s.R {
@@ -116,15 +128,174 @@ func (d brokenConv) Conv(y, x, w gpu.Buffer, s gpu.ConvShape) error {
 			}
 		}
 	}
-	fb, err := d.Device.Alloc(len(flip))
+	fb, err := dev.Alloc(len(flip))
+	if err != nil {
+		return nil, err
+	}
+	if err := dev.Upload(fb, flip); err != nil {
+		dev.Free(fb)
+		return nil, err
+	}
+	return fb, nil
+}
+
+// brokenConvBackwardData forgets to rotate the filter: it correlates dy
+// with w as it is, where the gradient of a cross-correlation is a
+// correlation with the filter turned by 180°.
+type brokenConvBackwardData struct{ gpu.Device }
+
+func (d brokenConvBackwardData) ConvBackwardData(dx, dy, w gpu.Buffer, s gpu.ConvShape) error {
+	fb, err := flipped(d.Device, w, s)
 	if err != nil {
 		return err
 	}
 	defer d.Device.Free(fb)
-	if err := d.Device.Upload(fb, flip); err != nil {
+	return d.Device.ConvBackwardData(dx, dy, fb, s)
+}
+
+// brokenConvBackwardFilter averages the filter gradient over the batch
+// where the loss's gradient sums it (the 1/N is already in dlogits).
+type brokenConvBackwardFilter struct{ gpu.Device }
+
+func (d brokenConvBackwardFilter) ConvBackwardFilter(dw, dy, x gpu.Buffer, s gpu.ConvShape) error {
+	if err := d.Device.ConvBackwardFilter(dw, dy, x, s); err != nil {
 		return err
 	}
-	return d.Device.Conv(y, x, fb, s)
+	return edit(d.Device, dw, s.WLen(), func(v []float32) {
+		for i := range v {
+			v[i] /= float32(s.N)
+		}
+	})
+}
+
+// brokenBiasBackward sums over the wrong axis: it reads dy as NHWC,
+// (N, Inner, C), where the layout is NCHW, (N, C, Inner).
+type brokenBiasBackward struct{ gpu.Device }
+
+func (d brokenBiasBackward) BiasBackward(db, dy gpu.Buffer, s gpu.BiasShape) error {
+	g := get(d.Device, dy, s.Len())
+	out := make([]float32, s.C)
+	for n := range s.N {
+		for i := range s.Inner {
+			for c := range s.C {
+				out[c] += g[(n*s.Inner+i)*s.C+c]
+			}
+		}
+	}
+	return d.Device.Upload(db, out)
+}
+
+// brokenLinear reads w as (In, Out), transposed, where it is (Out, In).
+type brokenLinear struct{ gpu.Device }
+
+func (d brokenLinear) Linear(y, x, w, b gpu.Buffer, s gpu.LinearShape) error {
+	xv, wv, bv := get(d.Device, x, s.N*s.In), get(d.Device, w, s.Out*s.In), get(d.Device, b, s.Out)
+	out := make([]float32, s.N*s.Out)
+	for n := range s.N {
+		for o := range s.Out {
+			acc := bv[o]
+			for i := range s.In {
+				acc += xv[n*s.In+i] * wv[i*s.Out+o]
+			}
+			out[n*s.Out+o] = acc
+		}
+	}
+	return d.Device.Upload(y, out)
+}
+
+// brokenLinearBackwardData multiplies by wᵀ read as (Out, In) the wrong
+// way round: dx[n,i] = Σ_o dy[n,o]·w[i·Out+o].
+type brokenLinearBackwardData struct{ gpu.Device }
+
+func (d brokenLinearBackwardData) LinearBackwardData(dx, dy, w gpu.Buffer, s gpu.LinearShape) error {
+	g, wv := get(d.Device, dy, s.N*s.Out), get(d.Device, w, s.Out*s.In)
+	out := make([]float32, s.N*s.In)
+	for n := range s.N {
+		for i := range s.In {
+			var acc float32
+			for o := range s.Out {
+				acc += g[n*s.Out+o] * wv[i*s.Out+o]
+			}
+			out[n*s.In+i] = acc
+		}
+	}
+	return d.Device.Upload(dx, out)
+}
+
+// brokenLinearBackwardWeights accumulates into dw (a GEMM with β = 1)
+// where it should overwrite it: whatever dw held is added in.
+type brokenLinearBackwardWeights struct{ gpu.Device }
+
+func (d brokenLinearBackwardWeights) LinearBackwardWeights(dw, db, dy, x gpu.Buffer, s gpu.LinearShape) error {
+	old := get(d.Device, dw, s.Out*s.In)
+	if err := d.Device.LinearBackwardWeights(dw, db, dy, x, s); err != nil {
+		return err
+	}
+	return edit(d.Device, dw, s.Out*s.In, func(v []float32) {
+		for i := range v {
+			v[i] += old[i]
+		}
+	})
+}
+
+// brokenSGDDecay has the sign of the weight decay wrong: it pushes the
+// weights away from zero.
+type brokenSGDDecay struct{ gpu.Device }
+
+func (d brokenSGDDecay) SGD(w, v, dw gpu.Buffer, s gpu.SGDShape) error {
+	s.WeightDecay = -s.WeightDecay
+	return d.Device.SGD(w, v, dw, s)
+}
+
+// brokenSGDMomentum applies the momentum twice: v ← μ·(μ·v) − ….
+type brokenSGDMomentum struct{ gpu.Device }
+
+func (d brokenSGDMomentum) SGD(w, v, dw gpu.Buffer, s gpu.SGDShape) error {
+	if err := edit(d.Device, v, s.N, func(vv []float32) {
+		for i := range vv {
+			vv[i] *= s.Momentum
+		}
+	}); err != nil {
+		return err
+	}
+	return d.Device.SGD(w, v, dw, s)
+}
+
+// brokenConcat joins the sources in reverse order (tower b before tower a).
+type brokenConcat struct{ gpu.Device }
+
+func (d brokenConcat) Concat(dst gpu.Buffer, srcs []gpu.Buffer, s gpu.ConcatShape) error {
+	srcs, s.Sizes = slices.Clone(srcs), slices.Clone(s.Sizes)
+	slices.Reverse(srcs)
+	slices.Reverse(s.Sizes)
+	return d.Device.Concat(dst, srcs, s)
+}
+
+// brokenSplit starts every chunk after the first one value early, an
+// off-by-one in the offset: each takes the last value of the chunk before.
+type brokenSplit struct{ gpu.Device }
+
+func (d brokenSplit) Split(dsts []gpu.Buffer, src gpu.Buffer, s gpu.ConcatShape) error {
+	row := s.Row()
+	v := get(d.Device, src, s.N*row)
+	for i, dst := range dsts {
+		k := s.Sizes[i]
+		out := make([]float32, s.N*k)
+		for n := range s.N {
+			at := n * row
+			for _, size := range s.Sizes[:i] {
+				at += size
+			}
+			if i > 0 {
+				at--
+			}
+			copy(out[n*k:(n+1)*k], v[at:at+k])
+		}
+		if err := d.Device.Upload(dst, out); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // brokenAdd writes one value past the end of y.
@@ -140,6 +311,108 @@ type brokenDropout struct{ gpu.Device }
 func (d brokenDropout) Dropout(y, mask, x gpu.Buffer, s gpu.DropoutShape) error {
 	s.Seed++
 	return d.Device.Dropout(y, mask, x, s)
+}
+
+// brokenDropoutKeep keeps the units keep chooses, with the right values:
+// mask 1/(1−P) where kept, else 0, and y = x·mask.
+type brokenDropoutKeep struct {
+	gpu.Device
+	keep func(seed uint64, i int, p float32) bool
+}
+
+func (d brokenDropoutKeep) Dropout(y, mask, x gpu.Buffer, s gpu.DropoutShape) error {
+	xv := get(d.Device, x, s.N)
+	m := make([]float32, s.N)
+	for i := range m {
+		if d.keep(s.Seed, i, s.P) {
+			m[i] = 1 / (1 - s.P)
+		}
+		xv[i] *= m[i]
+	}
+	if err := d.Device.Upload(mask, m); err != nil {
+		return err
+	}
+	return d.Device.Upload(y, xv)
+}
+
+// The wrong units: counted from 1 instead of 0 (each takes its
+// neighbour's decision), kept where they should be dropped, and kept in
+// runs of two (a generator drawn once per pair, as a kernel that gives
+// each thread two elements and forgets to advance the counter would), and
+// the same units whatever the seed.
+var (
+	keepShifted  = func(seed uint64, i int, p float32) bool { return gpu.DropoutKeep(seed, i+1, p) }
+	keepInverted = func(seed uint64, i int, p float32) bool { return !gpu.DropoutKeep(seed, i, p) }
+	keepPairs    = func(seed uint64, i int, p float32) bool { return gpu.DropoutKeep(seed, i&^1, p) }
+	keepNoSeed   = func(_ uint64, i int, p float32) bool { return gpu.DropoutKeep(0, i, p) }
+)
+
+// brokenReLUBackward passes the gradient where y ≥ 0, so also where the
+// unit is off (y = 0).
+type brokenReLUBackward struct{ gpu.Device }
+
+func (d brokenReLUBackward) ReLUBackward(dx, dy, y gpu.Buffer, n int) error {
+	g, yv := get(d.Device, dy, n), get(d.Device, y, n)
+	for i := range g {
+		if yv[i] < 0 {
+			g[i] = 0
+		}
+	}
+	return d.Device.Upload(dx, g)
+}
+
+// brokenAddBias adds the bias as if y were NHWC: channel i mod C.
+type brokenAddBias struct{ gpu.Device }
+
+func (d brokenAddBias) AddBias(y, b gpu.Buffer, s gpu.BiasShape) error {
+	yv, bv := get(d.Device, y, s.Len()), get(d.Device, b, s.C)
+	for i := range yv {
+		yv[i] += bv[i%s.C]
+	}
+	return d.Device.Upload(y, yv)
+}
+
+// brokenMaxPool starts each window's maximum at 0, as if its input had
+// been through a ReLU: a window of negative values gives 0.
+type brokenMaxPool struct{ gpu.Device }
+
+func (d brokenMaxPool) MaxPool(y, x gpu.Buffer, s gpu.PoolShape) error {
+	if err := d.Device.MaxPool(y, x, s); err != nil {
+		return err
+	}
+	return edit(d.Device, y, s.YLen(), func(v []float32) {
+		for i := range v {
+			v[i] = max(v[i], 0)
+		}
+	})
+}
+
+// brokenDropoutBackward reads the mask as kept or not and forgets its
+// scale: dx = dy where mask ≠ 0.
+type brokenDropoutBackward struct{ gpu.Device }
+
+func (d brokenDropoutBackward) DropoutBackward(dx, dy, mask gpu.Buffer, n int) error {
+	g, m := get(d.Device, dy, n), get(d.Device, mask, n)
+	for i := range g {
+		if m[i] == 0 {
+			g[i] = 0
+		}
+	}
+	return d.Device.Upload(dx, g)
+}
+
+// brokenSoftmaxBackward forgets the 1/N of the batch's mean loss.
+type brokenSoftmaxBackward struct{ gpu.Device }
+
+func (d brokenSoftmaxBackward) SoftmaxCrossEntropyBackward(dlogits, prob, labels gpu.Buffer, s gpu.SoftmaxShape) error {
+	if err := d.Device.SoftmaxCrossEntropyBackward(dlogits, prob, labels, s); err != nil {
+		return err
+	}
+	return edit(d.Device, dlogits, s.N*s.Classes, func(v []float32) {
+		for i := range v {
+			v[i] *= float32(s.N)
+		}
+	})
 }
 
 // brokenSoftmax forgets to take out each row's maximum: exp overflows.
@@ -189,14 +462,33 @@ func TestSuiteCatchesBrokenOps(t *testing.T) {
 		want        string // in the failures
 	}{
 		{"ReLU_bit", "ReLU", brokenReLU{healthy}, ": y: 1 of"},
+		{"ReLUBackward_at_zero", "ReLU", brokenReLUBackward{healthy}, "17: dx:"},
+		{"AddBias_NHWC", "AddBias", brokenAddBias{healthy}, "conv: y:"},
+		{"MaxPool_from_zero", "MaxPool", brokenMaxPool{healthy}, ": y:"},
+		{"DropoutBackward_unscaled", "Dropout", brokenDropoutBackward{healthy}, "p0.5: dx = dy·mask"},
+		{"SoftmaxBackward_no_mean", "SoftmaxCrossEntropy", brokenSoftmaxBackward{healthy}, "10: dlogits:"},
 		{"Tanh_overflow", "Tanh", brokenTanh{healthy}, "saturated: tanh of"},
 		{"TanhBackward_wrong_point", "Tanh", brokenTanhBackward{healthy}, "1000: dx:"},
 		{"LRN_alpha_over_n", "LRN", brokenLRN{healthy}, "paper_C7: y:"},
 		{"LRNBackward_no_cross_terms", "LRN", brokenLRNBackward{healthy}, "strong_C12: dx vs finite differences"},
 		{"MaxPoolBackward_last_max", "MaxPool", brokenMaxPoolBackward{healthy}, "dx with ties"},
 		{"Conv_flipped", "Conv", brokenConv{healthy}, "3x3_s1_p1: y:"},
+		{"ConvBackwardData_unrotated", "Conv", brokenConvBackwardData{healthy}, "3x3_s1_p1: dx:"},
+		{"ConvBackwardFilter_batch_mean", "Conv", brokenConvBackwardFilter{healthy}, "11x11_s4_p0: dw:"},
+		{"BiasBackward_NHWC", "AddBias", brokenBiasBackward{healthy}, "conv: db:"},
+		{"Linear_transposed", "Linear", brokenLinear{healthy}, "N3_17x5: y:"},
+		{"LinearBackwardData_transposed", "Linear", brokenLinearBackwardData{healthy}, "N3_17x5: dx:"},
+		{"LinearBackwardWeights_accumulates", "Linear", brokenLinearBackwardWeights{healthy}, "N3_17x5: dw:"},
+		{"SGD_decay_sign", "SGD", brokenSGDDecay{healthy}, "paper: v after step 1:"},
+		{"SGD_momentum_twice", "SGD", brokenSGDMomentum{healthy}, "paper: v after step 1:"},
+		{"Concat_reversed", "ConcatSplit", brokenConcat{healthy}, "2: dst:"},
+		{"Split_offset_off_by_one", "ConcatSplit", brokenSplit{healthy}, "2: dst 1:"},
 		{"Add_past_end", "Add", brokenAdd{healthy}, "written past its end"},
 		{"Dropout_seed", "Dropout", brokenDropout{healthy}, "mask (seed 1)"},
+		{"Dropout_index_shifted", "Dropout", brokenDropoutKeep{healthy, keepShifted}, "p0.5: mask (seed 1): 34"},
+		{"Dropout_inverted", "Dropout", brokenDropoutKeep{healthy, keepInverted}, "p0.2: seed 1 keeps 0.2"},
+		{"Dropout_pairs", "Dropout", brokenDropoutKeep{healthy, keepPairs}, "the mask depends on the index"},
+		{"Dropout_seed_ignored", "Dropout", brokenDropoutKeep{healthy, keepNoSeed}, "the masks are not independent"},
 		{"Softmax_overflow", "SoftmaxCrossEntropy", brokenSoftmax{healthy}, "large_100: logits in ±100 give"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -291,4 +583,35 @@ func TestUploadDownload(t *testing.T) {
 	b := gputest.Upload(t, dev, v)
 	defer dev.Free(b)
 	gputest.Close(t, "round trip", gputest.Download(t, b), v, 0, 0)
+}
+
+// The dropout reference is SplitMix64: its outputs from state 1234567 are
+// the published ones (Vigna's splitmix64.c, as Rosetta Code's
+// "Pseudo-random numbers/Splitmix64" lists them), and gpu.DropoutKeep,
+// which the CPU device calls, agrees with it.
+func TestDropoutReference(t *testing.T) {
+	for k, want := range []uint64{6457827717110365317, 3203168211198807973, 9817491932198370423, 4593380528125082431, 16408922859458223821} {
+		if got := gputest.SplitMix64(1234567, uint64(k+1)); got != want {
+			t.Errorf("SplitMix64 output %d from 1234567: %d, want %d", k+1, got, want)
+		}
+	}
+	differ := 0
+	for _, seed := range []uint64{0, 1, 42, 1 << 63, math.MaxUint64} {
+		for _, p := range []float32{0, 0.1, 0.5, 0.9, 1} {
+			for i := range 20000 {
+				if gputest.DropoutKeepRef(seed, i, p) != gpu.DropoutKeep(seed, i, p) {
+					differ++
+				}
+			}
+		}
+	}
+	if differ > 0 {
+		t.Errorf("gpu.DropoutKeep disagrees with the reference at %d of 500000 decisions", differ)
+	}
+	// p is a probability of dropping: 0 keeps all, 1 keeps none.
+	for i := range 1000 {
+		if !gputest.DropoutKeepRef(7, i, 0) || gputest.DropoutKeepRef(7, i, 1) {
+			t.Fatalf("element %d: p = 0 must keep and p = 1 drop", i)
+		}
+	}
 }

@@ -210,3 +210,24 @@ func sgdRef(w, v, dw []float64, s gpu.SGDShape) (w2, v2 []float64) {
 	}
 	return w2, v2
 }
+
+// splitMix64 returns output k ≥ 1 of SplitMix64 (Vigna's splitmix64.c)
+// started from state seed: the state advanced k times by the golden-ratio
+// increment γ, then mixed.
+func splitMix64(seed, k uint64) uint64 {
+	const γ = 0x9E3779B97F4A7C15
+	z := seed + k*γ
+	z = (z ^ z>>30) * 0xBF58476D1CE4E5B9
+	z = (z ^ z>>27) * 0x94D049BB133111EB
+	return z ^ z>>31
+}
+
+// dropoutKeepRef is the rule gpu.DropoutKeep's doc comment states: element
+// i is kept when the top 24 bits of output i+1 of SplitMix64 from state
+// seed, read as a fraction in [0, 1), are at least p. It is written from
+// that comment and does not call gpu.DropoutKeep, so that the devices that
+// do call it are checked against something that can disagree.
+func dropoutKeepRef(seed uint64, i int, p float32) bool {
+	u := float64(splitMix64(seed, uint64(i)+1)>>40) / (1 << 24)
+	return u >= float64(p)
+}
