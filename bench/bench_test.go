@@ -89,6 +89,22 @@ func TestCompareQuick(t *testing.T) {
 	if md, _ := os.ReadFile(filepath.Join(out, "report.md")); !strings.Contains(string(md), "first 128 training images") {
 		t.Errorf("report.md does not state the training images used:\n%s", md)
 	}
+	// The runs are reused only for the settings they were trained with:
+	// another rate, limit or batch over the same --out is refused.
+	for _, edit := range []struct {
+		set  func(c *train.Config)
+		want string
+	}{
+		{func(c *train.Config) { c.LR = 0.02 }, "--lr 0.01, not 0.02"},
+		{func(c *train.Config) { c.Limit = 256 }, "--limit 128, not 256"},
+		{func(c *train.Config) { c.Batch = 16 }, "--batch 32, not 16"},
+	} {
+		other := o
+		edit.set(&other.Base)
+		if _, err := Compare(context.Background(), other, io.Discard); err == nil || !strings.Contains(err.Error(), edit.want) {
+			t.Errorf("reusing the runs for other settings: %v, want an error saying %q", err, edit.want)
+		}
+	}
 }
 
 // The quick variant of bench speed: a row per placement, a CUDA one skipped

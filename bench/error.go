@@ -155,6 +155,13 @@ func Compare(ctx context.Context, o CompareOptions, log io.Writer) (*Report, err
 // or starts it.
 func runOrResume(ctx context.Context, c train.Config, log io.Writer) ([]train.Metrics, error) {
 	if _, err := os.Stat(filepath.Join(c.Out, "config.json")); err == nil {
+		old, err := train.ReadConfig(c.Out)
+		if err != nil {
+			return nil, err
+		}
+		if err := old.Mismatch(c); err != nil {
+			return nil, fmt.Errorf("%s was trained with %v: it is not a run of this benchmark's settings; give another --out, or remove it", c.Out, err)
+		}
 		ms, err := metrics.Read(c.Out)
 		if err == nil && len(ms) >= c.Epochs {
 			return ms[:c.Epochs], nil

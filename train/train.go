@@ -155,20 +155,9 @@ func OnDisk(dir string) string {
 // in all. On the CPU devices the continued run computes exactly what the
 // uninterrupted run would have.
 func Resume(ctx context.Context, dir string, epochs int, log io.Writer) ([]Metrics, error) {
-	b, err := os.ReadFile(filepath.Join(dir, configFile))
+	c, err := ReadConfig(dir)
 	if err != nil {
-		return nil, fmt.Errorf("--resume %s: not a run directory: %v", dir, errors.Unwrap(err))
-	}
-	var c Config
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("--resume %s: %s is corrupt: %v", dir, configFile, err)
-	}
-	// Runs from before --activation and --pool had the paper's.
-	if c.Activation == "" {
-		c.Activation = "relu"
-	}
-	if c.Pool == "" {
-		c.Pool = "3/2"
+		return nil, fmt.Errorf("--resume %w", err)
 	}
 	c.Out = dir
 	if epochs > 0 {
@@ -487,4 +476,47 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	return writeAtomic(path, append(b, '\n'))
+}
+
+// Mismatch names the first setting that makes a run of c compute something
+// other than a run of want, or returns nil: the net and its variant, the
+// data and how it is used, the recipe and the seed. Where the run is,
+// its placement, its epochs and how often it checkpoints do not count.
+func (c Config) Mismatch(want Config) error {
+	for _, f := range []struct {
+		flag      string
+		got, want any
+	}{
+		{"net", c.Net, want.Net}, {"lrn", c.LRN, want.LRN}, {"activation", c.Activation, want.Activation}, {"pool", c.Pool, want.Pool},
+		{"data", c.Data, want.Data}, {"limit", c.Limit, want.Limit}, {"val-limit", c.ValLimit, want.ValLimit},
+		{"batch", c.Batch, want.Batch}, {"lr", c.LR, want.LR}, {"momentum", c.Momentum, want.Momentum},
+		{"weight-decay", c.WeightDecay, want.WeightDecay}, {"seed", c.Seed, want.Seed}, {"patience", c.Patience, want.Patience},
+		{"tf32", c.TF32, want.TF32},
+	} {
+		if f.got != f.want {
+			return fmt.Errorf("--%s %v, not %v", f.flag, f.got, f.want)
+		}
+	}
+	return nil
+}
+
+// ReadConfig reads the config.json of the run in dir, with the defaults
+// of settings that runs from before them lack.
+func ReadConfig(dir string) (Config, error) {
+	var c Config
+	b, err := os.ReadFile(filepath.Join(dir, configFile))
+	if err != nil {
+		return c, fmt.Errorf("%s: not a run directory: %v", dir, errors.Unwrap(err))
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("%s: %s is corrupt: %v", dir, configFile, err)
+	}
+	// Runs from before --activation and --pool had the paper's.
+	if c.Activation == "" {
+		c.Activation = "relu"
+	}
+	if c.Pool == "" {
+		c.Pool = "3/2"
+	}
+	return c, nil
 }

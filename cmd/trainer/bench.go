@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -111,6 +112,9 @@ func parseSeeds(s string) ([]uint64, error) {
 		v, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
 		if err != nil {
 			return nil, fmt.Errorf("--seeds %q: %q is not a seed (give numbers separated by commas)", s, f)
+		}
+		if slices.Contains(out, v) {
+			return nil, fmt.Errorf("--seeds %q: seed %d twice (each seed is one run of each arm)", s, v)
 		}
 		out = append(out, v)
 	}
