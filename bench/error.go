@@ -166,7 +166,7 @@ func runOrResume(ctx context.Context, c train.Config, log io.Writer) ([]train.Me
 		if err == nil && len(ms) >= c.Epochs {
 			return ms[:c.Epochs], nil
 		}
-		return train.Resume(ctx, c.Out, c.Epochs, log)
+		return train.Resume(ctx, c.Out, train.ResumeOptions{Epochs: c.Epochs}, log)
 	}
 	return train.Run(ctx, c, log)
 }

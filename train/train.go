@@ -54,6 +54,9 @@ type Config struct {
 	CheckpointSteps   int     `json:"checkpoint_steps"`
 	CheckpointMinutes float64 `json:"checkpoint_minutes"`
 	Workers           int     `json:"workers"` // loader goroutines; 0: one per core
+	// DataFingerprint identifies the data's content, so that a resume
+	// refuses data that changed and accepts data that only moved.
+	DataFingerprint string `json:"data_fingerprint,omitempty"`
 }
 
 // Defaults returns the paper's recipe (§5) on the default data, Fashion-MNIST
@@ -150,18 +153,30 @@ func OnDisk(dir string) string {
 	return "no checkpoint was saved yet: the run cannot be resumed"
 }
 
+// ResumeOptions are what may change when a run is resumed.
+type ResumeOptions struct {
+	// Epochs, when above 0, is how many epochs the run trains in all.
+	Epochs int
+	// Data, when not empty, is where the run's data lies now (it moved):
+	// it must hold the same data, which its fingerprint checks.
+	Data string
+}
+
 // Resume continues the run in dir from its last checkpoint, with the
-// config it was started with; epochs > 0 changes how many epochs it runs
-// in all. On the CPU devices the continued run computes exactly what the
-// uninterrupted run would have.
-func Resume(ctx context.Context, dir string, epochs int, log io.Writer) ([]Metrics, error) {
+// config it was started with, changed as o says. On the CPU devices the
+// continued run computes exactly what the uninterrupted run would have.
+// The data must be the run's own (config.json's data_fingerprint).
+func Resume(ctx context.Context, dir string, o ResumeOptions, log io.Writer) ([]Metrics, error) {
 	c, err := ReadConfig(dir)
 	if err != nil {
 		return nil, fmt.Errorf("--resume %w", err)
 	}
 	c.Out = dir
-	if epochs > 0 {
-		c.Epochs = epochs
+	if o.Epochs > 0 {
+		c.Epochs = o.Epochs
+	}
+	if o.Data != "" {
+		c.Data = o.Data
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("--resume %s: %s: %v", dir, configFile, err)
@@ -192,6 +207,15 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 		return nil, err
 	}
 	defer ds.Close()
+	switch {
+	case !resume:
+		c.DataFingerprint = ds.Fingerprint
+	case c.DataFingerprint != "" && c.DataFingerprint != ds.Fingerprint:
+		return nil, fmt.Errorf("--resume %s: the data at %s is not the data the run was trained on (fingerprint %s, the run's %s): give the run's data with --data DIR", c.Out, c.Data, ds.Fingerprint, c.DataFingerprint)
+	case c.DataFingerprint == "":
+		// A run from before fingerprints: record the data it resumes on.
+		c.DataFingerprint = ds.Fingerprint
+	}
 	net := ds.Net
 	spec, note := open.ForNet(net, c.GPUs)
 	if note != "" {
@@ -219,6 +243,9 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 			t.st, w, mom = st, cw, cv
 			t.kept = fmt.Sprintf("the last good checkpoint (step %d) is kept in %s", st.Step, c.Out)
 		}
+		if done := t.st.Epoch - 1; done >= c.Epochs {
+			return nil, fmt.Errorf("--resume %s: the run has finished its %d epochs; to train it further give --epochs N with N > %d", c.Out, done, done)
+		}
 		if err := writeMetrics(c.Out, t.st.History); err != nil {
 			return nil, err
 		}
@@ -234,10 +261,12 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 		}
 	}
 	t.r.SetStep(t.st.Step)
+	// A resume records what it changed: the epochs, where the data lies
+	// now, the data's fingerprint (runs from before fingerprints).
+	if err := writeJSON(filepath.Join(c.Out, configFile), c); err != nil {
+		return nil, err
+	}
 	if !resume {
-		if err := writeJSON(filepath.Join(c.Out, configFile), c); err != nil {
-			return nil, err
-		}
 		if err := writeMetrics(c.Out, nil); err != nil {
 			return nil, err
 		}

@@ -82,7 +82,7 @@ func newApp() *cli.App {
 		&cli.StringFlag{Name: "activation", Value: d.Activation, Usage: "after every conv and FC layer but fc8: relu (§3.1) or tanh (Figure 1's comparison)"},
 		&cli.StringFlag{Name: "pool", Value: d.Pool, Usage: "max pooling window/stride: 3/2 (overlapping, §3.4) or 2/2"},
 		&cli.StringFlag{Name: "out", Usage: "the run directory (default runs/NET-TIME); must not hold a run"},
-		&cli.StringFlag{Name: "resume", Usage: "continue the run in `DIR` from its last checkpoint, with its own config (only --epochs may change)"},
+		&cli.StringFlag{Name: "resume", Usage: "continue the run in `DIR` from its last checkpoint, with its own config (only --epochs may change, and --data if the data moved)"},
 		&cli.IntFlag{Name: "checkpoint-steps", Usage: "save a checkpoint every N steps (0: only by time, at each epoch's end and on SIGINT/SIGTERM)"},
 		&cli.Float64Flag{Name: "checkpoint-minutes", Value: d.CheckpointMinutes, Usage: "save a checkpoint every N minutes (0: never by time)"},
 	}
@@ -134,8 +134,8 @@ func trainCmd(c *cli.Context) error {
 	var cfg train.Config
 	if dir != "" {
 		for _, f := range c.FlagNames() {
-			if c.IsSet(f) && f != "resume" && f != "epochs" {
-				return fmt.Errorf("--%s with --resume: a resumed run keeps its config.json; only --epochs may change", f)
+			if c.IsSet(f) && f != "resume" && f != "epochs" && f != "data" {
+				return fmt.Errorf("--%s with --resume: a resumed run keeps its config.json; only --epochs and --data (the same data, moved) may change", f)
 			}
 		}
 	} else {
@@ -170,11 +170,16 @@ func trainCmd(c *cli.Context) error {
 
 	var err error
 	if c.String("resume") != "" {
-		epochs := 0 // the run's own
+		var o train.ResumeOptions // the run's own epochs and data
 		if c.IsSet("epochs") {
-			epochs = c.Int("epochs")
+			if o.Epochs = c.Int("epochs"); o.Epochs < 1 {
+				return fmt.Errorf("--epochs %d: train for at least 1 epoch in all", o.Epochs)
+			}
 		}
-		_, err = train.Resume(ctx, dir, epochs, log)
+		if c.IsSet("data") {
+			o.Data = c.String("data")
+		}
+		_, err = train.Resume(ctx, dir, o, log)
 	} else {
 		_, err = train.Run(ctx, cfg, log)
 	}

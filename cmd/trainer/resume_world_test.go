@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/alexnet-go/trainer/train"
+)
+
+// A resume checks the world it resumes in: the data must be the run's own
+// (moved is fine, changed is refused), and a finished run or --epochs below
+// 1 is an error, not a silent "resuming".
+func TestResumeChecksTheWorld(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	os.Mkdir(data, 0o755)
+	writeIDX(t, data, 40)
+	runDir := filepath.Join(dir, "run")
+	if out, err := run(t, "train", "--net", "alexnet-small", "--gpus", "cpu", "--threads", "1", "--data", data,
+		"--epochs", "1", "--batch", "20", "--out", runDir); err != nil {
+		t.Fatalf("train: %v\n%s", err, out)
+	}
+	c, err := train.ReadConfig(runDir)
+	if err != nil || !strings.HasPrefix(c.DataFingerprint, "crc32c:") {
+		t.Fatalf("config.json records no data fingerprint: %+v, %v", c, err)
+	}
+	// A finished run, and --epochs below 1.
+	if _, err := run(t, "train", "--resume", runDir); err == nil || !strings.Contains(err.Error(), "finished its 1 epochs") {
+		t.Errorf("resuming a finished run: %v", err)
+	}
+	for _, e := range []string{"0", "-2"} {
+		if _, err := run(t, "train", "--resume", runDir, "--epochs", e); err == nil || !strings.Contains(err.Error(), "--epochs "+e) {
+			t.Errorf("--resume --epochs %s: %v", e, err)
+		}
+	}
+	// The data moves: the resume names the missing folder; --data points
+	// it at the new place, which config.json then records.
+	moved := filepath.Join(dir, "moved")
+	if err := os.Rename(data, moved); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, "train", "--resume", runDir, "--epochs", "2"); err == nil || !strings.Contains(err.Error(), data) {
+		t.Errorf("resuming with the data moved away: %v", err)
+	}
+	if out, err := run(t, "train", "--resume", runDir, "--epochs", "2", "--data", moved); err != nil {
+		t.Fatalf("resuming with --data at the moved data: %v\n%s", err, out)
+	}
+	if c, _ := train.ReadConfig(runDir); c.Data != moved || c.Epochs != 2 {
+		t.Errorf("config.json after the resume: data %q, epochs %d; want %q, 2", c.Data, c.Epochs, moved)
+	}
+	// The labels change: the resume is refused, naming the data.
+	other := filepath.Join(dir, "other")
+	os.Mkdir(other, 0o755)
+	writeIDX(t, other, 40)
+	os.Remove(filepath.Join(other, "train-labels-idx1-ubyte.gz"))
+	writeLabels(t, filepath.Join(other, "train-labels-idx1-ubyte.gz"), 40, 1)
+	if _, err := run(t, "train", "--resume", runDir, "--epochs", "3", "--data", other); err == nil ||
+		!strings.Contains(err.Error(), "not the data the run was trained on") || !strings.Contains(err.Error(), other) {
+		t.Errorf("resuming on data whose labels changed: %v", err)
+	}
+}
+
+// writeLabels writes an IDX label file of n labels, label i being
+// (i + shift) mod 10.
+func writeLabels(t *testing.T, path string, n, shift int) {
+	t.Helper()
+	var b bytes.Buffer
+	binary.Write(&b, binary.BigEndian, uint32(0x801))
+	binary.Write(&b, binary.BigEndian, uint32(n))
+	for i := range n {
+		b.WriteByte(byte((i + shift) % 10))
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := gzip.NewWriter(f)
+	z.Write(b.Bytes())
+	z.Close()
+	f.Close()
+}
