@@ -1,0 +1,127 @@
+// hostkern.h runs the CUDA kernels of package kernels on the host, as a
+// GPU runs them: every thread of every block, with __syncthreads a real
+// barrier and __shared__ memory shared by the block's threads, so that
+// block reductions run as they do on a GPU. hostdev_test.go generates a
+// C++ file that includes this header, then every kernels/*.cu, then one
+// exported launch_<kernel>(grid, block, shmem, params) per kernel, which
+// unpacks params (cuLaunchKernel's void**) into the kernel's arguments;
+// compiled with g++ -shared -fPIC -ffp-contract=off (NVRTC runs with
+// --fmad=false) and loaded with purego by the fake driver.
+//
+// The threads of a block are fibers (ucontext) on one OS thread: each runs
+// until it reaches __syncthreads or returns; when all have reached the
+// barrier they go on together. The order in which the fibers of a block
+// run between two barriers is shuffled, so a read of shared memory that
+// another thread writes without a barrier in between gives wrong results
+// rather than the right ones by luck of the order. A barrier that some
+// threads of a block reach and others do not (they returned) is reported
+// as an error: on a GPU it hangs or corrupts.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <sys/mman.h>
+#include <ucontext.h>
+using std::max;
+using std::min;
+
+struct HostDim3 {
+	unsigned x, y, z;
+};
+static HostDim3 blockIdx{0, 0, 0}, threadIdx{0, 0, 0}, blockDim{1, 1, 1}, gridDim{1, 1, 1};
+#define __global__
+#define __device__
+// A __shared__ array is a static of its kernel: one per block, as the
+// blocks of a launch run one after another.
+#define __shared__ static
+
+static float __int_as_float(int i) {
+	float f;
+	memcpy(&f, &i, 4);
+	return f;
+}
+static float __fsub_rn(float a, float b) { return a - b; }
+static float __fadd_rn(float a, float b) { return a + b; }
+
+enum { hkReady, hkBarrier, hkDone };
+
+// Launch errors, returned by launch_<kernel>.
+enum {
+	hkOK = 0,
+	hkBadLaunch = 1,     // an empty grid or a block over 1024 threads
+	hkDivergent = 2,     // __syncthreads reached by some threads only
+	hkNoMemory = 3,      // no room for the fibers' stacks
+};
+
+static const size_t hkStack = 256 << 10;
+static const unsigned hkMaxThreads = 1024;
+
+static ucontext_t hkSched;
+static ucontext_t hkFiber[hkMaxThreads];
+static char* hkStacks[hkMaxThreads];
+static int hkState[hkMaxThreads];
+static unsigned hkCur;
+static void (*hkBody)(void*);
+static void* hkArg;
+static uint64_t hkRand = 0x9E3779B97F4A7C15ull;
+
+static void __syncthreads() {
+	hkState[hkCur] = hkBarrier;
+	swapcontext(&hkFiber[hkCur], &hkSched);
+}
+
+static void hkEntry() {
+	hkBody(hkArg);
+	hkState[hkCur] = hkDone;
+	// uc_link returns to the scheduler.
+}
+
+static uint64_t hkNext() {
+	hkRand ^= hkRand << 13;
+	hkRand ^= hkRand >> 7;
+	hkRand ^= hkRand << 17;
+	return hkRand;
+}
+
+// hkRun runs body(arg) on grid blocks of block threads.
+static int hkRun(unsigned grid, unsigned block, void (*body)(void*), void* arg) {
+	if (grid == 0 || block == 0 || block > hkMaxThreads) return hkBadLaunch;
+	for (unsigned t = 0; t < block; t++) {
+		if (hkStacks[t]) continue;
+		void* p = mmap(nullptr, hkStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p == MAP_FAILED) return hkNoMemory;
+		hkStacks[t] = (char*)p;
+	}
+	hkBody = body;
+	hkArg = arg;
+	gridDim = HostDim3{grid, 1, 1};
+	blockDim = HostDim3{block, 1, 1};
+	unsigned order[hkMaxThreads];
+	for (unsigned b = 0; b < grid; b++) {
+		blockIdx = HostDim3{b, 0, 0};
+		for (unsigned t = 0; t < block; t++) {
+			getcontext(&hkFiber[t]);
+			hkFiber[t].uc_stack.ss_sp = hkStacks[t];
+			hkFiber[t].uc_stack.ss_size = hkStack;
+			hkFiber[t].uc_link = &hkSched;
+			makecontext(&hkFiber[t], hkEntry, 0);
+			hkState[t] = hkReady;
+			order[t] = t;
+		}
+		for (;;) {
+			for (unsigned i = block; i > 1; i--) std::swap(order[i - 1], order[hkNext() % i]);
+			for (unsigned i = 0; i < block; i++) {
+				hkCur = order[i];
+				threadIdx = HostDim3{hkCur, 0, 0};
+				swapcontext(&hkSched, &hkFiber[hkCur]);
+			}
+			unsigned done = 0;
+			for (unsigned t = 0; t < block; t++) done += hkState[t] == hkDone;
+			if (done == block) break;
+			if (done != 0) return hkDivergent;
+			for (unsigned t = 0; t < block; t++) hkState[t] = hkReady;
+		}
+	}
+	threadIdx = blockIdx = HostDim3{0, 0, 0};
+	return hkOK;
+}
