@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"fmt"
+	"strings"
 	"unsafe"
 )
 
@@ -152,7 +153,8 @@ func (g *hostGPU) sgemm(h string, s uintptr, ta, tb int32, m, n, k int, alpha *f
 	}
 	A, B, C := g.floats(a, extent(lda, rowsA, colsA)), g.floats(b, extent(ldb, rowsB, colsB)), g.floats(c, extent(ldc, m, n))
 	if A == nil || B == nil || C == nil {
-		return g.fail(cublasExecFailed, call, "A, B or C reaches past its allocation (A %v, B %v, C %v)", A != nil, B != nil, C != nil)
+		return g.fail(cublasExecFailed, call, "%s reach past their allocations (%s)", outside(A == nil, B == nil, C == nil, "A", "B", "C"),
+			"a real cuBLAS would read or write out of bounds")
 	}
 	opA := func(i, l int) float64 {
 		if ta == cublasOpN {
@@ -511,7 +513,8 @@ func (c *hostDNN) run(dir int, h uintptr, alpha, beta *float32, xd uintptr, xp u
 	}
 	X, W, Y := g.floats(xp, x.len()), g.floats(wp, w.len()), g.floats(yp, y.len())
 	if X == nil || W == nil || Y == nil {
-		return g.fail(cudnnBadParam, call, "a tensor reaches past its allocation (x %v, w %v, y %v)", X != nil, W != nil, Y != nil)
+		return g.fail(cudnnBadParam, call, "%s reach past their allocations (%s)", outside(X == nil, W == nil, Y == nil, "x", "w", "y"),
+			"a real cuDNN would read or write out of bounds")
 	}
 	acc := make([]float64, map[int]int{dirForward: y.len(), dirBackwardData: x.len(), dirBackwardFilter: w.len()}[dir])
 	N, C, H, Wd, K, R, S, P, Q := x.n, x.c, x.h, x.w, w.n, w.h, w.w, y.h, y.w
@@ -561,4 +564,18 @@ func (c *hostDNN) run(dir int, h uintptr, alpha, beta *float32, xd uintptr, xp u
 		out[i] = float32(v)
 	}
 	return 0
+}
+
+// outside lists the names whose flag is set.
+func outside(a, b, c bool, na, nb, nc string) string {
+	var out []string
+	for _, x := range []struct {
+		bad  bool
+		name string
+	}{{a, na}, {b, nb}, {c, nc}} {
+		if x.bad {
+			out = append(out, x.name)
+		}
+	}
+	return strings.Join(out, ", ")
 }

@@ -56,8 +56,6 @@ enum {
 static const size_t hkStack = 256 << 10;
 static const unsigned hkMaxThreads = 1024;
 
-static ucontext_t hkSched;
-static ucontext_t hkFiber[hkMaxThreads];
 static char* hkStacks[hkMaxThreads];
 static int hkState[hkMaxThreads];
 static unsigned hkCur;
@@ -65,16 +63,81 @@ static void (*hkBody)(void*);
 static void* hkArg;
 static uint64_t hkRand = 0x9E3779B97F4A7C15ull;
 
+static void hkEntry() {
+	hkBody(hkArg);
+	hkState[hkCur] = hkDone;
+}
+
+#if defined(__x86_64__)
+// On x86-64 a fiber switch is hkSwitch: it saves the callee-saved
+// registers on the current stack, stores the stack pointer in *from and
+// resumes the stack at to; ucontext would make two system calls a switch
+// (the signal mask), which the reductions' many barriers feel.
+extern "C" void hkSwitch(void** from, void* to);
+asm(R"(
+	.text
+	.p2align 4
+	.type hkSwitch, @function
+hkSwitch:
+	pushq %rbp
+	pushq %rbx
+	pushq %r12
+	pushq %r13
+	pushq %r14
+	pushq %r15
+	movq %rsp, (%rdi)
+	movq %rsi, %rsp
+	popq %r15
+	popq %r14
+	popq %r13
+	popq %r12
+	popq %rbx
+	popq %rbp
+	ret
+	.size hkSwitch, .-hkSwitch
+)");
+static void* hkSchedSP;
+static void* hkFiberSP[hkMaxThreads];
+
+static void hkStart() {
+	hkEntry();
+	hkSwitch(&hkFiberSP[hkCur], hkSchedSP);
+	__builtin_trap(); // a finished fiber is not resumed
+}
+
+static void hkInit(unsigned t) {
+	// The frame hkSwitch pops: six registers, then hkStart as the return
+	// address, placed so that hkStart starts with the stack aligned as
+	// after a call.
+	uintptr_t top = ((uintptr_t)hkStacks[t] + hkStack - 64) & ~(uintptr_t)15;
+	void** sp = (void**)top;
+	*--sp = nullptr; // hkStart's return address: none
+	*--sp = (void*)hkStart;
+	for (int i = 0; i < 6; i++) *--sp = nullptr;
+	hkFiberSP[t] = sp;
+}
+static void hkResume(unsigned t) { hkSwitch(&hkSchedSP, hkFiberSP[t]); }
+static void __syncthreads() {
+	hkState[hkCur] = hkBarrier;
+	hkSwitch(&hkFiberSP[hkCur], hkSchedSP);
+}
+#else
+static ucontext_t hkSched;
+static ucontext_t hkFiber[hkMaxThreads];
+
+static void hkInit(unsigned t) {
+	getcontext(&hkFiber[t]);
+	hkFiber[t].uc_stack.ss_sp = hkStacks[t];
+	hkFiber[t].uc_stack.ss_size = hkStack;
+	hkFiber[t].uc_link = &hkSched; // a finished fiber returns to the scheduler
+	makecontext(&hkFiber[t], hkEntry, 0);
+}
+static void hkResume(unsigned t) { swapcontext(&hkSched, &hkFiber[t]); }
 static void __syncthreads() {
 	hkState[hkCur] = hkBarrier;
 	swapcontext(&hkFiber[hkCur], &hkSched);
 }
-
-static void hkEntry() {
-	hkBody(hkArg);
-	hkState[hkCur] = hkDone;
-	// uc_link returns to the scheduler.
-}
+#endif
 
 static uint64_t hkNext() {
 	hkRand ^= hkRand << 13;
@@ -100,11 +163,7 @@ static int hkRun(unsigned grid, unsigned block, void (*body)(void*), void* arg) 
 	for (unsigned b = 0; b < grid; b++) {
 		blockIdx = HostDim3{b, 0, 0};
 		for (unsigned t = 0; t < block; t++) {
-			getcontext(&hkFiber[t]);
-			hkFiber[t].uc_stack.ss_sp = hkStacks[t];
-			hkFiber[t].uc_stack.ss_size = hkStack;
-			hkFiber[t].uc_link = &hkSched;
-			makecontext(&hkFiber[t], hkEntry, 0);
+			hkInit(t);
 			hkState[t] = hkReady;
 			order[t] = t;
 		}
@@ -113,7 +172,7 @@ static int hkRun(unsigned grid, unsigned block, void (*body)(void*), void* arg) 
 			for (unsigned i = 0; i < block; i++) {
 				hkCur = order[i];
 				threadIdx = HostDim3{hkCur, 0, 0};
-				swapcontext(&hkSched, &hkFiber[hkCur]);
+				hkResume(hkCur);
 			}
 			unsigned done = 0;
 			for (unsigned t = 0; t < block; t++) done += hkState[t] == hkDone;
