@@ -32,6 +32,17 @@ import (
 //go:embed testdata/hostkern.h
 var hostkernH string
 
+// selftestCU holds kernels that are wrong on a GPU, for the host GPU's own
+// test; they are compiled in with those of package kernels.
+//
+//go:embed testdata/selftest.cu
+var selftestCU string
+
+// hostSources are the CUDA sources the host library is built from.
+func hostSources() []kernels.Source {
+	return append(kernels.Sources(), kernels.Source{Name: "selftest.cu", Code: selftestCU})
+}
+
 // hostKernels is kernels/*.cu compiled for the host: one launch function
 // per kernel.
 type hostKernels struct {
@@ -73,10 +84,10 @@ func hostKernelsSource() (string, []string, error) {
 	var b strings.Builder
 	b.WriteString("#include \"hostkern.h\"\n")
 	var names []string
-	for _, s := range kernels.Sources() {
+	for _, s := range hostSources() {
 		fmt.Fprintf(&b, "#include %q\n", s.Name)
 	}
-	for _, s := range kernels.Sources() {
+	for _, s := range hostSources() {
 		for _, m := range kernelDecl.FindAllStringSubmatch(s.Code, -1) {
 			name := m[1]
 			var args []string
@@ -107,7 +118,7 @@ func buildHostKernels(cxx string) (*hostKernels, error) {
 		return nil, err
 	}
 	files := map[string]string{"hostkern.h": hostkernH, "kernels.cpp": src}
-	for _, s := range kernels.Sources() {
+	for _, s := range hostSources() {
 		files[s.Name] = s.Code
 	}
 	for name, code := range files {
@@ -552,4 +563,56 @@ func (g *hostGPU) takeCalls() []string {
 	c := slices.Clone(g.calls)
 	g.calls = g.calls[:0]
 	return c
+}
+
+// The host GPU runs a block's threads as a GPU would as far as barriers
+// go: it reports a barrier that only some threads reach, and a block
+// reduction missing its barriers gives wrong sums (one thread per block
+// would sum right, and hide the mistake).
+func TestHostGPUCatchesBarrierMistakes(t *testing.T) {
+	k := loadHostKernels(t)
+	g := newHostGPU(t, k, 1)
+	const blocks, block = 64, 256
+	mem := func(n int) (uint64, []float32) {
+		p, r := g.alloc(4 * uint64(n))
+		if r != cudaSuccess {
+			t.Fatalf("alloc: %d", r)
+		}
+		return p, g.floats(p, n)
+	}
+	yp, _ := mem(block)
+	params := []unsafe.Pointer{unsafe.Pointer(&yp)}
+	if r := k.launch["selftest_divergent"](1, block, 0, unsafe.Pointer(&params[0])); r != 2 {
+		t.Errorf("a barrier that thread 0 skips: launch returned %d; want 2 (divergent barrier)", r)
+	}
+
+	xp, x := mem(blocks * block)
+	op, out := mem(blocks)
+	for i := range x {
+		x[i] = float32(i % 7) // small integers: every order sums exactly
+	}
+	for _, barrier := range []int32{1, 0} {
+		params := []unsafe.Pointer{unsafe.Pointer(&barrier), unsafe.Pointer(&op), unsafe.Pointer(&xp)}
+		if r := k.launch["selftest_sum"](blocks, block, 0, unsafe.Pointer(&params[0])); r != 0 {
+			t.Fatalf("selftest_sum: launch returned %d", r)
+		}
+		wrong := 0
+		for b := range blocks {
+			var want float32
+			for _, v := range x[b*block : (b+1)*block] {
+				want += v
+			}
+			if out[b] != want {
+				wrong++
+			}
+		}
+		switch {
+		case barrier == 1 && wrong > 0:
+			t.Errorf("the block sum with its barriers is wrong in %d of %d blocks", wrong, blocks)
+		case barrier == 0 && wrong == 0:
+			t.Errorf("the block sum without barriers between its levels is right in every block: the threads did not run as a GPU's")
+		case barrier == 0:
+			t.Logf("without barriers, %d of %d block sums are wrong", wrong, blocks)
+		}
+	}
 }
