@@ -39,6 +39,7 @@ func TestConformanceOnHostGPU(t *testing.T) {
 			threads = c.block
 			g := newHostGPU(t, k, c.sms)
 			gputest.Run(t, g.open(Options{}))
+			g.checkAllLaunched(t)
 		})
 	}
 }
@@ -58,6 +59,18 @@ func TestConformancePairOnHostGPU(t *testing.T) {
 	gputest.RunPair(t, a, b)
 	gputest.RunPair(t, a, cpu.New(cpu.Options{Index: 1, Threads: 1}))
 }
+
+const goldenHeader = `# The cuBLAS and cuDNN calls and kernel launches of each operation of the
+# CUDA Device, recorded by TestLibraryCalls (hostdev_test.go) on the host
+# GPU. Regenerate with go test ./gpu/cuda -run TestLibraryCalls -update and
+# review the diff against the cuBLAS and cuDNN API references.
+#
+# cublasSgemm_v2 is column-major: a row-major matrix is its transpose, so
+# row-major C (m×n) = op(A)·op(B) is called as Cᵀ = op(B)ᵀ·op(A)ᵀ, with m
+# and n, and A and B, swapped. Linear, y (N×Out) = x (N×In)·wᵀ: T, N,
+# m=Out, n=N, k=In, A=w (lda=In), B=x (ldb=In), C=y (ldc=Out).
+# Buffers are named by the test (x, w, …) or memK (the K-th allocation).
+`
 
 // TestLibraryCalls records the cuBLAS and cuDNN calls, with their
 // descriptors and arguments, and the kernel launches, with their
@@ -175,8 +188,9 @@ func TestLibraryCalls(t *testing.T) {
 		section(fmt.Sprintf("Open %+v, Conv, Linear", o))
 	}
 
+	g.checkAllLaunched(t)
 	path := filepath.Join("testdata", "hostcalls.golden")
-	got := strings.TrimPrefix(out.String(), "\n")
+	got := goldenHeader + out.String()
 	if *update {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)

@@ -210,6 +210,7 @@ type hostGPU struct {
 	funcName map[uintptr]string
 	names    map[uint64]string // pointer → name, for the call record
 	calls    []string          // the record: library calls and launches
+	launched map[string]int    // launches per kernel
 	dnn      *hostDNN
 	blasMode map[uintptr]int32
 }
@@ -217,7 +218,7 @@ type hostGPU struct {
 // newHostGPU returns a host GPU with sms multiprocessors. k may be nil.
 func newHostGPU(t *testing.T, k *hostKernels, sms int) *hostGPU {
 	g := &hostGPU{t: t, kernels: k, mem: map[uint64]*region{}, streams: map[uintptr]bool{}, events: map[uintptr]bool{},
-		funcName: map[uintptr]string{}, names: map[uint64]string{}, blasMode: map[uintptr]int32{}}
+		funcName: map[uintptr]string{}, names: map[uint64]string{}, blasMode: map[uintptr]int32{}, launched: map[string]int{}}
 	g.gc = &gpuContext{ctx: 0xc0, funcs: map[string]uintptr{}, info: Info{Name: "host", Memory: 1 << 34, Major: 9, Minor: 0, SMs: sms}}
 	for _, s := range kernels.Sources() {
 		for _, name := range kernels.Kernels(s.Code) {
@@ -538,6 +539,7 @@ func (g *hostGPU) launch(f uintptr, gx, gy, gz, bx, by, bz, shmem uint32, s uint
 		}
 	}
 	g.record("%s<<<%d, %d>>>(%s)", name, gx, bx, strings.Join(args, ", "))
+	g.launched[name]++
 	if bad {
 		return cudaErrorIllegalAddress
 	}
@@ -555,6 +557,19 @@ func (g *hostGPU) launch(f uintptr, gx, gy, gz, bx, by, bz, shmem uint32, s uint
 		// __syncthreads reached by only some of a block's threads.
 		g.t.Errorf("%s<<<%d, %d>>>: __syncthreads reached by only some threads of a block", name, gx, bx)
 		return cudaErrorLaunchFailed
+	}
+}
+
+// checkAllLaunched fails t unless every kernel of package kernels was
+// launched.
+func (g *hostGPU) checkAllLaunched(t *testing.T) {
+	t.Helper()
+	for _, s := range kernels.Sources() {
+		for _, k := range kernels.Kernels(s.Code) {
+			if g.launched[k] == 0 {
+				t.Errorf("kernel %s (%s) was never launched", k, s.Name)
+			}
+		}
 	}
 }
 

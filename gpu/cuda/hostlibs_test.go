@@ -230,6 +230,14 @@ const (
 
 var dirNames = []string{"Forward", "BackwardData", "BackwardFilter"}
 
+func formatName(f int32) string {
+	return map[int32]string{0: "CUDNN_TENSOR_NCHW", 1: "CUDNN_TENSOR_NHWC", 2: "CUDNN_TENSOR_NCHW_VECT_C"}[f] + fmt.Sprintf("(%d)", f)
+}
+
+func dtypeName(t int32) string {
+	return map[int32]string{0: "CUDNN_DATA_FLOAT", 1: "CUDNN_DATA_DOUBLE", 2: "CUDNN_DATA_HALF"}[t] + fmt.Sprintf("(%d)", t)
+}
+
 func mathName(m int32) string {
 	return map[int32]string{cudnnDefaultMath: "CUDNN_DEFAULT_MATH", cudnnTensorOpMath: "CUDNN_TENSOR_OP_MATH",
 		cudnnTensorOpConvert: "CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION", cudnnFMAMath: "CUDNN_FMA_MATH"}[m]
@@ -260,9 +268,9 @@ func (c *hostDNN) cudnn() *cudnn {
 			return g.fail(cudnnBadParam, call, "not a descriptor of this kind")
 		}
 		if filter {
-			g.record("%s(%s, dtype=%d, format=%d, k=%d, c=%d, h=%d, w=%d)", call, x.name, dtype, format, n, ch, h, w)
+			g.record("%s(%s, %s, %s, k=%d, c=%d, h=%d, w=%d)", call, x.name, dtypeName(dtype), formatName(format), n, ch, h, w)
 		} else {
-			g.record("%s(%s, format=%d, dtype=%d, n=%d, c=%d, h=%d, w=%d)", call, x.name, format, dtype, n, ch, h, w)
+			g.record("%s(%s, %s, %s, n=%d, c=%d, h=%d, w=%d)", call, x.name, formatName(format), dtypeName(dtype), n, ch, h, w)
 		}
 		switch {
 		case format != cudnnNCHW:
@@ -337,7 +345,7 @@ func (c *hostDNN) cudnn() *cudnn {
 				return g.fail(cudnnBadParam, call, "not a convolution descriptor")
 			}
 			modes := map[int32]string{0: "CUDNN_CONVOLUTION", cudnnCrossCorrelation: "CUDNN_CROSS_CORRELATION"}
-			g.record("%s(%s, pad=%d×%d, stride=%d×%d, dilation=%d×%d, %s, computeType=%d)", call, x.name, padH, padW, u, v, dilH, dilW, modes[mode], compute)
+			g.record("%s(%s, pad=%d×%d, stride=%d×%d, dilation=%d×%d, %s, %s)", call, x.name, padH, padW, u, v, dilH, dilW, modes[mode], dtypeName(compute))
 			switch {
 			case padH < 0 || padW < 0 || u < 1 || v < 1 || dilH < 1 || dilW < 1:
 				return g.fail(cudnnBadParam, call, "a negative pad, or a stride or dilation < 1")
