@@ -50,6 +50,7 @@ type hostKernels struct {
 }
 
 var (
+	hostLaunchMu    sync.Mutex
 	hostKernelsOnce sync.Once
 	hostKernels0    *hostKernels
 	hostKernelsErr  error
@@ -546,7 +547,12 @@ func (g *hostGPU) launch(f uintptr, gx, gy, gz, bx, by, bz, shmem uint32, s uint
 	if g.kernels == nil {
 		return cudaSuccess
 	}
-	switch g.kernels.launch[name](gx, bx, shmem, params) {
+	// The host library runs one launch at a time (its fibers and
+	// __shared__ arrays are static), whichever host GPU asks.
+	hostLaunchMu.Lock()
+	rc := g.kernels.launch[name](gx, bx, shmem, params)
+	hostLaunchMu.Unlock()
+	switch rc {
 	case 0:
 		return cudaSuccess
 	case 1:
@@ -595,6 +601,8 @@ func TestHostGPUCatchesBarrierMistakes(t *testing.T) {
 		}
 		return p, g.floats(p, n)
 	}
+	hostLaunchMu.Lock()
+	defer hostLaunchMu.Unlock()
 	yp, _ := mem(block)
 	params := []unsafe.Pointer{unsafe.Pointer(&yp)}
 	if r := k.launch["selftest_divergent"](1, block, 0, unsafe.Pointer(&params[0])); r != 2 {
