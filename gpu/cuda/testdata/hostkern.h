@@ -68,7 +68,7 @@ static void hkEntry() {
 	hkState[hkCur] = hkDone;
 }
 
-#if defined(__x86_64__)
+#if defined(__x86_64__) && defined(__ELF__)
 // On x86-64 a fiber switch is hkSwitch: it saves the callee-saved
 // registers on the current stack, stores the stack pointer in *from and
 // resumes the stack at to; ucontext would make two system calls a switch
