@@ -34,7 +34,7 @@ var hostErrorNames = map[Result][2]string{
 	cudaErrorInvalidValue:   {"CUDA_ERROR_INVALID_VALUE", "invalid argument"},
 	cudaErrorOutOfMemory:    {"CUDA_ERROR_OUT_OF_MEMORY", "out of memory"},
 	cudaErrorInvalidHandle:  {"CUDA_ERROR_INVALID_HANDLE", "invalid resource handle"},
-	cudaErrorIllegalAddress: {"CUDA_ERROR_ILLEGAL_ADDRESS", "a kernel's pointer argument is not in an allocation"},
+	cudaErrorIllegalAddress: {"CUDA_ERROR_ILLEGAL_ADDRESS", "an illegal memory access was encountered"},
 	cudaErrorLaunchFailed:   {"CUDA_ERROR_LAUNCH_FAILED", "unspecified launch failure"},
 }
 
@@ -211,6 +211,21 @@ func (g *hostGPU) name(p uint64) string {
 		return "NULL"
 	}
 	return "unallocated"
+}
+
+// near describes address p by the allocation it follows: a fault on a
+// guard page is just past the end of one.
+func (g *hostGPU) near(p uint64) string {
+	var best *region
+	for _, r := range g.mem {
+		if r.ptr <= p && (best == nil || r.ptr > best.ptr) {
+			best = r
+		}
+	}
+	if best == nil || p-best.ptr > best.bytes+2*hostPage {
+		return fmt.Sprintf("%#x, in no allocation", p)
+	}
+	return fmt.Sprintf("%#x, %d bytes past the end of %s (%d bytes)", p, p-(best.ptr+best.bytes), g.name(best.ptr), best.bytes)
 }
 
 // nameBuffer gives b's pointer a name in the call record.
@@ -431,6 +446,9 @@ func (g *hostGPU) launch(f uintptr, gx, gy, gz, bx, by, bz, shmem uint32, s uint
 		return cudaErrorInvalidValue
 	case 3:
 		return cudaErrorOutOfMemory
+	case 4:
+		g.t.Errorf("%s<<<%d, %d>>>(%s) touched memory it was not given: %s", name, gx, bx, strings.Join(args, ", "), g.near(g.kernels.faultAddress()))
+		return cudaErrorIllegalAddress
 	default:
 		// __syncthreads reached by only some of a block's threads.
 		g.t.Errorf("%s<<<%d, %d>>>: __syncthreads reached by only some threads of a block", name, gx, bx)

@@ -40,6 +40,8 @@ func hostSources() []kernels.Source {
 // per kernel.
 type hostKernels struct {
 	launch map[string]func(grid, block, shmem uint32, params unsafe.Pointer) int32
+	// faultAddress is where the last launch that returned 4 faulted.
+	faultAddress func() uint64
 }
 
 var (
@@ -131,6 +133,11 @@ func buildHostKernels(cxx string) (*hostKernels, error) {
 		return nil, err
 	}
 	k := &hostKernels{launch: map[string]func(grid, block, shmem uint32, params unsafe.Pointer) int32{}}
+	sym, err := purego.Dlsym(h, "hk_fault_address")
+	if err != nil {
+		return nil, err
+	}
+	purego.RegisterFunc(&k.faultAddress, sym)
 	for _, name := range names {
 		sym, err := purego.Dlsym(h, "launch_"+name)
 		if err != nil {
@@ -146,8 +153,9 @@ func buildHostKernels(cxx string) (*hostKernels, error) {
 // The host GPU runs a block's threads as a GPU would as far as barriers
 // go: it reports a barrier that only some threads reach, and a block
 // reduction missing its barriers gives wrong sums (one thread per block
-// would sum right, and hide the mistake).
-func TestHostGPUCatchesBarrierMistakes(t *testing.T) {
+// would sum right, and hide the mistake). A read past the end of a buffer
+// is reported with its address, not a crash.
+func TestHostGPUCatchesKernelMistakes(t *testing.T) {
 	k := loadHostKernels(t)
 	g := newHostGPU(t, k, 1)
 	const blocks, block = 64, 256
@@ -164,6 +172,16 @@ func TestHostGPUCatchesBarrierMistakes(t *testing.T) {
 	params := []unsafe.Pointer{unsafe.Pointer(&yp)}
 	if r := k.launch["selftest_divergent"](1, block, 0, unsafe.Pointer(&params[0])); r != 2 {
 		t.Errorf("a barrier that thread 0 skips: launch returned %d; want 2 (divergent barrier)", r)
+	}
+
+	const n = 1024 // 4096 bytes: the value past the end is on the guard page
+	np, _ := mem(n)
+	count := int32(n)
+	params = []unsafe.Pointer{unsafe.Pointer(&count), unsafe.Pointer(&yp), unsafe.Pointer(&np)}
+	if r := k.launch["selftest_past_end"](1, 32, 0, unsafe.Pointer(&params[0])); r != 4 {
+		t.Errorf("a read past the end of a buffer: launch returned %d; want 4 (fault)", r)
+	} else if a := k.faultAddress(); a != np+4*n {
+		t.Errorf("a read past the end of a buffer at %#x faulted at %#x", np+4*n, a)
 	}
 
 	xp, x := mem(blocks * block)

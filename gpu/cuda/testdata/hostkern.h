@@ -19,7 +19,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <csetjmp>
+#include <csignal>
 #include <cstring>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <ucontext.h>
 using std::max;
@@ -51,6 +54,7 @@ enum {
 	hkBadLaunch = 1,     // an empty grid or a block over 1024 threads
 	hkDivergent = 2,     // __syncthreads reached by some threads only
 	hkNoMemory = 3,      // no room for the fibers' stacks
+	hkFault = 4,         // the kernel touched memory outside its buffers
 };
 
 static const size_t hkStack = 256 << 10;
@@ -146,9 +150,8 @@ static uint64_t hkNext() {
 	return hkRand;
 }
 
-// hkRun runs body(arg) on grid blocks of block threads.
-static int hkRun(unsigned grid, unsigned block, void (*body)(void*), void* arg) {
-	if (grid == 0 || block == 0 || block > hkMaxThreads) return hkBadLaunch;
+// hkBlocks runs body(arg) on grid blocks of block threads.
+static int hkBlocks(unsigned grid, unsigned block, void (*body)(void*), void* arg) {
 	for (unsigned t = 0; t < block; t++) {
 		if (hkStacks[t]) continue;
 		void* p = mmap(nullptr, hkStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -183,4 +186,60 @@ static int hkRun(unsigned grid, unsigned block, void (*body)(void*), void* arg) 
 	}
 	threadIdx = blockIdx = HostDim3{0, 0, 0};
 	return hkOK;
+}
+
+// A kernel that reads or writes outside the memory it was given faults on
+// a guard page (the fake driver puts one after every allocation). While a
+// launch runs, hkOnFault turns a fault on the launching thread into the
+// launch's error, with the address, instead of a crash of the test; any
+// other fault goes to the handler that was there before (Go's), as
+// os/signal documents for non-Go handlers of synchronous signals.
+static sigjmp_buf hkFaultJmp;
+static volatile sig_atomic_t hkActive;
+static pthread_t hkThread;
+static void* hkFaultAddr;
+static struct sigaction hkOldSegv, hkOldBus;
+
+static void hkOnFault(int sig, siginfo_t* info, void* ctx) {
+	if (hkActive && pthread_equal(pthread_self(), hkThread)) {
+		hkActive = 0;
+		hkFaultAddr = info->si_addr;
+		siglongjmp(hkFaultJmp, 1);
+	}
+	struct sigaction* old = sig == SIGBUS ? &hkOldBus : &hkOldSegv;
+	if (old->sa_flags & SA_SIGINFO) {
+		old->sa_sigaction(sig, info, ctx);
+	} else if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
+		old->sa_handler(sig);
+	} else {
+		signal(sig, SIG_DFL);
+		raise(sig);
+	}
+}
+
+// hk_fault_address returns the address of the last launch's fault.
+extern "C" uint64_t hk_fault_address() { return (uint64_t)(uintptr_t)hkFaultAddr; }
+
+// hkRun runs body(arg) on grid blocks of block threads, turning a memory
+// fault of the kernel into hkFault.
+static int hkRun(unsigned grid, unsigned block, void (*body)(void*), void* arg) {
+	if (grid == 0 || block == 0 || block > hkMaxThreads) return hkBadLaunch;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = hkOnFault;
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+	sigemptyset(&sa.sa_mask);
+	hkThread = pthread_self();
+	hkFaultAddr = nullptr;
+	sigaction(SIGSEGV, &sa, &hkOldSegv);
+	sigaction(SIGBUS, &sa, &hkOldBus);
+	int rc = hkFault;
+	if (sigsetjmp(hkFaultJmp, 1) == 0) {
+		hkActive = 1;
+		rc = hkBlocks(grid, block, body, arg);
+	}
+	hkActive = 0;
+	sigaction(SIGSEGV, &hkOldSegv, nullptr);
+	sigaction(SIGBUS, &hkOldBus, nullptr);
+	return rc;
 }

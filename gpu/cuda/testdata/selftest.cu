@@ -23,3 +23,8 @@ extern "C" __global__ void selftest_sum(int barrier, float* out, const float* x)
 	}
 	if (threadIdx.x == 0) out[blockIdx.x] = part[0];
 }
+
+// selftest_past_end reads the value just past the end of x, n values.
+extern "C" __global__ void selftest_past_end(int n, float* y, const float* x) {
+	if (threadIdx.x == 0) y[0] = x[n];
+}
