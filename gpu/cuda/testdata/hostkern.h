@@ -1,21 +1,26 @@
 // hostkern.h runs the CUDA kernels of package kernels on the host, as a
 // GPU runs them: every thread of every block, with __syncthreads a real
 // barrier and __shared__ memory shared by the block's threads, so that
-// block reductions run as they do on a GPU. hostdev_test.go generates a
+// block reductions run as they do on a GPU. hostkern_test.go generates a
 // C++ file that includes this header, then every kernels/*.cu, then one
 // exported launch_<kernel>(grid, block, shmem, params) per kernel, which
 // unpacks params (cuLaunchKernel's void**) into the kernel's arguments;
 // compiled with g++ -shared -fPIC -ffp-contract=off (NVRTC runs with
 // --fmad=false) and loaded with purego by the fake driver.
 //
-// The threads of a block are fibers (ucontext) on one OS thread: each runs
+// The threads of a block are fibers on one OS thread (a few instructions
+// of assembly switch them on x86-64, ucontext elsewhere): each runs
 // until it reaches __syncthreads or returns; when all have reached the
 // barrier they go on together. The order in which the fibers of a block
 // run between two barriers is shuffled, so a read of shared memory that
 // another thread writes without a barrier in between gives wrong results
 // rather than the right ones by luck of the order. A barrier that some
 // threads of a block reach and others do not (they returned) is reported
-// as an error: on a GPU it hangs or corrupts.
+// as an error: on a GPU it hangs or corrupts. A memory fault of a kernel
+// is reported as the launch's error (hkOnFault below).
+//
+// What it cannot show: warp-level behaviour (there are no warps), races
+// between blocks, and timing; the conformance suite on a GPU checks those.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
