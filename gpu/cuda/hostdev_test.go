@@ -31,6 +31,11 @@ var hostConfigs = []struct {
 // operation through the code a GPU runs, the kernels launched with the
 // arguments ops.go passes and run with every thread of every block, the
 // cuBLAS and cuDNN calls computed from their arguments as documented.
+// Mistakes it was seen to fail on: α and β, or y and x, swapped in the
+// lrn_forward launch; y and x swapped in add_inplace's; SGEMM's transposes
+// swapped; padding and stride swapped, or CUDNN_CONVOLUTION for
+// cross-correlation, in the convolution descriptor; a __syncthreads
+// dropped from bias_backward's tree; N+1 images passed to lrn_forward.
 func TestConformanceOnHostGPU(t *testing.T) {
 	k := loadHostKernels(t)
 	for _, c := range hostConfigs {
