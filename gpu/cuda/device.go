@@ -128,31 +128,38 @@ func Open(ordinal int, o Options) (*Device, error) {
 	}
 	gc.devices++
 	ctxMu.Unlock()
-	if err := drv.check(drv.cuStreamCreate(&d.stream, streamNonBlocking), "cuStreamCreate"); err != nil {
+	if err := d.start(); err != nil {
 		return nil, err
+	}
+	return d, nil
+}
+
+// start creates d's stream and its cuBLAS and cuDNN handles on it, with
+// the math modes d.opt asks for. The caller holds d's context.
+func (d *Device) start() error {
+	drv, lib, o := d.drv, d.lib, d.opt
+	if err := drv.check(drv.cuStreamCreate(&d.stream, streamNonBlocking), "cuStreamCreate"); err != nil {
+		return err
 	}
 	b := lib.blas
 	if err := b.check(b.create(&d.blas), "cublasCreate_v2"); err != nil {
-		return nil, err
+		return err
 	}
 	if err := b.check(b.setStream(d.blas, d.stream), "cublasSetStream_v2"); err != nil {
-		return nil, err
+		return err
 	}
 	mode := int32(cublasDefaultMath) // FP32 SGEMM, no TF32
 	if o.TF32 {
 		mode = cublasTF32TensorMath
 	}
 	if err := b.check(b.setMathMode(d.blas, mode), "cublasSetMathMode"); err != nil {
-		return nil, err
+		return err
 	}
 	n := lib.dnn
 	if err := n.check(n.create(&d.dnn), "cudnnCreate"); err != nil {
-		return nil, err
+		return err
 	}
-	if err := n.check(n.setStream(d.dnn, d.stream), "cudnnSetStream"); err != nil {
-		return nil, err
-	}
-	return d, nil
+	return n.check(n.setStream(d.dnn, d.stream), "cudnnSetStream")
 }
 
 // openContext retains ordinal's primary context, makes it current on the
@@ -645,8 +652,10 @@ func (d *Device) launch(name string, grid, block int, args ...any) error {
 	return err
 }
 
-// threads is the block size of the elementwise kernels.
-const threads = 256
+// threads is the block size of every kernel launch. It is a variable only
+// so that tests can run the kernels at other block sizes; bias_backward
+// and softmax_xent need a power of two no larger than 256.
+var threads = 256
 
 // grid returns the blocks for n values in grid-stride kernels: enough to
 // fill the GPU, no more than n needs.

@@ -2,45 +2,26 @@ package cuda
 
 import (
 	"slices"
+	"strings"
 	"testing"
-	"unsafe"
 
 	"github.com/alexnet-go/trainer/gpu"
-	"github.com/alexnet-go/trainer/kernels"
 )
 
-// fakeDevice is a Device over a driver made of Go functions: launches are
-// recorded, not run. It checks what can be checked without a GPU: that
-// every kernel-backed operation launches the kernels it should, with
-// arguments that match their CUDA signatures.
-func fakeDevice(t *testing.T) (*Device, *[]string) {
-	t.Helper()
-	var launched []string
-	names := map[uintptr]string{}
-	gc := &gpuContext{funcs: map[string]uintptr{}, info: Info{SMs: 2}}
-	for _, s := range kernels.Sources() {
-		for _, k := range kernels.Kernels(s.Code) {
-			h := uintptr(len(names) + 1)
-			gc.funcs[k], names[h] = h, k
-		}
-	}
-	drv := &driver{
-		cuCtxSetCurrent: func(uintptr) Result { return 0 },
-		cuLaunchKernel: func(f uintptr, gx, gy, gz, bx, by, bz, shmem uint32, stream uintptr, params, extra unsafe.Pointer) Result {
-			if gx == 0 || bx == 0 || bx > 1024 || params == nil {
-				t.Errorf("launch of %s with grid %d block %d params %v", names[f], gx, bx, params)
-			}
-			launched = append(launched, names[f])
-			return 0
-		},
-	}
-	return &Device{name: "cuda:fake", drv: drv, gc: gc}, &launched
-}
-
+// Every kernel-backed operation launches the kernels it should, with
+// arguments that match their CUDA signatures (launch checks them), on the
+// host GPU with its launches recorded, not run.
 func TestOpsLaunchKernels(t *testing.T) {
-	d, launched := fakeDevice(t)
-	b := func(n int) gpu.Buffer { return &Buffer{dev: d, ptr: 0x10000, n: n} }
+	g := newHostGPU(t, nil, 2)
+	d := g.open(Options{})
 	const n = 4096
+	b := func(int) gpu.Buffer {
+		buf, err := d.Alloc(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return buf
+	}
 	cases := []struct {
 		op   string
 		run  func() error
@@ -86,7 +67,7 @@ func TestOpsLaunchKernels(t *testing.T) {
 		{"ReLU of nothing", func() error { return d.ReLU(b(n), b(n), 0) }, nil},
 	}
 	for _, c := range cases {
-		*launched = nil
+		g.takeCalls()
 		func() {
 			defer func() {
 				if r := recover(); r != nil {
@@ -97,15 +78,18 @@ func TestOpsLaunchKernels(t *testing.T) {
 				t.Errorf("%s: %v", c.op, err)
 			}
 		}()
-		if !slices.Equal(*launched, c.want) {
-			t.Errorf("%s launched %q; want %q", c.op, *launched, c.want)
+		var launched []string
+		for _, call := range g.takeCalls() {
+			launched = append(launched, call[:strings.Index(call, "<<<")])
+		}
+		if !slices.Equal(launched, c.want) {
+			t.Errorf("%s launched %q; want %q", c.op, launched, c.want)
 		}
 	}
 }
 
 func TestCheckArgs(t *testing.T) {
-	d, _ := fakeDevice(t)
-	buf := &Buffer{dev: d, n: 1}
+	buf := &Buffer{n: 1}
 	checkArgs("add_inplace", []any{1, buf, buf})
 	for _, bad := range [][]any{
 		{1, buf},               // too few
