@@ -86,3 +86,48 @@ func TestOpenCloseLoop(t *testing.T) {
 		t.Errorf("free GPU memory fell from %d to %d bytes over %d rounds of open and close: something is not released", first, last, rounds)
 	}
 }
+
+// The same loop on the host GPU (fake driver, cuBLAS and cuDNN): after
+// every round no allocation and no stream is left, so Close releases all
+// that Open and the operations acquired.
+func TestOpenCloseLoopOnHostGPU(t *testing.T) {
+	g := newHostGPU(t, nil, 2)
+	s := gpu.ConvShape{N: 2, C: 3, H: 9, W: 9, K: 4, R: 3, S: 3, Stride: 1, Pad: 1}
+	for round := range 5 {
+		var devs []*Device
+		for range 2 {
+			d := g.open(Options{})
+			devs = append(devs, d)
+			var bufs []gpu.Buffer
+			for _, n := range []int{s.YLen(), s.XLen(), s.WLen()} {
+				b, err := d.Alloc(n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				bufs = append(bufs, b)
+			}
+			if err := d.Conv(bufs[0], bufs[1], bufs[2], s); err != nil {
+				t.Fatal(err)
+			}
+			for _, b := range bufs {
+				d.Free(b)
+			}
+		}
+		for _, d := range devs {
+			if err := d.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		g.mu.Lock()
+		mem, streams := len(g.mem), 0
+		for _, live := range g.streams {
+			if live {
+				streams++
+			}
+		}
+		g.mu.Unlock()
+		if mem != 0 || streams != 0 || g.gc.devices != 0 {
+			t.Fatalf("round %d: after Close, %d allocations, %d streams and %d devices remain", round, mem, streams, g.gc.devices)
+		}
+	}
+}
