@@ -418,7 +418,7 @@ func (p *preparer) write(ctx context.Context, todo []*prepShard) error {
 	})
 	for range p.workers {
 		wg.Go(func() {
-			var sc prepScratch
+			var sc resampleScratch
 			for j := range jobs {
 				// res has room for every image in flight, so this never blocks.
 				j.res <- p.process(j, &sc)
@@ -450,7 +450,7 @@ func (p *preparer) put(b []uint8) {
 }
 
 // process decodes and resizes one image.
-func (p *preparer) process(j prepJob, sc *prepScratch) prepOut {
+func (p *preparer) process(j prepJob, sc *resampleScratch) prepOut {
 	it := j.sh.items[j.slot]
 	out := prepOut{slot: j.slot}
 	img, err := decodeSafely(filepath.Join(p.src, filepath.FromSlash(it.Path)))

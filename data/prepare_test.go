@@ -328,7 +328,7 @@ func TestPrepareResizeMatchesReference(t *testing.T) {
 		}
 		panic(kind)
 	}
-	var sc prepScratch
+	var sc resampleScratch
 	for _, kind := range []string{"gray", "gray16", "rgba", "nrgba", "cmyk", "ycbcr", "paletted"} {
 		for _, d := range [][3]int{{40, 30, 16}, {30, 40, 16}, {16, 16, 16}, {17, 16, 16}, {10, 7, 16}, {7, 10, 16}, {61, 20, 9}, {5, 5, 9}, {1, 1, 4}, {3, 100, 8}} {
 			w, h, size := d[0], d[1], d[2]
@@ -765,7 +765,7 @@ func BenchmarkPrepImage(b *testing.B) {
 		img  image.Image
 	}{{"RGBA", rgba}, {"YCbCr", ycc}} {
 		b.Run(c.name, func(b *testing.B) {
-			var sc prepScratch
+			var sc resampleScratch
 			dst := make([]uint8, 3*256*256)
 			for b.Loop() {
 				prepImage(c.img, 256, dst, &sc)

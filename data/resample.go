@@ -3,19 +3,35 @@ package data
 import (
 	"fmt"
 	"image"
+	"image/color"
 )
 
-// prepAxis is the resampling of one axis: output pixel j is
+// The one resampler of the package: every image that becomes pixels passes
+// through it, Prepare's shards, PrepareImage and FromImage alike.
+//
+// An image is scaled to dw×dh and a window of that cut out; each axis is
+// resampled on its own. An axis that shrinks from s to d pixels is
+// area-averaged (a box filter): scaled pixel u is the mean of the source
+// over [u·s/d, (u+1)·s/d), partial pixels weighted by their overlap. An
+// axis that grows is interpolated linearly between the two nearest source
+// pixel centres: scaled pixel u samples source position (u+½)·s/d − ½,
+// clamped to [0, s−1]. An axis of equal size is copied. Values are on the
+// 0..255 scale, computed in float32, and rounded to nearest once.
+//
+// What Prepare writes is this resampler's output: a change to its
+// arithmetic changes every prepared data set, so it must not change.
+
+// resampleAxis is the resampling of one axis: output pixel j is
 // Σ_k w[j·n+k]·src[first[j]+k], n taps for every pixel (zero-padded).
-type prepAxis struct {
+type resampleAxis struct {
 	first []int
 	w     []float32
 	n     int
 }
 
-// newPrepAxis returns the taps of scaled pixels off … off+m−1 of an axis
-// of s source pixels scaled to d (see Prepare for the filter).
-func newPrepAxis(s, d, off, m int) prepAxis {
+// newResampleAxis returns the taps of scaled pixels off … off+m−1 of an
+// axis of s source pixels scaled to d.
+func newResampleAxis(s, d, off, m int) resampleAxis {
 	first := make([]int, m)
 	ws := make([][]float32, m)
 	for j := range m {
@@ -42,7 +58,7 @@ func newPrepAxis(s, d, off, m int) prepAxis {
 			}
 		}
 	}
-	a := prepAxis{first: first}
+	a := resampleAxis{first: first}
 	for _, w := range ws {
 		a.n = max(a.n, len(w))
 	}
@@ -57,7 +73,7 @@ func newPrepAxis(s, d, off, m int) prepAxis {
 }
 
 // span returns the source pixels [lo, hi) the axis reads.
-func (a prepAxis) span() (lo, hi int) {
+func (a resampleAxis) span() (lo, hi int) {
 	return a.first[0], a.first[len(a.first)-1] + a.n
 }
 
@@ -70,8 +86,8 @@ func scaledSize(w, h, size int) (dw, dh int) {
 	return max(size, (2*w*size+h)/(2*h)), size
 }
 
-// prepScratch is one worker's reusable buffers.
-type prepScratch struct {
+// resampleScratch is one goroutine's reusable buffers.
+type resampleScratch struct {
 	row, mid, acc []float32
 }
 
@@ -84,36 +100,101 @@ func grow(b []float32, n int) []float32 {
 
 // prepImage writes img rescaled and centre-cropped (see Prepare) to dst,
 // (3, size, size).
-func prepImage(img image.Image, size int, dst []uint8, sc *prepScratch) error {
+func prepImage(img image.Image, size int, dst []uint8, sc *resampleScratch) error {
 	b := img.Bounds()
 	sw, sh := b.Dx(), b.Dy()
 	if sw < 1 || sh < 1 {
 		return fmt.Errorf("empty image (%d×%d pixels)", sw, sh)
 	}
 	dw, dh := scaledSize(sw, sh, size)
-	xs := newPrepAxis(sw, dw, (dw-size)/2, size)
-	ys := newPrepAxis(sh, dh, (dh-size)/2, size)
+	resample(img, 3, dw, dh, (dw-size)/2, (dh-size)/2, size, size, dst, sc)
+	return nil
+}
+
+// PrepareImage is what Prepare does to one image, for images that arrive
+// one at a time (trainer predict): the shorter side rescaled to size, the
+// central size×size kept, as (3, size, size) RGB.
+func PrepareImage(img image.Image, size int) ([]uint8, error) {
+	dst := make([]uint8, 3*size*size)
+	if err := prepImage(img, size, dst, &resampleScratch{}); err != nil {
+		return nil, err
+	}
+	return dst, nil
+}
+
+// FromImage returns img as c channels of h×w 8-bit pixels, (C, H, W), the
+// layout of a Set's images, so that an image file can be fed to a net
+// trained on a data set.
+//
+// Colour: for c == 1 an image's own gray is used where it has one
+// (image.Gray; a JPEG's luma Y), and otherwise the ITU-R BT.601 luma
+//
+//	Y = 0.299 R + 0.587 G + 0.114 B
+//
+// (the weights of color.GrayModel); for c == 3, R, G and B, a gray image's
+// value repeated. Transparency is composited over black: image.Image's
+// colours are alpha-premultiplied, which is exactly that, and black is the
+// background of MNIST and Fashion-MNIST, whose objects are light. A photo of
+// a dark object on white must be inverted by the caller to look like them.
+//
+// Size: the image is scaled to w×h, the aspect ratio not kept, by the
+// resampler Prepare uses (see resample.go): an axis that shrinks from s to
+// d pixels is area-averaged (a box filter), output pixel j the mean of the
+// source over [j·s/d, (j+1)·s/d), partial pixels weighted by their overlap;
+// an axis that grows is interpolated linearly between the two nearest
+// source pixel centres, output j sampling source position
+// x = (j+½)·s/d − ½, clamped to [0, s−1]; an axis of equal size is copied.
+// Values are computed in float32 on the 0..255 scale and rounded once, to
+// nearest. An empty image gives black.
+//
+// FromImage panics if c is not 1 or 3 or h or w is not positive.
+func FromImage(img image.Image, c, h, w int) []uint8 {
+	if (c != 1 && c != 3) || h < 1 || w < 1 {
+		panic(fmt.Sprintf("data: FromImage(c=%d, h=%d, w=%d): want 1 or 3 channels of at least 1×1", c, h, w))
+	}
+	out := make([]uint8, c*h*w)
+	if b := img.Bounds(); b.Dx() > 0 && b.Dy() > 0 {
+		resample(img, c, w, h, 0, 0, w, h, out, &resampleScratch{})
+	}
+	return out
+}
+
+// resample writes c channels of img scaled to dw×dh, the window of w×h
+// scaled pixels from (ox, oy), to dst, (c, h, w). With c == 3 they are R, G
+// and B (readRGBRow); with c == 1, gray (readGrayRow). The image must not
+// be empty.
+func resample(img image.Image, c, dw, dh, ox, oy, w, h int, dst []uint8, sc *resampleScratch) {
+	b := img.Bounds()
+	sw, sh := b.Dx(), b.Dy()
+	xs := newResampleAxis(sw, dw, ox, w)
+	ys := newResampleAxis(sh, dh, oy, h)
 	x0, x1 := xs.span()
 	y0, y1 := ys.span()
 	nx, ny := x1-x0, y1-y0
-	sc.row = grow(sc.row, 3*nx)      // (nx, 3): RGB interleaved
-	sc.mid = grow(sc.mid, ny*3*size) // (ny, 3, size)
-	sc.acc = grow(sc.acc, 3*size)    // (3, size)
+	sc.row = grow(sc.row, 3*nx)   // (nx, 3): RGB interleaved
+	sc.mid = grow(sc.mid, ny*3*w) // (ny, 3, w)
+	sc.acc = grow(sc.acc, 3*w)    // (3, w)
 	// Horizontally, one source row at a time, the three channels at once.
+	// Gray is carried as three equal channels, of which the first is kept:
+	// one code path, at a cost only FromImage's single images pay.
 	for y := y0; y < y1; y++ {
-		readRGBRow(sc.row, img, b.Min.X+x0, b.Min.Y+y, nx)
-		mid := sc.mid[(y-y0)*3*size : (y-y0+1)*3*size]
-		prepRow(mid[:size], mid[size:2*size], mid[2*size:], sc.row, xs, x0)
+		if c == 1 {
+			readGrayRow(sc.row, img, b.Min.X+x0, b.Min.Y+y, nx)
+		} else {
+			readRGBRow(sc.row, img, b.Min.X+x0, b.Min.Y+y, nx)
+		}
+		mid := sc.mid[(y-y0)*3*w : (y-y0+1)*3*w]
+		resampleRow(mid[:w], mid[w:2*w], mid[2*w:], sc.row, xs, x0)
 	}
 	// Vertically, a whole output row (three channels) at a time.
 	m := ys.n
-	for i := range size {
+	for i := range h {
 		ws := ys.w[i*m : i*m+m]
 		row := func(k int) []float32 {
 			y := ys.first[i] + k - y0
-			return sc.mid[y*3*size : (y+1)*3*size]
+			return sc.mid[y*3*w : (y+1)*3*w]
 		}
-		acc := sc.acc[:3*size]
+		acc := sc.acc[:3*w]
 		switch m {
 		case 1:
 			copy(acc, row(0))
@@ -140,19 +221,18 @@ func prepImage(img image.Image, size int, dst []uint8, sc *prepScratch) error {
 				}
 			}
 		}
-		for c := range 3 {
-			out := dst[(c*size+i)*size : (c*size+i+1)*size]
-			for j, v := range acc[c*size : (c+1)*size] {
+		for ch := range c {
+			out := dst[(ch*h+i)*w : (ch*h+i+1)*w]
+			for j, v := range acc[ch*w : (ch+1)*w] {
 				out[j] = uint8(min(max(v, 0), 255) + 0.5)
 			}
 		}
 	}
-	return nil
 }
 
-// prepRow resamples one source row, RGB interleaved (row), along the axis
+// resampleRow resamples one source row, RGB interleaved (row), along the axis
 // xs whose span starts at x0, into the channels r, g, b.
-func prepRow(r, g, b, row []float32, xs prepAxis, x0 int) {
+func resampleRow(r, g, b, row []float32, xs resampleAxis, x0 int) {
 	n := len(xs.first)
 	r, g, b = r[:n], g[:n], b[:n]
 	switch xs.n {
@@ -272,13 +352,33 @@ func clamp16(v int32) int32 {
 	return ^(v >> 31) & 0xffff
 }
 
-// PrepareImage is what Prepare does to one image, for images that arrive
-// one at a time (trainer predict): the shorter side rescaled to size, the
-// central size×size kept, as (3, size, size) RGB.
-func PrepareImage(img image.Image, size int) ([]uint8, error) {
-	dst := make([]uint8, 3*size*size)
-	if err := prepImage(img, size, dst, &prepScratch{}); err != nil {
-		return nil, err
+// readGrayRow writes n pixels of row y of img from column x as gray on the
+// 0..255 scale, each repeated three times, into dst (n, 3): an image's own
+// gray where it has one (image.Gray, a JPEG's luma Y, a color.Gray from
+// At), else the ITU-R BT.601 luma of its RGBA()/257,
+// Y = 0.299 R + 0.587 G + 0.114 B.
+func readGrayRow(dst []float32, img image.Image, x, y, n int) {
+	dst = dst[:3*n]
+	put := func(i int, v float32) { dst[3*i], dst[3*i+1], dst[3*i+2] = v, v, v }
+	switch m := img.(type) {
+	case *image.Gray:
+		for i, v := range m.Pix[m.PixOffset(x, y):][:n] {
+			put(i, float32(v))
+		}
+		return
+	case *image.YCbCr:
+		for i := range n {
+			put(i, float32(m.Y[m.YOffset(x+i, y)]))
+		}
+		return
 	}
-	return dst, nil
+	for i := range n {
+		col := img.At(x+i, y)
+		if g, ok := col.(color.Gray); ok {
+			put(i, float32(g.Y))
+			continue
+		}
+		r, g, b, _ := col.RGBA() // premultiplied: composited over black
+		put(i, float32(0.299*float64(r)/257+0.587*float64(g)/257+0.114*float64(b)/257))
+	}
 }
