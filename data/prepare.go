@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,7 +66,11 @@ import (
 // size, modification time) is kept. Interrupted (ctx cancelled) and rerun,
 // or rerun after shards were deleted, it produces the same bytes. It never
 // writes inside SRC: an Out inside or equal to Src is refused, as is an Out
-// holding a data set prepared from another source or at another size.
+// holding a data set prepared from another source or at another size. It
+// writes only into a folder of its own: Out must be new, empty, or
+// Prepare's output (complete, or interrupted and to be resumed); one
+// holding anything else, a user's files or the current folder, is refused
+// and left untouched.
 func Prepare(ctx context.Context, o PrepareOptions) (*PrepareSummary, error) {
 	p, err := newPreparer(o)
 	if err != nil {
@@ -270,8 +275,22 @@ func (p *preparer) run(ctx context.Context) (*PrepareSummary, error) {
 	return sum, nil
 }
 
-// checkOut refuses an output directory holding another data set.
+// checkOut refuses an output directory that is not Prepare's own: one
+// holding anything Prepare does not write (see ownOutput), or another data
+// set.
 func (p *preparer) checkOut() error {
+	des, err := os.ReadDir(p.out)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return &FileError{Path: p.o.Out, Problem: "output folder: " + openProblem(err), Hint: "give --out a new or empty folder", Kind: ErrFormat, Err: err}
+	}
+	if foreign := foreignEntries(des); len(foreign) > 0 {
+		list := strings.Join(foreign[:min(3, len(foreign))], ", ")
+		if len(foreign) > 3 {
+			list += fmt.Sprintf(" and %d more", len(foreign)-3)
+		}
+		return &FileError{Path: p.o.Out, Problem: "output folder holds files trainer prepare did not write (" + list + ")",
+			Hint: "give --out a new or empty folder: prepare writes only into a folder of its own", Kind: ErrFormat}
+	}
 	mp := p.path(metaName)
 	b, err := os.ReadFile(mp)
 	if errors.Is(err, os.ErrNotExist) {
@@ -345,6 +364,37 @@ func (p *preparer) complete(sh *prepShard) *shardStats {
 }
 
 var prepFileRE = regexp.MustCompile(`^(train|val)-([0-9]{5,})\.(shard|stats)(\.tmp)?$`)
+
+// foreignEntries returns the names in an output folder that Prepare did not
+// write, in order. Prepare's own are the names it writes: the shards and
+// their statistics (prepFileRE), meta.json, mean.f32 and report.txt, each
+// perhaps with ".tmp" (unfinished). An interrupted run leaves shards and
+// statistics without meta.json, so those names, not meta.json, are what
+// mark a folder as Prepare's; report.txt and mean.f32 are names a user's
+// files may have, so without meta.json or a shard's files beside them
+// they count as foreign.
+func foreignEntries(des []os.DirEntry) []string {
+	var foreign, generic []string
+	marked := false
+	for _, de := range des {
+		name := strings.TrimSuffix(de.Name(), ".tmp")
+		switch {
+		case de.IsDir():
+			foreign = append(foreign, de.Name()+"/")
+		case prepFileRE.MatchString(de.Name()), name == metaName:
+			marked = true
+		case name == meanName, name == reportName:
+			generic = append(generic, de.Name())
+		default:
+			foreign = append(foreign, de.Name())
+		}
+	}
+	if !marked {
+		foreign = append(foreign, generic...)
+		slices.Sort(foreign)
+	}
+	return foreign
+}
 
 // removeStale removes unfinished files and shards beyond a split's count,
 // left by an earlier run over a larger source.

@@ -667,6 +667,7 @@ func TestPrepareInterrupted(t *testing.T) {
 func TestPrepareRefuses(t *testing.T) {
 	src := makePrepSource(t)
 	ctx := context.Background()
+	before := treeHash(t, src.dir)
 	for _, c := range []struct{ out, want string }{
 		{src.dir, "output folder is the source folder"},
 		{filepath.Join(src.dir, "prepared"), "output folder is inside the source"},
@@ -683,7 +684,7 @@ func TestPrepareRefuses(t *testing.T) {
 			t.Errorf("--out through a link into the source: %v", err)
 		}
 	}
-	if after := treeHash(t, src.dir); after != treeHash(t, src.dir) {
+	if after := treeHash(t, src.dir); after != before {
 		t.Error("the source changed")
 	}
 
@@ -722,6 +723,78 @@ func TestPrepareRefuses(t *testing.T) {
 	os.Remove(filepath.Join(out, "train-00000.shard"))
 	if _, err := OpenPrepared(out); err == nil || !strings.Contains(err.Error(), "train-00000.shard") {
 		t.Errorf("OpenPrepared without its shard: %v", err)
+	}
+}
+
+// Prepare writes only into a folder of its own: new, empty, or its own
+// output, complete or interrupted. A folder holding anything else (a
+// user's files, the current folder) is refused and left untouched.
+func TestPrepareRefusesForeignOut(t *testing.T) {
+	src := makePrepSource(t)
+	ctx := context.Background()
+	refused := func(name, out, want string) {
+		t.Helper()
+		before := treeHash(t, out)
+		_, err := Prepare(ctx, prepTestOptions(src.dir, out))
+		if err == nil || !strings.Contains(err.Error(), "did not write") || !strings.Contains(err.Error(), want) ||
+			!strings.Contains(err.Error(), "give --out a new or empty folder") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v, want one line naming %q and saying what to do with --out", name, err, want)
+		}
+		if treeHash(t, out) != before {
+			t.Errorf("%s: the folder changed", name)
+		}
+	}
+
+	user := t.TempDir()
+	srcTree(t, user, map[string]string{"thesis.tex": "my work"})
+	refused("a user's file", user, "thesis.tex")
+	if b, err := os.ReadFile(filepath.Join(user, "thesis.tex")); err != nil || string(b) != "my work" {
+		t.Errorf("the user's file: %q, %v", b, err)
+	}
+	// A folder holding a user's file among names Prepare writes.
+	mixed := t.TempDir()
+	srcTree(t, mixed, map[string]string{"train-00000.shard": "x", "notes.txt": "mine"})
+	refused("a user's file beside a shard", mixed, "notes.txt")
+	// Names a user's files may have, without Prepare's own beside them.
+	generic := t.TempDir()
+	srcTree(t, generic, map[string]string{"report.txt": "quarterly figures"})
+	refused("a user's report.txt", generic, "report.txt")
+	sub := t.TempDir()
+	if err := os.Mkdir(filepath.Join(sub, "photos"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	refused("a folder", sub, "photos/")
+	// The current folder, where a project lives; the source beside it.
+	proj := t.TempDir()
+	srcTree(t, proj, map[string]string{"go.mod": "module x\n", "a.go": "package x\n", "b.go": "", "c.go": ""})
+	t.Chdir(proj)
+	refused(`"."`, ".", "a.go, b.go, c.go and 1 more")
+
+	// Its own output, interrupted (by a kill: meta.json gone, an
+	// unfinished shard left), is resumed and completed.
+	ref := t.TempDir()
+	if _, err := Prepare(ctx, prepTestOptions(src.dir, ref)); err != nil {
+		t.Fatal(err)
+	}
+	want := outFiles(t, ref)
+	out := t.TempDir()
+	if _, err := Prepare(ctx, prepTestOptions(src.dir, out)); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"meta.json", "mean.f32", "train-00002.shard", "train-00002.stats"} {
+		if err := os.Remove(filepath.Join(out, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srcTree(t, out, map[string]string{"train-00002.shard.tmp": "half a shard", "meta.json.tmp": "{"})
+	sum, err := Prepare(ctx, prepTestOptions(src.dir, out))
+	if err != nil || sum.Decoded == 0 || sum.Reused != sum.Shards-1 {
+		t.Fatalf("resume into its own interrupted output: %+v, %v", sum, err)
+	}
+	sameFiles(t, outFiles(t, out), want)
+	// And a folder that does not exist yet is created.
+	if _, err := Prepare(ctx, prepTestOptions(src.dir, filepath.Join(t.TempDir(), "new", "out"))); err != nil {
+		t.Errorf("a new folder: %v", err)
 	}
 }
 
