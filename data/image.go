@@ -37,11 +37,15 @@ var decoders = map[string]struct {
 	"GIF":  {gif.Decode, gif.DecodeConfig},
 }
 
-// eofReader notes whether a read reached the end of r. It is an
+// eofReader notes whether a read reached the end of r (a *bufio.Reader
+// over a file, a *bytes.Reader over a JPEG in memory). It is an
 // io.ByteReader so that the decoders read it directly, not through a
 // buffer of their own that would read ahead to the end of a small file.
 type eofReader struct {
-	r   *bufio.Reader
+	r interface {
+		io.Reader
+		io.ByteReader
+	}
 	eof bool
 }
 
