@@ -19,7 +19,12 @@ import (
 // 0..255 scale, computed in float32, and rounded to nearest once.
 //
 // What Prepare writes is this resampler's output: a change to its
-// arithmetic changes every prepared data set, so it must not change.
+// arithmetic changes every prepared data set, so it must not change. That
+// is why every product is converted (float32(w*v)) before it is added: Go
+// may otherwise fuse w*v + a into one multiply-add that rounds once (on
+// arm64, or amd64 built with GOAMD64=v3), and the same source would prepare
+// to other bytes on another build. The conversions keep the separately
+// rounded products that amd64's default build has always computed.
 
 // resampleAxis is the resampling of one axis: output pixel j is
 // Σ_k w[j·n+k]·src[first[j]+k], n taps for every pixel (zero-padded).
@@ -203,21 +208,21 @@ func resample(img image.Image, c, dw, dh, ox, oy, w, h int, dst []uint8, sc *res
 			s0, s1 := row(0), row(1)
 			s0, s1 = s0[:len(acc)], s1[:len(acc)]
 			for q := range acc {
-				acc[q] = w0*s0[q] + w1*s1[q]
+				acc[q] = float32(w0*s0[q]) + float32(w1*s1[q])
 			}
 		case 3:
 			w0, w1, w2 := ws[0], ws[1], ws[2]
 			s0, s1, s2 := row(0), row(1), row(2)
 			s0, s1, s2 = s0[:len(acc)], s1[:len(acc)], s2[:len(acc)]
 			for q := range acc {
-				acc[q] = w0*s0[q] + w1*s1[q] + w2*s2[q]
+				acc[q] = float32(w0*s0[q]) + float32(w1*s1[q]) + float32(w2*s2[q])
 			}
 		default:
 			clear(acc)
 			for k, w := range ws {
 				src := row(k)[:len(acc)]
 				for q, v := range src {
-					acc[q] += w * v
+					acc[q] += float32(w * v)
 				}
 			}
 		}
@@ -247,18 +252,18 @@ func resampleRow(r, g, b, row []float32, xs resampleAxis, x0 int) {
 		for j, f := range xs.first {
 			w0, w1 := ws[2*j], ws[2*j+1]
 			src := row[3*(f-x0) : 3*(f-x0)+6]
-			r[j] = w0*src[0] + w1*src[3]
-			g[j] = w0*src[1] + w1*src[4]
-			b[j] = w0*src[2] + w1*src[5]
+			r[j] = float32(w0*src[0]) + float32(w1*src[3])
+			g[j] = float32(w0*src[1]) + float32(w1*src[4])
+			b[j] = float32(w0*src[2]) + float32(w1*src[5])
 		}
 	case 3:
 		ws := xs.w[:3*n]
 		for j, f := range xs.first {
 			w0, w1, w2 := ws[3*j], ws[3*j+1], ws[3*j+2]
 			src := row[3*(f-x0) : 3*(f-x0)+9]
-			r[j] = w0*src[0] + w1*src[3] + w2*src[6]
-			g[j] = w0*src[1] + w1*src[4] + w2*src[7]
-			b[j] = w0*src[2] + w1*src[5] + w2*src[8]
+			r[j] = float32(w0*src[0]) + float32(w1*src[3]) + float32(w2*src[6])
+			g[j] = float32(w0*src[1]) + float32(w1*src[4]) + float32(w2*src[7])
+			b[j] = float32(w0*src[2]) + float32(w1*src[5]) + float32(w2*src[8])
 		}
 	default:
 		m := xs.n
@@ -268,9 +273,9 @@ func resampleRow(r, g, b, row []float32, xs resampleAxis, x0 int) {
 			var vr, vg, vb float32
 			for k, w := range ws {
 				px := src[3*k : 3*k+3]
-				vr += w * px[0]
-				vg += w * px[1]
-				vb += w * px[2]
+				vr += float32(w * px[0])
+				vg += float32(w * px[1])
+				vb += float32(w * px[2])
 			}
 			r[j], g[j], b[j] = vr, vg, vb
 		}
@@ -379,6 +384,7 @@ func readGrayRow(dst []float32, img image.Image, x, y, n int) {
 			continue
 		}
 		r, g, b, _ := col.RGBA() // premultiplied: composited over black
-		put(i, float32(0.299*float64(r)/257+0.587*float64(g)/257+0.114*float64(b)/257))
+		fr, fg, fb := float64(r)/257, float64(g)/257, float64(b)/257
+		put(i, float32(float64(0.299*fr)+float64(0.587*fg)+float64(0.114*fb)))
 	}
 }
