@@ -269,70 +269,66 @@ func checkPrepImage(t *testing.T, name string, img image.Image, size int, got []
 	}
 }
 
+// randImage returns an image of the kind named (its type: "gray",
+// "gray16", "rgba" (opaque), "nrgba", "cmyk", "ycbcr" (4:2:0) or
+// "paletted" (16 colours)) with bounds r and random pixels.
+func randImage(rng *rand.Rand, kind string, r image.Rectangle) image.Image {
+	fill := func(p []uint8) {
+		for i := range p {
+			p[i] = uint8(rng.IntN(256))
+		}
+	}
+	switch kind {
+	case "gray":
+		m := image.NewGray(r)
+		fill(m.Pix)
+		return m
+	case "gray16":
+		m := image.NewGray16(r)
+		fill(m.Pix)
+		return m
+	case "rgba":
+		m := image.NewRGBA(r)
+		fill(m.Pix)
+		for i := 3; i < len(m.Pix); i += 4 {
+			m.Pix[i] = 255
+		}
+		return m
+	case "nrgba":
+		m := image.NewNRGBA(r)
+		fill(m.Pix)
+		return m
+	case "cmyk":
+		m := image.NewCMYK(r)
+		fill(m.Pix)
+		return m
+	case "ycbcr":
+		m := image.NewYCbCr(r, image.YCbCrSubsampleRatio420)
+		fill(m.Y)
+		fill(m.Cb)
+		fill(m.Cr)
+		return m
+	case "paletted":
+		pal := color.Palette{}
+		for range 16 {
+			pal = append(pal, color.RGBA{uint8(rng.IntN(256)), uint8(rng.IntN(256)), uint8(rng.IntN(256)), 255})
+		}
+		m := image.NewPaletted(r, pal)
+		for i := range m.Pix {
+			m.Pix[i] = uint8(rng.IntN(16))
+		}
+		return m
+	}
+	panic(kind)
+}
+
 func TestPrepareResizeMatchesReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 22))
-	randImage := func(kind string, w, h int) image.Image {
-		r := image.Rect(3, -2, 3+w, -2+h) // bounds not at the origin
-		switch kind {
-		case "gray":
-			m := image.NewGray(r)
-			for i := range m.Pix {
-				m.Pix[i] = uint8(rng.IntN(256))
-			}
-			return m
-		case "gray16":
-			m := image.NewGray16(r)
-			for i := range m.Pix {
-				m.Pix[i] = uint8(rng.IntN(256))
-			}
-			return m
-		case "rgba":
-			m := image.NewRGBA(r)
-			for i := range m.Pix {
-				m.Pix[i] = uint8(rng.IntN(256))
-			}
-			for i := 3; i < len(m.Pix); i += 4 {
-				m.Pix[i] = 255
-			}
-			return m
-		case "nrgba":
-			m := image.NewNRGBA(r)
-			for i := range m.Pix {
-				m.Pix[i] = uint8(rng.IntN(256))
-			}
-			return m
-		case "cmyk":
-			m := image.NewCMYK(r)
-			for i := range m.Pix {
-				m.Pix[i] = uint8(rng.IntN(256))
-			}
-			return m
-		case "ycbcr":
-			m := image.NewYCbCr(r, image.YCbCrSubsampleRatio420)
-			for _, p := range [][]uint8{m.Y, m.Cb, m.Cr} {
-				for i := range p {
-					p[i] = uint8(rng.IntN(256))
-				}
-			}
-			return m
-		case "paletted":
-			pal := color.Palette{}
-			for range 16 {
-				pal = append(pal, color.RGBA{uint8(rng.IntN(256)), uint8(rng.IntN(256)), uint8(rng.IntN(256)), 255})
-			}
-			m := image.NewPaletted(r, pal)
-			for i := range m.Pix {
-				m.Pix[i] = uint8(rng.IntN(16))
-			}
-			return m
-		}
-		panic(kind)
-	}
 	var sc resampleScratch
 	for _, kind := range []string{"gray", "gray16", "rgba", "nrgba", "cmyk", "ycbcr", "paletted"} {
 		for _, d := range [][3]int{{40, 30, 16}, {30, 40, 16}, {16, 16, 16}, {17, 16, 16}, {10, 7, 16}, {7, 10, 16}, {61, 20, 9}, {5, 5, 9}, {1, 1, 4}, {3, 100, 8}} {
 			w, h, size := d[0], d[1], d[2]
-			img := randImage(kind, w, h)
+			img := randImage(rng, kind, image.Rect(3, -2, 3+w, -2+h)) // bounds not at the origin
 			got := make([]uint8, 3*size*size)
 			if err := prepImage(img, size, got, &sc); err != nil {
 				t.Fatal(err)
