@@ -276,8 +276,8 @@ func (p *preparer) run(ctx context.Context) (*PrepareSummary, error) {
 }
 
 // checkOut refuses an output directory that is not Prepare's own: one
-// holding anything Prepare does not write (see ownOutput), or another data
-// set.
+// holding anything Prepare does not write (see foreignEntries), or another
+// data set.
 func (p *preparer) checkOut() error {
 	des, err := os.ReadDir(p.out)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
