@@ -284,7 +284,8 @@ func checkJPEGSize(w, h int) error {
 func decodeGoJPEG(b []byte) (image.Image, error) {
 	// image/jpeg reports data that ends in the entropy-coded segment as
 	// "short Huffman data"; reading past the end is what says truncated.
-	r := &bytesEOFReader{r: bytes.NewReader(b)}
+	br := bytes.NewReader(b)
+	r := &eofReader{r: br}
 	bad := func(err error) error {
 		if r.eof || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return &jpegError{problem: "truncated JPEG image (image/jpeg: " + err.Error() + ")", err: io.ErrUnexpectedEOF}
@@ -298,26 +299,12 @@ func decodeGoJPEG(b []byte) (image.Image, error) {
 	if err := checkJPEGSize(cfg.Width, cfg.Height); err != nil {
 		return nil, err
 	}
-	r.r.Reset(b)
+	br.Reset(b)
 	img, err := jpeg.Decode(r)
 	if err != nil {
 		return nil, bad(err)
 	}
 	return img, nil
-}
-
-// bytesEOFReader notes whether a read reached the end of r.
-type bytesEOFReader struct {
-	r   *bytes.Reader
-	eof bool
-}
-
-func (e *bytesEOFReader) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	if err == io.EOF {
-		e.eof = true
-	}
-	return n, err
 }
 
 // decode decodes b, which starts as a JPEG does, with TurboJPEG flags
@@ -427,7 +414,7 @@ func jpegMissingEOI(b []byte) bool {
 // left it with ("Bogus Huffman table definition", "JPEG datastream contains
 // no image").
 func goTruncated(b []byte) bool {
-	r := &bytesEOFReader{r: bytes.NewReader(b)}
+	r := &eofReader{r: bytes.NewReader(b)}
 	_, err := jpeg.DecodeConfig(r)
 	return err != nil && (r.eof || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF))
 }

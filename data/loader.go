@@ -56,10 +56,9 @@ type Loader struct {
 	size     int // canvas side
 	imageLen int // C·Size·Size
 
-	free chan *Batch // batches given back with Recycle
+	pool batchPool // batches given back with Recycle
 
-	images, batches atomic.Int64
-	work, wait      atomic.Int64 // nanoseconds
+	counters
 }
 
 // NewLoader returns a loader over s. It returns an error if the options do not
@@ -87,7 +86,7 @@ func NewLoader(s *Set, o LoaderOptions) (*Loader, error) {
 		return nil, fmt.Errorf("data: loader for %q: mean image has %d values, want C·Size·Size = %d·%d·%d = %d (use MeanImage(train, %d))",
 			s.Name, len(o.Mean), s.C, size, size, l.imageLen, size)
 	}
-	l.free = make(chan *Batch, o.Prefetch+1)
+	l.pool = newBatchPool(o.Prefetch+1, o.Batch, l.imageLen)
 	return l, nil
 }
 
@@ -145,7 +144,7 @@ func (l *Loader) render(order []int, epoch, k int) *Batch {
 	t := time.Now()
 	lo := k * l.o.Batch
 	idx := order[lo:min(lo+l.o.Batch, len(order))]
-	b := l.alloc(len(idx))
+	b := l.pool.get(len(idx))
 	s, a := l.set, l.o.Augment
 	for j, i := range idx {
 		p := a.Draw(s.H, s.W, l.o.Seed, epoch, i)
@@ -159,35 +158,51 @@ func (l *Loader) render(order []int, epoch, k int) *Batch {
 	return b
 }
 
-// alloc returns a batch for n images, recycled if one is free.
-func (l *Loader) alloc(n int) *Batch {
+// Recycle gives a batch back to the loader for reuse, sparing an allocation;
+// the caller must not use b afterwards. Recycling is optional, and a batch
+// from another loader is ignored.
+func (l *Loader) Recycle(b *Batch) { l.pool.put(b) }
+
+// batchPool keeps batches of a fixed number of rows, imageLen values each,
+// for reuse.
+type batchPool struct {
+	free           chan *Batch
+	rows, imageLen int
+}
+
+// newBatchPool returns a pool that keeps up to n batches.
+func newBatchPool(n, rows, imageLen int) batchPool {
+	return batchPool{free: make(chan *Batch, n), rows: rows, imageLen: imageLen}
+}
+
+// get returns a batch of n rows, recycled if one is free.
+func (p batchPool) get(n int) *Batch {
 	var b *Batch
 	select {
-	case b = <-l.free:
+	case b = <-p.free:
 	default:
 		b = &Batch{
-			Images: make([]float32, l.o.Batch*l.imageLen),
-			Labels: make([]float32, l.o.Batch),
-			Index:  make([]int, l.o.Batch),
+			Images: make([]float32, p.rows*p.imageLen),
+			Labels: make([]float32, p.rows),
+			Index:  make([]int, p.rows),
 		}
 	}
 	b.N = n
-	b.Images = b.Images[:n*l.imageLen]
+	b.Images = b.Images[:n*p.imageLen]
 	b.Labels = b.Labels[:n]
 	b.Index = b.Index[:n]
 	return b
 }
 
-// Recycle gives a batch back to the loader for reuse, sparing an allocation;
-// the caller must not use b afterwards. Recycling is optional, and a batch
-// from another loader is ignored.
-func (l *Loader) Recycle(b *Batch) {
-	if b == nil || cap(b.Images) != l.o.Batch*l.imageLen || cap(b.Labels) != l.o.Batch || cap(b.Index) != l.o.Batch {
+// put keeps b for reuse, if it is of the pool's shape and the pool is not
+// full.
+func (p batchPool) put(b *Batch) {
+	if b == nil || cap(b.Images) != p.rows*p.imageLen || cap(b.Labels) != p.rows || cap(b.Index) != p.rows {
 		return
 	}
 	b.Images, b.Labels, b.Index = b.Images[:cap(b.Images)], b.Labels[:cap(b.Labels)], b.Index[:cap(b.Index)]
 	select {
-	case l.free <- b:
+	case p.free <- b:
 	default:
 	}
 }
@@ -206,13 +221,22 @@ type Stats struct {
 }
 
 // Stats returns the loader's counters so far.
-func (l *Loader) Stats() Stats {
+func (l *Loader) Stats() Stats { return l.counters.stats(l.o.Workers) }
+
+// counters are a loader's Stats as they accrue, added to by its workers.
+type counters struct {
+	images, batches atomic.Int64
+	work, wait      atomic.Int64 // nanoseconds
+}
+
+// stats returns the counters so far.
+func (c *counters) stats(workers int) Stats {
 	return Stats{
-		Images:  l.images.Load(),
-		Batches: l.batches.Load(),
-		Work:    time.Duration(l.work.Load()),
-		Wait:    time.Duration(l.wait.Load()),
-		Workers: l.o.Workers,
+		Images:  c.images.Load(),
+		Batches: c.batches.Load(),
+		Work:    time.Duration(c.work.Load()),
+		Wait:    time.Duration(c.wait.Load()),
+		Workers: workers,
 	}
 }
 

@@ -63,10 +63,9 @@ type CropLoader struct {
 	perImage int // patches per image: 1, or 10 with TenCrop
 	ten      [10]CropParams
 
-	free chan *Batch // batches given back with Recycle
+	pool batchPool // batches given back with Recycle
 
-	images, batches atomic.Int64
-	work, wait      atomic.Int64 // nanoseconds
+	counters
 }
 
 // NewCropLoader returns a loader over src. It returns an error if the
@@ -98,7 +97,7 @@ func NewCropLoader(src CropSource, o CropLoaderOptions) (*CropLoader, error) {
 	if o.TenCrop {
 		l.perImage, l.ten = 10, TenCrops(size, a.Crop)
 	}
-	l.free = make(chan *Batch, o.Prefetch+1)
+	l.pool = newBatchPool(o.Prefetch+1, o.Batch*l.perImage, l.imageLen)
 	return l, nil
 }
 
@@ -156,7 +155,7 @@ func (l *CropLoader) render(order []int, epoch, k int, scratch []uint8) (*Batch,
 	t := time.Now()
 	lo := k * l.o.Batch
 	idx := order[lo:min(lo+l.o.Batch, len(order))]
-	b := l.alloc(len(idx) * l.perImage)
+	b := l.pool.get(len(idx) * l.perImage)
 	a, n := l.o.Augment, l.imageLen
 	for j, i := range idx {
 		if err := l.src.Read(i, scratch); err != nil {
@@ -181,55 +180,14 @@ func (l *CropLoader) render(order []int, epoch, k int, scratch []uint8) (*Batch,
 	return b, nil
 }
 
-// rows is the most rows a batch holds: Batch patches, or 10·Batch.
-func (l *CropLoader) rows() int { return l.o.Batch * l.perImage }
-
-// alloc returns a batch of n rows, recycled if one is free.
-func (l *CropLoader) alloc(n int) *Batch {
-	var b *Batch
-	select {
-	case b = <-l.free:
-	default:
-		rows := l.rows()
-		b = &Batch{
-			Images: make([]float32, rows*l.imageLen),
-			Labels: make([]float32, rows),
-			Index:  make([]int, rows),
-		}
-	}
-	b.N = n
-	b.Images = b.Images[:n*l.imageLen]
-	b.Labels = b.Labels[:n]
-	b.Index = b.Index[:n]
-	return b
-}
-
 // Recycle gives a batch back to the loader for reuse, sparing an
 // allocation; the caller must not use b afterwards. Recycling is optional,
 // and a batch from another loader is ignored.
-func (l *CropLoader) Recycle(b *Batch) {
-	rows := l.rows()
-	if b == nil || cap(b.Images) != rows*l.imageLen || cap(b.Labels) != rows || cap(b.Index) != rows {
-		return
-	}
-	b.Images, b.Labels, b.Index = b.Images[:cap(b.Images)], b.Labels[:cap(b.Labels)], b.Index[:cap(b.Index)]
-	select {
-	case l.free <- b:
-	default:
-	}
-}
+func (l *CropLoader) Recycle(b *Batch) { l.pool.put(b) }
 
 // Stats returns the loader's counters so far. Images counts source
 // images: with TenCrop an image of ten patches counts once.
-func (l *CropLoader) Stats() Stats {
-	return Stats{
-		Images:  l.images.Load(),
-		Batches: l.batches.Load(),
-		Work:    time.Duration(l.work.Load()),
-		Wait:    time.Duration(l.wait.Load()),
-		Workers: l.o.Workers,
-	}
-}
+func (l *CropLoader) Stats() Stats { return l.counters.stats(l.o.Workers) }
 
 // epochOrder returns the order in which an epoch visits n images: with
 // shuffle, a permutation of [0, n) from rand.New(rand.NewPCG(seed,

@@ -269,70 +269,66 @@ func checkPrepImage(t *testing.T, name string, img image.Image, size int, got []
 	}
 }
 
+// randImage returns an image of the kind named (its type: "gray",
+// "gray16", "rgba" (opaque), "nrgba", "cmyk", "ycbcr" (4:2:0) or
+// "paletted" (16 colours)) with bounds r and random pixels.
+func randImage(rng *rand.Rand, kind string, r image.Rectangle) image.Image {
+	fill := func(p []uint8) {
+		for i := range p {
+			p[i] = uint8(rng.IntN(256))
+		}
+	}
+	switch kind {
+	case "gray":
+		m := image.NewGray(r)
+		fill(m.Pix)
+		return m
+	case "gray16":
+		m := image.NewGray16(r)
+		fill(m.Pix)
+		return m
+	case "rgba":
+		m := image.NewRGBA(r)
+		fill(m.Pix)
+		for i := 3; i < len(m.Pix); i += 4 {
+			m.Pix[i] = 255
+		}
+		return m
+	case "nrgba":
+		m := image.NewNRGBA(r)
+		fill(m.Pix)
+		return m
+	case "cmyk":
+		m := image.NewCMYK(r)
+		fill(m.Pix)
+		return m
+	case "ycbcr":
+		m := image.NewYCbCr(r, image.YCbCrSubsampleRatio420)
+		fill(m.Y)
+		fill(m.Cb)
+		fill(m.Cr)
+		return m
+	case "paletted":
+		pal := color.Palette{}
+		for range 16 {
+			pal = append(pal, color.RGBA{uint8(rng.IntN(256)), uint8(rng.IntN(256)), uint8(rng.IntN(256)), 255})
+		}
+		m := image.NewPaletted(r, pal)
+		for i := range m.Pix {
+			m.Pix[i] = uint8(rng.IntN(16))
+		}
+		return m
+	}
+	panic(kind)
+}
+
 func TestPrepareResizeMatchesReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 22))
-	randImage := func(kind string, w, h int) image.Image {
-		r := image.Rect(3, -2, 3+w, -2+h) // bounds not at the origin
-		switch kind {
-		case "gray":
-			m := image.NewGray(r)
-			for i := range m.Pix {
-				m.Pix[i] = uint8(rng.IntN(256))
-			}
-			return m
-		case "gray16":
-			m := image.NewGray16(r)
-			for i := range m.Pix {
-				m.Pix[i] = uint8(rng.IntN(256))
-			}
-			return m
-		case "rgba":
-			m := image.NewRGBA(r)
-			for i := range m.Pix {
-				m.Pix[i] = uint8(rng.IntN(256))
-			}
-			for i := 3; i < len(m.Pix); i += 4 {
-				m.Pix[i] = 255
-			}
-			return m
-		case "nrgba":
-			m := image.NewNRGBA(r)
-			for i := range m.Pix {
-				m.Pix[i] = uint8(rng.IntN(256))
-			}
-			return m
-		case "cmyk":
-			m := image.NewCMYK(r)
-			for i := range m.Pix {
-				m.Pix[i] = uint8(rng.IntN(256))
-			}
-			return m
-		case "ycbcr":
-			m := image.NewYCbCr(r, image.YCbCrSubsampleRatio420)
-			for _, p := range [][]uint8{m.Y, m.Cb, m.Cr} {
-				for i := range p {
-					p[i] = uint8(rng.IntN(256))
-				}
-			}
-			return m
-		case "paletted":
-			pal := color.Palette{}
-			for range 16 {
-				pal = append(pal, color.RGBA{uint8(rng.IntN(256)), uint8(rng.IntN(256)), uint8(rng.IntN(256)), 255})
-			}
-			m := image.NewPaletted(r, pal)
-			for i := range m.Pix {
-				m.Pix[i] = uint8(rng.IntN(16))
-			}
-			return m
-		}
-		panic(kind)
-	}
-	var sc prepScratch
+	var sc resampleScratch
 	for _, kind := range []string{"gray", "gray16", "rgba", "nrgba", "cmyk", "ycbcr", "paletted"} {
 		for _, d := range [][3]int{{40, 30, 16}, {30, 40, 16}, {16, 16, 16}, {17, 16, 16}, {10, 7, 16}, {7, 10, 16}, {61, 20, 9}, {5, 5, 9}, {1, 1, 4}, {3, 100, 8}} {
 			w, h, size := d[0], d[1], d[2]
-			img := randImage(kind, w, h)
+			img := randImage(rng, kind, image.Rect(3, -2, 3+w, -2+h)) // bounds not at the origin
 			got := make([]uint8, 3*size*size)
 			if err := prepImage(img, size, got, &sc); err != nil {
 				t.Fatal(err)
@@ -667,6 +663,7 @@ func TestPrepareInterrupted(t *testing.T) {
 func TestPrepareRefuses(t *testing.T) {
 	src := makePrepSource(t)
 	ctx := context.Background()
+	before := treeHash(t, src.dir)
 	for _, c := range []struct{ out, want string }{
 		{src.dir, "output folder is the source folder"},
 		{filepath.Join(src.dir, "prepared"), "output folder is inside the source"},
@@ -683,7 +680,7 @@ func TestPrepareRefuses(t *testing.T) {
 			t.Errorf("--out through a link into the source: %v", err)
 		}
 	}
-	if after := treeHash(t, src.dir); after != treeHash(t, src.dir) {
+	if after := treeHash(t, src.dir); after != before {
 		t.Error("the source changed")
 	}
 
@@ -722,6 +719,78 @@ func TestPrepareRefuses(t *testing.T) {
 	os.Remove(filepath.Join(out, "train-00000.shard"))
 	if _, err := OpenPrepared(out); err == nil || !strings.Contains(err.Error(), "train-00000.shard") {
 		t.Errorf("OpenPrepared without its shard: %v", err)
+	}
+}
+
+// Prepare writes only into a folder of its own: new, empty, or its own
+// output, complete or interrupted. A folder holding anything else (a
+// user's files, the current folder) is refused and left untouched.
+func TestPrepareRefusesForeignOut(t *testing.T) {
+	src := makePrepSource(t)
+	ctx := context.Background()
+	refused := func(name, out, want string) {
+		t.Helper()
+		before := treeHash(t, out)
+		_, err := Prepare(ctx, prepTestOptions(src.dir, out))
+		if err == nil || !strings.Contains(err.Error(), "did not write") || !strings.Contains(err.Error(), want) ||
+			!strings.Contains(err.Error(), "give --out a new or empty folder") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v, want one line naming %q and saying what to do with --out", name, err, want)
+		}
+		if treeHash(t, out) != before {
+			t.Errorf("%s: the folder changed", name)
+		}
+	}
+
+	user := t.TempDir()
+	srcTree(t, user, map[string]string{"thesis.tex": "my work"})
+	refused("a user's file", user, "thesis.tex")
+	if b, err := os.ReadFile(filepath.Join(user, "thesis.tex")); err != nil || string(b) != "my work" {
+		t.Errorf("the user's file: %q, %v", b, err)
+	}
+	// A folder holding a user's file among names Prepare writes.
+	mixed := t.TempDir()
+	srcTree(t, mixed, map[string]string{"train-00000.shard": "x", "notes.txt": "mine"})
+	refused("a user's file beside a shard", mixed, "notes.txt")
+	// Names a user's files may have, without Prepare's own beside them.
+	generic := t.TempDir()
+	srcTree(t, generic, map[string]string{"report.txt": "quarterly figures"})
+	refused("a user's report.txt", generic, "report.txt")
+	sub := t.TempDir()
+	if err := os.Mkdir(filepath.Join(sub, "photos"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	refused("a folder", sub, "photos/")
+	// The current folder, where a project lives; the source beside it.
+	proj := t.TempDir()
+	srcTree(t, proj, map[string]string{"go.mod": "module x\n", "a.go": "package x\n", "b.go": "", "c.go": ""})
+	t.Chdir(proj)
+	refused(`"."`, ".", "a.go, b.go, c.go and 1 more")
+
+	// Its own output, interrupted (by a kill: meta.json gone, an
+	// unfinished shard left), is resumed and completed.
+	ref := t.TempDir()
+	if _, err := Prepare(ctx, prepTestOptions(src.dir, ref)); err != nil {
+		t.Fatal(err)
+	}
+	want := outFiles(t, ref)
+	out := t.TempDir()
+	if _, err := Prepare(ctx, prepTestOptions(src.dir, out)); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"meta.json", "mean.f32", "train-00002.shard", "train-00002.stats"} {
+		if err := os.Remove(filepath.Join(out, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srcTree(t, out, map[string]string{"train-00002.shard.tmp": "half a shard", "meta.json.tmp": "{"})
+	sum, err := Prepare(ctx, prepTestOptions(src.dir, out))
+	if err != nil || sum.Decoded == 0 || sum.Reused != sum.Shards-1 {
+		t.Fatalf("resume into its own interrupted output: %+v, %v", sum, err)
+	}
+	sameFiles(t, outFiles(t, out), want)
+	// And a folder that does not exist yet is created.
+	if _, err := Prepare(ctx, prepTestOptions(src.dir, filepath.Join(t.TempDir(), "new", "out"))); err != nil {
+		t.Errorf("a new folder: %v", err)
 	}
 }
 
@@ -765,7 +834,7 @@ func BenchmarkPrepImage(b *testing.B) {
 		img  image.Image
 	}{{"RGBA", rgba}, {"YCbCr", ycc}} {
 		b.Run(c.name, func(b *testing.B) {
-			var sc prepScratch
+			var sc resampleScratch
 			dst := make([]uint8, 3*256*256)
 			for b.Loop() {
 				prepImage(c.img, 256, dst, &sc)
