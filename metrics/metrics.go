@@ -25,10 +25,58 @@ type Epoch struct {
 	ValLoss       float64 `json:"val_loss"`
 	ValTop1Err    float64 `json:"val_top1_err"`
 	ValTop5Err    float64 `json:"val_top5_err"`
+	// ValSet names the images val_* scored, which every decision of the
+	// run (the rate schedule, stopping, the best epoch) was made on:
+	// "held-out" (the last training images, kept out of training) or
+	// "val" (prepared data's val split). Runs from before the split lack
+	// it: their val_* scored the test set (the val split for prepared
+	// data).
+	ValSet string `json:"val_set,omitempty"`
+	// The test set's scores, never used for a decision: absent where the
+	// data has no test set (prepared data) and in runs from before the
+	// held-out split.
+	TestLoss      *float64 `json:"test_loss,omitempty"`
+	TestTop1Err   *float64 `json:"test_top1_err,omitempty"`
+	TestTop5Err   *float64 `json:"test_top5_err,omitempty"`
 	ImagesPerS    float64 `json:"images_per_s"`
 	Seconds       float64 `json:"seconds"`
 	TransferBytes int64   `json:"transfer_bytes"`
 	LoaderPerS    float64 `json:"loader_images_per_s"`
+}
+
+// Reported is the epoch's error on the images a run reports: the test
+// set's where the epoch scored one, else what val_* scored (in runs from
+// before the held-out split, the test set; for prepared data, its val
+// split). set names them: "test", "test (as val)" for old runs' val_*, or
+// "val".
+func (e Epoch) Reported() (top1, top5, loss float64, set string) {
+	switch {
+	case e.TestTop1Err != nil:
+		top1, set = *e.TestTop1Err, "test"
+		if e.TestTop5Err != nil {
+			top5 = *e.TestTop5Err
+		}
+		if e.TestLoss != nil {
+			loss = *e.TestLoss
+		}
+		return top1, top5, loss, set
+	case e.ValSet == "":
+		return e.ValTop1Err, e.ValTop5Err, e.ValLoss, "test (as val)"
+	}
+	return e.ValTop1Err, e.ValTop5Err, e.ValLoss, e.ValSet
+}
+
+// Best returns the index of the epoch with the lowest validation top-1
+// error, the first of equals: the epoch a run chooses by validation alone.
+// It returns -1 for no epochs.
+func Best(epochs []Epoch) int {
+	best := -1
+	for i, e := range epochs {
+		if best < 0 || e.ValTop1Err < epochs[best].ValTop1Err {
+			best = i
+		}
+	}
+	return best
 }
 
 // Read reads dir/metrics.jsonl. Blank lines are skipped; a line that is
@@ -96,10 +144,18 @@ func parseEpoch(line []byte) (Epoch, error) {
 	for _, f := range []struct {
 		name string
 		v    float64
-	}{{"train_top1_err", e.TrainTop1Err}, {"val_top1_err", e.ValTop1Err}, {"val_top5_err", e.ValTop5Err}} {
+	}{{"train_top1_err", e.TrainTop1Err}, {"val_top1_err", e.ValTop1Err}, {"val_top5_err", e.ValTop5Err},
+		{"test_top1_err", deref(e.TestTop1Err)}, {"test_top5_err", deref(e.TestTop5Err)}} {
 		if f.v < 0 || f.v > 1 {
 			return e, fmt.Errorf("%s %g is outside [0, 1]", f.name, f.v)
 		}
 	}
 	return e, nil
+}
+
+func deref(p *float64) float64 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }

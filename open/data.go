@@ -22,8 +22,55 @@ type DataOptions struct {
 	LRN, Activation, Pool string
 	Batch                 int
 	Seed                  uint64
-	Limit, ValLimit       int // the first N training / validation images only (0: all)
-	Workers               int // loader goroutines; 0: one per core
+	// ValSplit holds the last N training images of an in-memory set (IDX,
+	// CIFAR-10) out of training, to validate on: 0 chooses a tenth of
+	// them, at most DefaultValSplit; -1 holds none out, and the test set
+	// validates, as in runs from before the split. Prepared data
+	// validates on its own val split and ignores it.
+	ValSplit int
+	// Limit: the first N of the training images left after the split only
+	// (0: all); ValLimit: the first N validation and test images only.
+	Limit, ValLimit int
+	Workers         int // loader goroutines; 0: one per core
+}
+
+// DefaultValSplit is the most training images ValSplit 0 holds out: 5,000
+// of Fashion-MNIST's 60,000 (balanced: 450 to 527 per class) and of
+// CIFAR-10's 50,000.
+const DefaultValSplit = 5000
+
+// NoValSplit is ValSplit's value for no held-out split (runs from before
+// it): the test set validates.
+const NoValSplit = -1
+
+// Split names for Dataset.ValSet and metrics' val_set.
+const (
+	HeldOut  = "held-out" // the last training images, kept out of training
+	ValSplit = "val"      // prepared data's val split
+	TestSet  = "test"     // the test set: validation of runs from before the split
+)
+
+// heldOut is how many of n training images ValSplit v holds out.
+func heldOut(v, n int) int {
+	switch {
+	case v == NoValSplit:
+		return 0
+	case v == 0:
+		return min(DefaultValSplit, n/10)
+	}
+	return v
+}
+
+// splitTail returns s without its last n images, and those n images.
+func splitTail(s *data.Set, n int) (head, tail *data.Set) {
+	per := s.C * s.H * s.W
+	k := s.N - n
+	h, t := *s, *s
+	h.Name, t.Name = fmt.Sprintf("%s[:%d]", s.Name, k), fmt.Sprintf("%s[%d:]", s.Name, k)
+	h.N, t.N = k, n
+	h.Pixels, t.Pixels = s.Pixels[:k*per:k*per], s.Pixels[k*per:]
+	h.Labels, t.Labels = s.Labels[:k:k], s.Labels[k:]
+	return &h, &t
 }
 
 // Dataset is a run's data: the net built for it, its loaders and the
@@ -31,9 +78,14 @@ type DataOptions struct {
 type Dataset struct {
 	Net        *model.Net
 	Train, Val data.Batcher
-	TrainN     int              // training images per epoch
-	Pre        model.Preprocess // what eval and predict must do to an image, stored with the weights
-	Desc       string           // one line for the run's log
+	// Test scores the test set each epoch, for the record only; nil where
+	// the test set validates (ValSplit -1) or there is none (prepared).
+	Test   data.Batcher
+	ValSet string           // what Val scores: HeldOut, ValSplit or TestSet
+	TrainN int              // training images per epoch
+	ValN   int              // validation images
+	Pre    model.Preprocess // what eval and predict must do to an image, stored with the weights
+	Desc   string           // one line for the run's log
 	// Fingerprint identifies the data's content (images, labels, classes),
 	// wherever it lies: a run records it, a resume checks it.
 	Fingerprint string
@@ -111,16 +163,35 @@ func Data(o DataOptions) (*Dataset, error) {
 	if kindOf(o.Dir) == preparedData {
 		return openPrepared(o)
 	}
-	trainSet, valSet, err := loadSmall(o.Dir)
+	trainSet, testSet, err := loadSmall(o.Dir)
 	if err != nil {
 		return nil, err
 	}
-	fp := fingerprint(trainSet, valSet)
+	fp := fingerprint(trainSet, testSet)
+	// The held-out split first, then --limit within what is left: the
+	// split never changes with --limit and never meets the images trained
+	// on.
+	valSet, valName := testSet, TestSet
+	if o.ValSplit < NoValSplit {
+		return nil, fmt.Errorf("--val-split %d: must be 0 (a tenth, at most %s) or more", o.ValSplit, model.Commas(DefaultValSplit))
+	}
+	if k := heldOut(o.ValSplit, trainSet.N); k > 0 {
+		if k >= trainSet.N {
+			return nil, fmt.Errorf("--val-split %d: %s holds only %d training images; hold out fewer", k, o.Dir, trainSet.N)
+		}
+		trainSet, valSet = splitTail(trainSet, k)
+		valName = HeldOut
+	} else {
+		testSet = nil
+	}
 	if o.Limit > 0 {
 		trainSet = data.Limit(trainSet, o.Limit)
 	}
 	if o.ValLimit > 0 {
 		valSet = data.Limit(valSet, o.ValLimit)
+		if testSet != nil {
+			testSet = data.Limit(testSet, o.ValLimit)
+		}
 	}
 	net, err := model.Build(o.Net, model.Options{Channels: trainSet.C, Classes: len(trainSet.Classes), LRN: o.LRN,
 		Activation: o.Activation, Pool: o.Pool})
@@ -143,10 +214,18 @@ func Data(o DataOptions) (*Dataset, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Dataset{Net: net, Train: tl, Val: vl, TrainN: trainSet.N, Fingerprint: fp,
+	d := &Dataset{Net: net, Train: tl, Val: vl, ValSet: valName, TrainN: trainSet.N, ValN: valSet.N, Fingerprint: fp,
 		Pre: model.Preprocess{Net: net.Name, LRN: net.LRN, Activation: net.Activation, Pool: net.Pool,
-			Classes: trainSet.Classes, C: trainSet.C, ImageH: trainSet.H, ImageW: trainSet.W, Canvas: size, Mean: mean},
-		Desc: fmt.Sprintf("%d training, %d validation images of %d×%d×%d, %d classes", trainSet.N, valSet.N, trainSet.C, trainSet.H, trainSet.W, len(trainSet.Classes))}, nil
+			Classes: trainSet.Classes, C: trainSet.C, ImageH: trainSet.H, ImageW: trainSet.W, Canvas: size, Mean: mean}}
+	val := fmt.Sprintf("%d validation (the test set)", valSet.N)
+	if testSet != nil {
+		if d.Test, err = data.NewLoader(testSet, data.LoaderOptions{Batch: o.Batch, Seed: o.Seed, Augment: smallAugment(size, false), Mean: mean, Workers: o.Workers}); err != nil {
+			return nil, err
+		}
+		val = fmt.Sprintf("%d validation (held out: the last training images), %d test", valSet.N, testSet.N)
+	}
+	d.Desc = fmt.Sprintf("%d training, %s images of %d×%d×%d, %d classes", trainSet.N, val, trainSet.C, trainSet.H, trainSet.W, len(trainSet.Classes))
+	return d, nil
 }
 
 // openPrepared opens a folder trainer prepare wrote for training.
@@ -192,11 +271,11 @@ func openPrepared(o DataOptions) (_ *Dataset, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("--data %s: %v", o.Dir, err)
 	}
-	return &Dataset{Net: net, Train: tl, Val: vl, TrainN: src.N(), closer: p, Fingerprint: fmt.Sprintf("prepared:%x", sha256.Sum256(meta)),
+	return &Dataset{Net: net, Train: tl, Val: vl, ValSet: ValSplit, TrainN: src.N(), ValN: val.N(), closer: p, Fingerprint: fmt.Sprintf("prepared:%x", sha256.Sum256(meta)),
 		Pre: model.Preprocess{Net: net.Name, LRN: net.LRN, Activation: net.Activation, Pool: net.Pool,
 			Classes: p.Classes, C: p.C, ImageH: p.Size, ImageW: p.Size,
 			Canvas: crop, Mean: p.Mean, Prepared: true},
-		Desc: fmt.Sprintf("prepared: %d training, %d validation images of %d×%d×%d, %d classes, %d×%d crops", src.N(), val.N(), p.C, p.Size, p.Size, len(p.Classes), crop, crop)}, nil
+		Desc: fmt.Sprintf("prepared: %d training, %d validation images (the val split; no test set) of %d×%d×%d, %d classes, %d×%d crops", src.N(), val.N(), p.C, p.Size, p.Size, len(p.Classes), crop, crop)}, nil
 }
 
 // fingerprint hashes in-memory sets' shapes, classes, labels and pixels
