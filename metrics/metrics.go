@@ -18,13 +18,13 @@ const File = "metrics.jsonl"
 
 // Epoch is one line of metrics.jsonl. Errors are fractions in [0, 1].
 type Epoch struct {
-	Epoch         int     `json:"epoch"` // from 1
-	LR            float64 `json:"lr"`
-	TrainLoss     float64 `json:"train_loss"`
-	TrainTop1Err  float64 `json:"train_top1_err"`
-	ValLoss       float64 `json:"val_loss"`
-	ValTop1Err    float64 `json:"val_top1_err"`
-	ValTop5Err    float64 `json:"val_top5_err"`
+	Epoch        int     `json:"epoch"` // from 1
+	LR           float64 `json:"lr"`
+	TrainLoss    float64 `json:"train_loss"`
+	TrainTop1Err float64 `json:"train_top1_err"`
+	ValLoss      float64 `json:"val_loss"`
+	ValTop1Err   float64 `json:"val_top1_err"`
+	ValTop5Err   float64 `json:"val_top5_err"`
 	// ValSet names the images val_* scored, which every decision of the
 	// run (the rate schedule, stopping, the best epoch) was made on:
 	// "held-out" (the last training images, kept out of training) or
@@ -38,10 +38,10 @@ type Epoch struct {
 	TestLoss      *float64 `json:"test_loss,omitempty"`
 	TestTop1Err   *float64 `json:"test_top1_err,omitempty"`
 	TestTop5Err   *float64 `json:"test_top5_err,omitempty"`
-	ImagesPerS    float64 `json:"images_per_s"`
-	Seconds       float64 `json:"seconds"`
-	TransferBytes int64   `json:"transfer_bytes"`
-	LoaderPerS    float64 `json:"loader_images_per_s"`
+	ImagesPerS    float64  `json:"images_per_s"`
+	Seconds       float64  `json:"seconds"`
+	TransferBytes int64    `json:"transfer_bytes"`
+	LoaderPerS    float64  `json:"loader_images_per_s"`
 }
 
 // Reported is the epoch's error on the images a run reports: the test

@@ -108,9 +108,8 @@ func TestValSplitHeldOut(t *testing.T) {
 			}
 			defer d.Close()
 			mean := d.Pre.Mean
-			c := len(mean) / 2 // the centre pixel of an odd canvas, or near it: the image covers it
 			size := int(math.Sqrt(float64(len(mean))))
-			c = size/2*size + size/2
+			c := size/2*size + size/2 // the centre pixel: every crop of the image covers it
 			if math.Abs(float64(mean[c])-tc.wantMean) > 1e-3 {
 				t.Errorf("mean image's centre %g, want %g: the mean of the images trained on only", mean[c], tc.wantMean)
 			}

@@ -30,12 +30,15 @@ const (
 // draw (augmentation, dropout) are functions of the seed, the epoch, the
 // batch and the step, so no generator state is kept.
 type State struct {
-	Epoch int     `json:"epoch"` // the epoch in progress, from 1
-	Batch int     `json:"batch"` // its batches already trained
-	Step  uint64  `json:"step"`  // training steps so far
-	LR    float64 `json:"lr"`    // the schedule: the current rate,
-	Best  float64 `json:"best"`  // the best validation error so far,
-	Stale int     `json:"stale"` // epochs since it improved
+	Epoch int     `json:"epoch"`           // the epoch in progress, from 1
+	Batch int     `json:"batch"`           // its batches already trained
+	Step  uint64  `json:"step"`            // training steps so far
+	LR    float64 `json:"lr"`              // the schedule: the current rate,
+	Best  float64 `json:"best"`            // the best validation error so far,
+	Stale int     `json:"stale"`           // epochs since it improved,
+	Drops int     `json:"drops,omitempty"` // times the rate was divided
+	// Stopped: the schedule ended the run (--early-stop).
+	Stopped bool `json:"stopped,omitempty"`
 	// The epoch in progress so far, for its metrics.
 	Loss    float64 `json:"loss_sum"`
 	Wrong   int     `json:"wrong"`

@@ -14,6 +14,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,10 +45,26 @@ type Config struct {
 	Momentum      float64 `json:"momentum"`
 	WeightDecay   float64 `json:"weight_decay"`
 	Seed          uint64  `json:"seed"`
-	Limit         int     `json:"limit"`
-	ValLimit      int     `json:"val_limit"` // validate on the first N test images only (0: all)
-	Patience      int     `json:"patience"`  // epochs without a better validation error before the rate is divided by 10
-	Out           string  `json:"out"`
+	// ValSplit holds the last N training images out to validate on (0: a
+	// tenth, at most 5,000; IDX and CIFAR-10): every decision of the run is
+	// made on them, and the test set is scored for the record only. Runs
+	// from before the split read as -1: their test set validated.
+	ValSplit int `json:"val_split"`
+	Limit    int `json:"limit"`
+	ValLimit int `json:"val_limit"` // validate and test on the first N images of each only (0: all)
+	Patience int `json:"patience"`  // epochs without a better validation error before the rate is divided by 10
+	// LRMargin is how much the validation top-1 error must fall below the
+	// best so far to count as better (a fraction: 0.001 is 0.1 points).
+	LRMargin float64 `json:"lr_margin"`
+	// LRDrops is the most times the rate is divided by 10 (0: no limit).
+	LRDrops int `json:"lr_drops"`
+	// LRSteps, when not empty, replaces the validation schedule: the rate
+	// is divided by 10 after each of these epochs ("30,60,80").
+	LRSteps string `json:"lr_steps,omitempty"`
+	// EarlyStop ends the run when the validation error stops improving
+	// with the rate already divided LRDrops times (not the paper's).
+	EarlyStop bool   `json:"early_stop,omitempty"`
+	Out       string `json:"out"`
 	// A checkpoint is saved every CheckpointSteps steps (0: never), every
 	// CheckpointMinutes minutes (0: never), at each epoch's end and when the
 	// run is interrupted.
@@ -63,13 +80,23 @@ type Config struct {
 // as Debian's dataset-fashion-mnist installs it.
 func Defaults() Config {
 	return Config{Net: "alexnet-small", LRN: "paper", Activation: "relu", Pool: "3/2", GPUs: open.DefaultGPUs, Data: "/usr/share/datasets/fashion-mnist",
-		Epochs: 10, Batch: 128, LR: 0.01, Momentum: 0.9, WeightDecay: 0.0005, Seed: 1, Patience: 1, CheckpointMinutes: 10}
+		Epochs: 10, Batch: 128, LR: 0.01, Momentum: 0.9, WeightDecay: 0.0005, Seed: 1,
+		Patience: DefaultPatience, LRMargin: DefaultLRMargin, LRDrops: 3, CheckpointMinutes: 10}
 }
+
+// The schedule's defaults: the rate is divided by 10 when the validation
+// error has not fallen 0.1 points below its best for 3 epochs, at most 3
+// times (the paper divided it 3 times, "when the validation error rate
+// stopped improving", §5). See the README for the measurements.
+const (
+	DefaultPatience = 3
+	DefaultLRMargin = 0.001
+)
 
 // dataOptions is what open.Data needs of c.
 func (c Config) dataOptions() open.DataOptions {
 	return open.DataOptions{Dir: c.Data, Net: c.Net, LRN: c.LRN, Activation: c.Activation, Pool: c.Pool,
-		Batch: c.Batch, Seed: c.Seed, Limit: c.Limit, ValLimit: c.ValLimit, Workers: c.Workers}
+		Batch: c.Batch, Seed: c.Seed, ValSplit: c.ValSplit, Limit: c.Limit, ValLimit: c.ValLimit, Workers: c.Workers}
 }
 
 // NetOf builds the net that c trains, on c.Data's channels and classes
@@ -105,14 +132,82 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--limit %d: must be 0 (all images) or more", c.Limit)
 	case c.ValLimit < 0:
 		return fmt.Errorf("--val-limit %d: must be 0 (all images) or more", c.ValLimit)
+	case c.ValSplit < open.NoValSplit:
+		return fmt.Errorf("--val-split %d: must be 0 (a tenth of the training images, at most %s) or more", c.ValSplit, model.Commas(open.DefaultValSplit))
 	case c.Patience < 1:
 		return fmt.Errorf("--patience %d: must be at least 1 epoch", c.Patience)
+	case !(c.LRMargin >= 0 && c.LRMargin < 1):
+		return fmt.Errorf("--lr-margin %g: must be in [0, 1) (a fraction of the images: 0.001 is 0.1 points)", c.LRMargin)
+	case c.LRDrops < 0:
+		return fmt.Errorf("--lr-drops %d: must be 0 (no limit) or more", c.LRDrops)
 	case c.CheckpointSteps < 0 || !(c.CheckpointMinutes >= 0) || math.IsInf(c.CheckpointMinutes, 0):
 		return fmt.Errorf("--checkpoint-steps %d, --checkpoint-minutes %g: must be 0 (never) or more", c.CheckpointSteps, c.CheckpointMinutes)
 	case c.Out == "":
 		return errors.New("--out: give a directory for the run")
 	}
+	if _, err := c.lrSteps(); err != nil {
+		return err
+	}
 	return nil
+}
+
+// lrSteps parses LRSteps: increasing epochs, from 1.
+func (c Config) lrSteps() ([]int, error) {
+	if strings.TrimSpace(c.LRSteps) == "" {
+		return nil, nil
+	}
+	var out []int
+	for _, f := range strings.Split(c.LRSteps, ",") {
+		e, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || e < 1 || (len(out) > 0 && e <= out[len(out)-1]) {
+			return nil, fmt.Errorf("--lr-steps %q: give increasing epochs from 1, separated by commas (30,60,80)", c.LRSteps)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// Schedule returns the schedule's state after an epoch: st as it stood,
+// the epoch's validation top-1 error val. It never sees a test error. The
+// rate is divided by 10 after each of LRSteps' epochs when given, else
+// when val has not fallen LRMargin below the best so far for Patience
+// epochs, at most LRDrops times; with EarlyStop, a stall after the last
+// division ends the run (Stopped). note, when not empty, says what
+// changed.
+func (c Config) Schedule(st State, epoch int, val float64) (next State, note string) {
+	next = st
+	steps, _ := c.lrSteps()
+	better := val < st.Best-c.LRMargin
+	if better {
+		next.Best, next.Stale = val, 0
+	}
+	if steps != nil {
+		for _, e := range steps {
+			if e == epoch {
+				next.LR /= 10
+				next.Drops++
+				note = fmt.Sprintf("epoch %d is in --lr-steps: learning rate now %g", epoch, next.LR)
+			}
+		}
+		return next, note
+	}
+	if better {
+		return next, ""
+	}
+	if next.Stale++; next.Stale < c.Patience {
+		return next, ""
+	}
+	next.Stale = 0
+	if c.LRDrops > 0 && next.Drops >= c.LRDrops {
+		if c.EarlyStop {
+			next.Stopped = true
+			return next, fmt.Sprintf("validation error did not improve by %g points for %d epoch(s) with the rate divided %d times: stopping early (--early-stop)", 100*c.LRMargin, c.Patience, next.Drops)
+		}
+		return next, ""
+	}
+	next.LR /= 10
+	next.Drops++
+	return next, fmt.Sprintf("validation error did not improve by %g points for %d epoch(s): learning rate now %g", 100*c.LRMargin, c.Patience, next.LR)
 }
 
 // Metrics is one line of metrics.jsonl: one epoch.
@@ -186,16 +281,17 @@ func Resume(ctx context.Context, dir string, o ResumeOptions, log io.Writer) ([]
 
 // trainer is one run in progress.
 type trainer struct {
-	c      Config
-	net    *model.Net
-	r      *parallel.Runner
-	tl, vl data.Batcher
-	pre    model.Preprocess
-	log    io.Writer
-	prog   *progress
-	st     State
-	saved  time.Time // when the last checkpoint was written
-	kept   string    // what the last checkpoint on disk holds, for messages
+	c          Config
+	net        *model.Net
+	r          *parallel.Runner
+	tl, vl, ts data.Batcher // training, validation, test (nil: none)
+	valSet     string       // what vl scores: open.HeldOut, …
+	pre        model.Preprocess
+	log        io.Writer
+	prog       *progress
+	st         State
+	saved      time.Time // when the last checkpoint was written
+	kept       string    // what the last checkpoint on disk holds, for messages
 }
 
 func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, error) {
@@ -210,6 +306,9 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 	switch {
 	case !resume:
 		c.DataFingerprint = ds.Fingerprint
+		if c.ValSplit == open.NoValSplit && ds.ValSet == open.TestSet {
+			return nil, fmt.Errorf("--val-split %d: a new run holds images out to validate on; the test set decides nothing", c.ValSplit)
+		}
 	case c.DataFingerprint != "" && c.DataFingerprint != ds.Fingerprint:
 		return nil, fmt.Errorf("--resume %s: the data at %s is not the data the run was trained on (fingerprint %s, the run's %s): give the run's data with --data DIR", c.Out, c.Data, ds.Fingerprint, c.DataFingerprint)
 	case c.DataFingerprint == "":
@@ -226,7 +325,7 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 		return nil, err
 	}
 	defer devs.Close()
-	t := &trainer{c: c, net: net, log: log, prog: newProgress(log), pre: ds.Pre, tl: ds.Train, vl: ds.Val}
+	t := &trainer{c: c, net: net, log: log, prog: newProgress(log), pre: ds.Pre, tl: ds.Train, vl: ds.Val, ts: ds.Test, valSet: ds.ValSet}
 	if t.tl.Batches() == 0 {
 		return nil, fmt.Errorf("--batch %d: larger than the %d training images", c.Batch, ds.TrainN)
 	}
@@ -242,6 +341,9 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 		if ok {
 			t.st, w, mom = st, cw, cv
 			t.kept = fmt.Sprintf("the last good checkpoint (step %d) is kept in %s", st.Step, c.Out)
+		}
+		if t.st.Stopped {
+			return nil, fmt.Errorf("--resume %s: the run stopped early at epoch %d (--early-stop): the validation error had stopped improving", c.Out, t.st.Epoch-1)
 		}
 		if done := t.st.Epoch - 1; done >= c.Epochs {
 			return nil, fmt.Errorf("--resume %s: the run has finished its %d epochs; to train it further give --epochs N with N > %d", c.Out, done, done)
@@ -278,7 +380,7 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 		fmt.Fprintf(log, "resuming at epoch %d, batch %d of %d (step %d)\n", t.st.Epoch, t.st.Batch, t.tl.Batches(), t.st.Step)
 	}
 	t.saved = time.Now()
-	for t.st.Epoch <= c.Epochs {
+	for t.st.Epoch <= c.Epochs && !t.st.Stopped {
 		if err := t.epoch(ctx); err != nil {
 			if ctx.Err() != nil {
 				if err := saveCheckpoint(c.Out, net, t.r, t.st); err != nil {
@@ -342,18 +444,27 @@ func (t *trainer) epoch(ctx context.Context) error {
 	m := Metrics{Epoch: st.Epoch, LR: st.LR, TrainLoss: st.Loss / float64(st.Seen), TrainTop1Err: float64(st.Wrong) / float64(st.Seen),
 		ValLoss: v.Loss, ValTop1Err: v.Top1Err, ValTop5Err: v.Top5Err, Seconds: st.Seconds, TransferBytes: st.Moved,
 		ImagesPerS: float64(st.Seen) / st.Seconds, LoaderPerS: t.tl.Stats().Rate()}
-	fmt.Fprintf(t.log, "epoch %d/%d lr %g: train loss %.4f err %.2f%%, val loss %.4f top-1 %.2f%% top-5 %.2f%%, %.0f img/s, %.1f s, %s moved\n",
-		m.Epoch, c.Epochs, m.LR, m.TrainLoss, 100*m.TrainTop1Err, m.ValLoss, 100*m.ValTop1Err, 100*m.ValTop5Err, m.ImagesPerS, m.Seconds, model.Bytes(m.TransferBytes))
+	test := ""
+	if t.valSet != open.TestSet { // runs from before the split validated on the test set and record no val_set
+		m.ValSet = t.valSet
+	}
+	if t.ts != nil {
+		s, err := Evaluate(ctx, t.r, t.ts)
+		if err != nil {
+			return err
+		}
+		m.TestLoss, m.TestTop1Err, m.TestTop5Err = &s.Loss, &s.Top1Err, &s.Top5Err
+		test = fmt.Sprintf("; test loss %.4f top-1 %.2f%% top-5 %.2f%%", s.Loss, 100*s.Top1Err, 100*s.Top5Err)
+	}
+	fmt.Fprintf(t.log, "epoch %d/%d lr %g: train loss %.4f err %.2f%%, val loss %.4f top-1 %.2f%% top-5 %.2f%%%s, %.0f img/s, %.1f s, %s moved\n",
+		m.Epoch, c.Epochs, m.LR, m.TrainLoss, 100*m.TrainTop1Err, m.ValLoss, 100*m.ValTop1Err, 100*m.ValTop5Err, test, m.ImagesPerS, m.Seconds, model.Bytes(m.TransferBytes))
 
-	// The next epoch's state, with the rate divided by 10 when the
-	// validation error stopped improving (§5).
-	next := State{Epoch: st.Epoch + 1, Step: st.Step, LR: st.LR, Best: st.Best, Stale: st.Stale, History: append(st.History, m)}
-	if m.ValTop1Err < next.Best {
-		next.Best, next.Stale = m.ValTop1Err, 0
-	} else if next.Stale++; next.Stale >= c.Patience {
-		next.LR /= 10
-		next.Stale = 0
-		fmt.Fprintf(t.log, "validation error did not improve for %d epoch(s): learning rate now %g\n", c.Patience, next.LR)
+	// The next epoch's state, the schedule stepped on the validation
+	// error alone (§5).
+	next, note := c.Schedule(State{Epoch: st.Epoch + 1, Step: st.Step, LR: st.LR, Best: st.Best, Stale: st.Stale, Drops: st.Drops,
+		History: append(st.History, m)}, m.Epoch, m.ValTop1Err)
+	if note != "" {
+		fmt.Fprintln(t.log, note)
 	}
 	*st = next
 	// The checkpoint first: metrics.jsonl and the weights are rewritten
@@ -520,6 +631,8 @@ func (c Config) Mismatch(want Config) error {
 		{"data", c.Data, want.Data}, {"limit", c.Limit, want.Limit}, {"val-limit", c.ValLimit, want.ValLimit},
 		{"batch", c.Batch, want.Batch}, {"lr", c.LR, want.LR}, {"momentum", c.Momentum, want.Momentum},
 		{"weight-decay", c.WeightDecay, want.WeightDecay}, {"seed", c.Seed, want.Seed}, {"patience", c.Patience, want.Patience},
+		{"val-split", c.ValSplit, want.ValSplit}, {"lr-margin", c.LRMargin, want.LRMargin}, {"lr-drops", c.LRDrops, want.LRDrops},
+		{"lr-steps", c.LRSteps, want.LRSteps}, {"early-stop", c.EarlyStop, want.EarlyStop},
 		{"tf32", c.TF32, want.TF32},
 	} {
 		if f.got != f.want {
@@ -539,6 +652,14 @@ func ReadConfig(dir string) (Config, error) {
 	}
 	if err := json.Unmarshal(b, &c); err != nil {
 		return c, fmt.Errorf("%s: %s is corrupt: %v", dir, configFile, err)
+	}
+	// Runs from before the held-out split validated on the test set, and
+	// resume as they ran.
+	var keys map[string]json.RawMessage
+	if json.Unmarshal(b, &keys) == nil {
+		if _, ok := keys["val_split"]; !ok {
+			c.ValSplit = open.NoValSplit
+		}
 	}
 	// Runs from before --activation and --pool had the paper's.
 	if c.Activation == "" {
