@@ -43,15 +43,21 @@ func TestCompareQuick(t *testing.T) {
 		t.Errorf("moved bytes: one tower %d, two towers %d", rep.Arms[0].MovedBytes, two.MovedBytes)
 	}
 	m, _ := metrics.Read(filepath.Join(out, "runs", "two_towers-seed2"))
-	if len(m) != 1 || m[0].ValTop1Err != two.Top1[1] {
-		t.Errorf("report's seed-2 error %v, the run's metrics %+v", two.Top1, m)
+	// The report's error is the test set's, which decided nothing; the
+	// best epoch is chosen on validation.
+	if len(m) != 1 || m[0].TestTop1Err == nil || *m[0].TestTop1Err != two.Top1[1] || m[0].ValTop1Err == *m[0].TestTop1Err || two.Scored != "test" {
+		t.Errorf("report's seed-2 error %v (%s), the run's metrics %+v", two.Top1, two.Scored, m)
+	}
+	if two.BestEpoch[1] != 1 || two.BestTop1[1] != two.Top1[1] {
+		t.Errorf("best epoch %v, its test error %v; one epoch: want 1, %v", two.BestEpoch, two.BestTop1, two.Top1)
 	}
 	mean := (two.Top1[0] + two.Top1[1]) / 2
 	if math.Abs(two.Top1Mean-mean) > 1e-12 || math.Abs(rep.Delta[0]-100*(two.Top1Mean-rep.Arms[0].Top1Mean)) > 1e-9 {
 		t.Errorf("mean %v (want %v), delta %v", two.Top1Mean, mean, rep.Delta)
 	}
 	md, _ := os.ReadFile(filepath.Join(out, "report.md"))
-	for _, want := range []string{"| one tower | alexnet-small-1gpu | cpu | 638,826 |", "The paper (§3.2): -1.7 / -1.2", "errors.png"} {
+	for _, want := range []string{"| one tower | alexnet-small-1gpu | cpu | 638,826 |", "The paper (§3.2): -1.7 / -1.2", "errors.png",
+		"validation: the last tenth of the training images (at most 5,000) held out", "on the first 200 test images", "best epoch"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report.md lacks %q:\n%s", want, md)
 		}

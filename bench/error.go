@@ -45,14 +45,26 @@ type CompareOptions struct {
 
 // ArmResult is one arm's numbers over its seeds. Errors are fractions.
 type ArmResult struct {
-	Name        string    `json:"name"`
-	Net         string    `json:"net"`
-	GPUs        string    `json:"gpus"`
-	Params      int       `json:"params"`
-	Seeds       []uint64  `json:"seeds"`
-	Top1        []float64 `json:"top1_err"` // the last epoch's test error, per seed
-	Top5        []float64 `json:"top5_err"`
-	Seconds     []float64 `json:"train_seconds"` // training time, per seed
+	Name   string    `json:"name"`
+	Net    string    `json:"net"`
+	GPUs   string    `json:"gpus"`
+	Params int       `json:"params"`
+	Seeds  []uint64  `json:"seeds"`
+	Top1   []float64 `json:"top1_err"` // the last epoch's test error, per seed
+	Top5   []float64 `json:"top5_err"`
+	// Scored names the images Top1 and Top5 are errors on: "test" (never
+	// used for a decision), "test (as val)" for runs from before the
+	// held-out split, whose test set drove the schedule, or "val"
+	// (prepared data).
+	Scored string `json:"scored"`
+	// BestEpoch is the epoch with the lowest validation error, per seed,
+	// chosen on validation alone; BestTop1 is its test error.
+	BestEpoch   []int     `json:"best_epoch"`
+	BestTop1    []float64 `json:"best_top1_err"`
+	BestMean    float64   `json:"best_top1_mean"`
+	BestStd     float64   `json:"best_top1_std"`
+	TrainTop1   []float64 `json:"train_top1_err"` // the last epoch's training error, per seed: underfitting shows as train ≈ test
+	Seconds     []float64 `json:"train_seconds"`  // training time, per seed
 	MovedBytes  int64     `json:"moved_bytes_per_epoch"`
 	Top1Mean    float64   `json:"top1_mean"`
 	Top1Std     float64   `json:"top1_std"`
@@ -87,9 +99,10 @@ func Compare(ctx context.Context, o CompareOptions, log io.Writer) (*Report, err
 		return nil, fmt.Errorf("bench: --out %s: %v", o.Out, err)
 	}
 	rep := &Report{Title: o.Title, Config: o.Base, Paper: o.Paper, Source: o.PaperSource, Dir: o.Out}
-	var runs []plot.Run
+	var arms []plot.Arm
 	for _, arm := range o.Arms {
 		res := ArmResult{Name: arm.Name, Net: arm.Net, GPUs: arm.GPUs, Seeds: o.Seeds}
+		group := plot.Arm{Name: arm.Name}
 		for _, seed := range o.Seeds {
 			c := o.Base
 			c.Net, c.GPUs, c.Seed = arm.Net, arm.GPUs, seed
@@ -103,8 +116,19 @@ func Compare(ctx context.Context, o CompareOptions, log io.Writer) (*Report, err
 				return nil, fmt.Errorf("bench: %s seed %d: %w", arm.Name, seed, err)
 			}
 			last := ms[len(ms)-1]
-			res.Top1 = append(res.Top1, last.ValTop1Err)
-			res.Top5 = append(res.Top5, last.ValTop5Err)
+			top1, top5, _, scored := last.Reported()
+			res.Top1 = append(res.Top1, top1)
+			res.Top5 = append(res.Top5, top5)
+			res.TrainTop1 = append(res.TrainTop1, last.TrainTop1Err)
+			if res.Scored == "" || res.Scored == scored {
+				res.Scored = scored
+			} else {
+				res.Scored = "mixed: " + res.Scored + ", " + scored
+			}
+			best := ms[metrics.Best(ms)]
+			bt1, _, _, _ := best.Reported()
+			res.BestEpoch = append(res.BestEpoch, best.Epoch)
+			res.BestTop1 = append(res.BestTop1, bt1)
 			secs, to25 := 0.0, 0
 			for _, m := range ms {
 				secs += m.Seconds
@@ -125,16 +149,18 @@ func Compare(ctx context.Context, o CompareOptions, log io.Writer) (*Report, err
 				return nil, err
 			}
 			r.Name = fmt.Sprintf("%s seed %d", arm.Name, seed)
-			runs = append(runs, r)
+			group.Runs = append(group.Runs, r)
 		}
+		arms = append(arms, group)
 		res.Top1Mean, res.Top1Std = meanStd(res.Top1)
 		res.Top5Mean, res.Top5Std = meanStd(res.Top5)
+		res.BestMean, res.BestStd = meanStd(res.BestTop1)
 		res.SecondsMean, _ = meanStd(res.Seconds)
 		rep.Arms = append(rep.Arms, res)
 	}
 	first, last := rep.Arms[0], rep.Arms[len(rep.Arms)-1]
 	rep.Delta = [2]float64{100 * (last.Top1Mean - first.Top1Mean), 100 * (last.Top5Mean - first.Top5Mean)}
-	if err := plot.Curves(filepath.Join(o.Out, "errors.png"), runs); err != nil {
+	if err := plot.ArmCurves(filepath.Join(o.Out, "errors.png"), arms); err != nil {
 		return nil, err
 	}
 	rep.Figures = []string{"errors.png"}
@@ -221,21 +247,45 @@ func (r *Report) Markdown() string {
 	var b strings.Builder
 	c := r.Config
 	fmt.Fprintf(&b, "## %s\n\n", r.Title)
+	scored := r.Arms[0].Scored
+	for _, a := range r.Arms[1:] {
+		if a.Scored != scored {
+			scored = "mixed"
+		}
+	}
 	test := "the full test set"
+	switch {
+	case scored == "val":
+		test = "the val split (prepared data has no test set: the val split also drove the schedule)"
+	case scored == "test (as val)":
+		test = "the test set, which in these runs (from before the held-out split) also drove the schedule"
+	case scored != "test":
+		test = "mixed sets (" + scored + "): runs from before and after the held-out split"
+	}
 	if c.ValLimit > 0 {
-		test = "the first " + model.Commas(c.ValLimit) + " test images"
+		if scored == "test" {
+			test = "the first " + model.Commas(c.ValLimit) + " test images"
+		} else {
+			test += "; its first " + model.Commas(c.ValLimit) + " images"
+		}
 	}
 	train := "all training images"
 	if c.Limit > 0 {
 		train = "first " + limitString(c.Limit) + " training images"
 	}
-	fmt.Fprintf(&b, "Data %s (%s), %d epochs, batch %d, lr %g (÷10 when the validation error has not improved for %d epoch(s)), momentum %g, weight decay %g; seeds %s. Test error is the last epoch's, on %s; mean ± sample std over seeds, [min, max].\n\n",
-		c.Data, train, c.Epochs, c.Batch, c.LR, c.Patience, c.Momentum, c.WeightDecay, seedList(r.Arms[0].Seeds), test)
-	b.WriteString("| arm | net | placement | params | top-1 err % | top-5 err % | epochs to 25% train err | train s | moved / epoch |\n|---|---|---|---|---|---|---|---|---|\n")
+	val := "the last " + heldOutString(c.ValSplit) + " held out"
+	if c.ValSplit < 0 {
+		val = "the test set (runs from before the held-out split)"
+	}
+	fmt.Fprintf(&b, "Data %s (%s; validation: %s), %d epochs, batch %d, lr %g (%s), momentum %g, weight decay %g; seeds %s. "+
+		"Test error is the last epoch's, on %s; \"best epoch\" is the epoch with the lowest validation error, chosen on validation alone, and its test error. Mean ± sample std over seeds, [min, max].\n\n",
+		c.Data, train, val, c.Epochs, c.Batch, c.LR, scheduleString(c), c.Momentum, c.WeightDecay, seedList(r.Arms[0].Seeds), test)
+	b.WriteString("| arm | net | placement | params | top-1 err % | top-5 err % | best epoch: top-1 err % | train top-1 err % | epochs to 25% train err | train s | moved / epoch |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, a := range r.Arms {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.2f ± %.2f [%.2f, %.2f] | %.2f ± %.2f | %s | %.0f | %s |\n",
+		tm, _ := meanStd(a.TrainTop1)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.2f ± %.2f [%.2f, %.2f] | %.2f ± %.2f | %s: %.2f ± %.2f | %.2f | %s | %.0f | %s |\n",
 			a.Name, a.Net, a.GPUs, model.Commas(a.Params), 100*a.Top1Mean, 100*a.Top1Std, 100*minOf(a.Top1), 100*maxOf(a.Top1),
-			100*a.Top5Mean, 100*a.Top5Std, intList(a.EpochsTo25), a.SecondsMean, model.Bytes(a.MovedBytes))
+			100*a.Top5Mean, 100*a.Top5Std, intList(a.BestEpoch), 100*a.BestMean, 100*a.BestStd, 100*tm, intList(a.EpochsTo25), a.SecondsMean, model.Bytes(a.MovedBytes))
 	}
 	fmt.Fprintf(&b, "\n%s − %s: top-1 %+.2f points, top-5 %+.2f points.", r.Arms[len(r.Arms)-1].Name, r.Arms[0].Name, r.Delta[0], r.Delta[1])
 	if r.Paper != [2]float64{} {
@@ -247,6 +297,29 @@ func (r *Report) Markdown() string {
 		fmt.Fprintf(&b, "\n![%s](%s)\n", r.Title, f)
 	}
 	return b.String()
+}
+
+// scheduleString says how c's rate falls.
+func scheduleString(c train.Config) string {
+	if c.LRSteps != "" {
+		return "÷10 after epochs " + c.LRSteps
+	}
+	s := fmt.Sprintf("÷10 when the validation error has not fallen %g points below its best for %d epoch(s)", 100*c.LRMargin, c.Patience)
+	if c.LRDrops > 0 {
+		s += fmt.Sprintf(", at most %d times", c.LRDrops)
+	}
+	if c.EarlyStop {
+		s += ", then stop"
+	}
+	return s
+}
+
+// heldOutString is --val-split's size in words.
+func heldOutString(n int) string {
+	if n == 0 {
+		return "tenth of the training images (at most 5,000)"
+	}
+	return model.Commas(n) + " training images"
 }
 
 func limitString(n int) string {

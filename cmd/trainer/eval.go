@@ -109,8 +109,8 @@ func evalCmd(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(evalResult{Net: t.Net.Name, Data: dir, Split: sc.Split, Weights: t.Path, Images: s.Images, Loss: s.Loss, Top1Err: s.Top1Err, Top5Err: s.Top5Err})
 	}
-	fmt.Printf("%s on %s: %d images, loss %.4f, top-1 error %.2f%%, top-5 error %.2f%%\n",
-		t.Net.Name, dir, s.Images, s.Loss, 100*s.Top1Err, 100*s.Top5Err)
+	fmt.Printf("%s on %s, %s split: %d images, loss %.4f, top-1 error %.2f%%, top-5 error %.2f%%\n",
+		t.Net.Name, dir, sc.Split, s.Images, s.Loss, 100*s.Top1Err, 100*s.Top5Err)
 	return nil
 }
 

@@ -121,8 +121,8 @@ func TestEvalMatchesRunner(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("eval --json: %v\n%s", err, out)
 	}
-	if got.Net != "alexnet-small" || got.Data != f.data || got.Images != f.test.N {
-		t.Errorf("eval --json: net %q, data %q, %d images; want alexnet-small, %s, %d", got.Net, got.Data, got.Images, f.data, f.test.N)
+	if got.Net != "alexnet-small" || got.Data != f.data || got.Images != f.test.N || got.Split != "test" {
+		t.Errorf("eval --json: net %q, data %q, %d images of the %q split; want alexnet-small, %s, %d of test", got.Net, got.Data, got.Images, got.Split, f.data, f.test.N)
 	}
 	if got.Top1Err != float64(want.Top1)/n || got.Top5Err != float64(want.Top5)/n {
 		t.Errorf("eval: top-1 error %g, top-5 error %g; the runner on the rendered images: %g, %g",
@@ -139,7 +139,7 @@ func TestEvalMatchesRunner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	line := fmt.Sprintf("alexnet-small on %s: %d images, loss %.4f, top-1 error %.2f%%, top-5 error %.2f%%\n",
+	line := fmt.Sprintf("alexnet-small on %s, test split: %d images, loss %.4f, top-1 error %.2f%%, top-5 error %.2f%%\n",
 		f.data, f.test.N, want.Loss, 100*float64(want.Top1)/n, 100*float64(want.Top5)/n)
 	if out != line {
 		t.Errorf("eval printed\n%q\nwant\n%q", out, line)
