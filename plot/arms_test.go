@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"gonum.org/v1/plot/plotutil"
+
 	"github.com/alexnet-go/trainer/metrics"
 )
 
@@ -82,4 +84,40 @@ func TestArmCurves(t *testing.T) {
 	if err := ArmCurves(filepath.Join(t.TempDir(), "x.png"), []Arm{{Name: "empty"}}); err == nil {
 		t.Error("an arm without runs: no error")
 	}
+}
+
+// A run that scored a test set apart from validation shows it: its test
+// curve adds its colour's pixels.
+func TestCurvesTest(t *testing.T) {
+	arm := armRuns("x", 0.1, []float64{0})
+	with := arm.Runs[0]
+	without := Run{Epochs: append([]metrics.Epoch(nil), with.Epochs...)}
+	for i := range without.Epochs {
+		without.Epochs[i].TestTop1Err = nil
+	}
+	count := func(r Run) int {
+		img, err := CurvesImage([]Run{r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := plotutilDark0()
+		n := 0
+		for y := 0; y < img.Bounds().Dy(); y++ {
+			for x := 0; x < img.Bounds().Dx(); x++ {
+				r, g, b, _ := img.At(x, y).RGBA()
+				if uint8(r>>8) == want.R && uint8(g>>8) == want.G && uint8(b>>8) == want.B {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	if a, b := count(with), count(without); a < b+100 {
+		t.Errorf("%d pixels of the run's colour with a test curve, %d without: no test curve drawn", a, b)
+	}
+}
+
+func plotutilDark0() color.RGBA {
+	r, g, b, _ := plotutil.DarkColors[0].RGBA()
+	return color.RGBA{uint8(r >> 8), uint8(g >> 8), uint8(b >> 8), 0xff}
 }

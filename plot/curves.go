@@ -29,12 +29,14 @@ var (
 	sans     = font.Font{Typeface: "Liberation", Variant: "Sans"}
 	dashed   = []vg.Length{vg.Points(6), vg.Points(3)}
 	dotted   = []vg.Length{vg.Points(1), vg.Points(2.5)}
+	dashDot  = []vg.Length{vg.Points(8), vg.Points(2.5), vg.Points(1.5), vg.Points(2.5)}
 	keyColor = color.Gray{0x40}
 )
 
 // Curves draws the top-1 error in percent against the epoch for every run on
 // one 800×500 PNG chart at out: validation solid, training dashed, validation
-// top-5 dotted (when any run reports one above zero), one colour per run, and
+// top-5 dotted (when any run reports one above zero), test dash-dotted (when
+// any run scored a test set apart from validation), one colour per run, and
 // a legend naming the runs and the three line styles, in the top right
 // corner above the highest point (the error axis starts at 0 and leaves it
 // room). Epoch ticks are whole epochs. out must end in .png
@@ -55,13 +57,15 @@ func CurvesImage(runs []Run) (image.Image, error) {
 	if len(runs) == 0 {
 		return nil, errors.New("plot: no runs to draw")
 	}
-	top5 := false
+	top5, test, split := false, false, false
 	for i, r := range runs {
 		if len(r.Epochs) == 0 {
 			return nil, fmt.Errorf("plot: run %q has no epochs", runName(r, i))
 		}
 		for _, e := range r.Epochs {
 			top5 = top5 || e.ValTop5Err > 0
+			test = test || e.TestTop1Err != nil
+			split = split || e.ValSet != ""
 		}
 	}
 
@@ -117,6 +121,22 @@ func CurvesImage(runs []Run) (image.Image, error) {
 			tp.GlyphStyle.Color, tp.GlyphStyle.Radius, tp.GlyphStyle.Shape = c, vg.Points(2.5), draw.RingGlyph{}
 			p.Add(tp)
 		}
+		if test {
+			var ts plotter.XYs
+			for _, e := range r.Epochs {
+				if e.TestTop1Err != nil {
+					ts = append(ts, plotter.XY{X: float64(e.Epoch), Y: 100 * *e.TestTop1Err})
+				}
+			}
+			if len(ts) > 0 {
+				lts, err := plotter.NewLine(ts)
+				if err != nil {
+					return nil, fmt.Errorf("plot: run %q: %v", runName(r, i), err)
+				}
+				lts.LineStyle.Color, lts.LineStyle.Width, lts.LineStyle.Dashes = c, vg.Points(1.5), dashDot
+				p.Add(lts)
+			}
+		}
 		if top5 {
 			l5, err := plotter.NewLine(val5)
 			if err != nil {
@@ -133,6 +153,16 @@ func CurvesImage(runs []Run) (image.Image, error) {
 		name   string
 		dashes []vg.Length
 	}{{"validation", nil}, {"training", dashed}}
+	if !split {
+		// Runs from before the held-out split validated on the test set.
+		styles[0].name = "validation (the test set)"
+	}
+	if test {
+		styles = append(styles, struct {
+			name   string
+			dashes []vg.Length
+		}{"test", dashDot})
+	}
 	if top5 {
 		styles = append(styles, struct {
 			name   string
