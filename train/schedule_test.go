@@ -3,12 +3,16 @@ package train
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/alexnet-go/trainer/metrics"
+	"github.com/alexnet-go/trainer/model"
 )
 
 // The schedule, epoch by epoch, on given validation errors.
@@ -218,4 +222,25 @@ func TestResumeMidSchedule(t *testing.T) {
 	if len(wa) == 0 || !bytes.Equal(wa, wb) {
 		t.Error("the resumed run's weights differ from the whole run's")
 	}
+	// The best epoch's weights are kept, the same in both.
+	best := whole[metrics.Best(whole)].Epoch
+	for _, dir := range []string{c.Out, d.Out} {
+		_, meta, err := model.ReadSafetensors(filepath.Join(dir, BestWeightsFile))
+		if err != nil || meta["epoch"] != fmt.Sprint(best) {
+			t.Errorf("%s: %v, epoch %q; want the best epoch by validation, %d (val errors %v)", BestWeightsFile, err, meta["epoch"], best, valErrs(whole))
+		}
+	}
+	ba, _ := os.ReadFile(filepath.Join(c.Out, BestWeightsFile))
+	bb, _ := os.ReadFile(filepath.Join(d.Out, BestWeightsFile))
+	if !bytes.Equal(ba, bb) {
+		t.Errorf("the resumed run's %s differs from the whole run's", BestWeightsFile)
+	}
+}
+
+func valErrs(ms []Metrics) []float64 {
+	var v []float64
+	for _, m := range ms {
+		v = append(v, m.ValTop1Err)
+	}
+	return v
 }

@@ -219,6 +219,10 @@ func (c Config) Schedule(st State, epoch int, val float64) (next State, note str
 	return next, fmt.Sprintf("validation error did not improve by %g points for %d epoch(s): learning rate now %g", 100*c.LRMargin, c.Patience, next.LR)
 }
 
+// BestWeightsFile, in a run directory, holds the weights of the epoch with
+// the lowest validation error (metrics.Best), chosen on validation alone.
+const BestWeightsFile = "weights.best.safetensors"
+
 // Metrics is one line of metrics.jsonl: one epoch.
 type Metrics = metrics.Epoch
 
@@ -475,6 +479,20 @@ func (t *trainer) epoch(ctx context.Context) error {
 	if note != "" {
 		fmt.Fprintln(t.log, note)
 	}
+	wts, err := t.r.Weights()
+	if err != nil {
+		return err
+	}
+	meta := t.pre.Metadata()
+	meta["epoch"] = fmt.Sprint(m.Epoch)
+	// The best epoch by validation (the lowest error, the first of
+	// equals) keeps its weights, before the checkpoint: a crash between
+	// the two repeats the epoch, and the write.
+	if metrics.Best(next.History) == len(next.History)-1 {
+		if err := model.WriteSafetensors(filepath.Join(c.Out, BestWeightsFile), wts, meta); err != nil {
+			return err
+		}
+	}
 	*st = next
 	// The checkpoint first: metrics.jsonl and the weights are rewritten
 	// from it, so a crash between the writes loses nothing.
@@ -484,12 +502,6 @@ func (t *trainer) epoch(ctx context.Context) error {
 	if err := writeMetrics(c.Out, st.History); err != nil {
 		return err
 	}
-	wts, err := t.r.Weights()
-	if err != nil {
-		return err
-	}
-	meta := t.pre.Metadata()
-	meta["epoch"] = fmt.Sprint(m.Epoch)
 	return model.WriteSafetensors(filepath.Join(c.Out, weightsFile), wts, meta)
 }
 
