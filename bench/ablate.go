@@ -152,7 +152,7 @@ func shareBaseline(fromRuns, fromArm, toRuns, toArm string, seeds []uint64) erro
 func ablateMarkdown(todo []Ablation, reps []*Report) string {
 	var b strings.Builder
 	b.WriteString("# The paper's ablations\n\n")
-	b.WriteString("Each row trains the variant and the paper's choice on the same data, schedule (the paper's learning rate for both) and seeds; Δ is the paper's choice − the variant, in points of test error (mean over seeds).\n\n")
+	b.WriteString("Each row trains the variant and the paper's choice on the same data, schedule (the paper's learning rate for both) and seeds; Δ is the paper's choice − the variant, in points of test error (the last epoch's, mean over seeds; the schedule decided on held-out training images, never on the test set).\n\n")
 	b.WriteString("| ablation | Δ top-1 | Δ top-5 | epochs to 25% train err (variant; paper's) | the paper |\n|---|---|---|---|---|\n")
 	for i, r := range reps {
 		v, p := r.Arms[0], r.Arms[len(r.Arms)-1]
