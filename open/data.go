@@ -174,7 +174,7 @@ func openPrepared(o DataOptions) (_ *Dataset, err error) {
 	}
 	var src data.CropSource = p.Train
 	if o.Limit > 0 && o.Limit < p.Train.N() {
-		src = limited{p.Train, o.Limit}
+		src = data.Spread(p.Train, o.Limit)
 	}
 	tl, err := data.NewCropLoader(src, data.CropLoaderOptions{Batch: o.Batch, Seed: o.Seed, Shuffle: true, DropLast: true, Augment: preparedAugment(crop, p, true), Mean: p.Mean, Workers: o.Workers})
 	if err != nil {
@@ -182,7 +182,7 @@ func openPrepared(o DataOptions) (_ *Dataset, err error) {
 	}
 	var val data.CropSource = p.Val
 	if o.ValLimit > 0 && o.ValLimit < p.Val.N() {
-		val = limited{p.Val, o.ValLimit}
+		val = data.Spread(p.Val, o.ValLimit)
 	}
 	vl, err := data.NewCropLoader(val, data.CropLoaderOptions{Batch: o.Batch, Seed: o.Seed, Augment: preparedAugment(crop, p, false), Mean: p.Mean, Workers: o.Workers})
 	if err != nil {
@@ -212,14 +212,6 @@ func fingerprint(sets ...*data.Set) string {
 	}
 	return fmt.Sprintf("crc32c:%08x", h.Sum32())
 }
-
-// limited is the first n images of a source (--limit).
-type limited struct {
-	data.CropSource
-	n int
-}
-
-func (l limited) N() int { return l.n }
 
 // Scoring is a data set's held-out images, preprocessed as training's
 // validation was, for eval.

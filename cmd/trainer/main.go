@@ -75,7 +75,7 @@ func newApp() *cli.App {
 		&cli.Float64Flag{Name: "momentum", Value: d.Momentum, Usage: "SGD momentum"},
 		&cli.Float64Flag{Name: "weight-decay", Value: d.WeightDecay, Usage: "weight decay on the weights"},
 		&cli.Uint64Flag{Name: "seed", Value: d.Seed, Usage: "seed of the init, the data order, the augmentation and dropout"},
-		&cli.IntFlag{Name: "limit", Usage: "use only the first N training images (0: all)"},
+		&cli.IntFlag{Name: "limit", Usage: "use only N training images (0: all): the first N of an in-memory set, N spread evenly over prepared data (stored in class order), the same N always the same images"},
 		&cli.IntFlag{Name: "val-limit", Usage: "validate on only the first N test images (0: all)"},
 		&cli.IntFlag{Name: "patience", Value: d.Patience, Usage: "epochs without a better validation error before the rate is divided by 10"},
 		&cli.StringFlag{Name: "lrn", Value: d.LRN, Usage: "LRN α convention: paper (α on the sum) or caffe (α/n, as cuda-convnet2, Caffe, PyTorch); none: no LRN layers (§3.3's ablation)"},
