@@ -253,7 +253,7 @@ func openPrepared(o DataOptions) (_ *Dataset, err error) {
 	}
 	var src data.CropSource = p.Train
 	if o.Limit > 0 && o.Limit < p.Train.N() {
-		src = limited{p.Train, o.Limit}
+		src = data.Spread(p.Train, o.Limit)
 	}
 	tl, err := data.NewCropLoader(src, data.CropLoaderOptions{Batch: o.Batch, Seed: o.Seed, Shuffle: true, DropLast: true, Augment: preparedAugment(crop, p, true), Mean: p.Mean, Workers: o.Workers})
 	if err != nil {
@@ -261,7 +261,7 @@ func openPrepared(o DataOptions) (_ *Dataset, err error) {
 	}
 	var val data.CropSource = p.Val
 	if o.ValLimit > 0 && o.ValLimit < p.Val.N() {
-		val = limited{p.Val, o.ValLimit}
+		val = data.Spread(p.Val, o.ValLimit)
 	}
 	vl, err := data.NewCropLoader(val, data.CropLoaderOptions{Batch: o.Batch, Seed: o.Seed, Augment: preparedAugment(crop, p, false), Mean: p.Mean, Workers: o.Workers})
 	if err != nil {
@@ -291,14 +291,6 @@ func fingerprint(sets ...*data.Set) string {
 	}
 	return fmt.Sprintf("crc32c:%08x", h.Sum32())
 }
-
-// limited is the first n images of a source (--limit).
-type limited struct {
-	data.CropSource
-	n int
-}
-
-func (l limited) N() int { return l.n }
 
 // Scoring is a data set's held-out images, preprocessed as training's
 // validation was, for eval.
@@ -345,7 +337,11 @@ func ScoringData(t *Trained, dir string, batch int, tenCrop bool) (*Scoring, err
 	if kindOf(dir) == preparedData {
 		return nil, fmt.Errorf("--data %s: prepared data, but --weights %s were trained on an in-memory set of %d×%d×%d images: give that data set's directory", dir, t.Path, pre.C, pre.ImageH, pre.ImageW)
 	}
-	_, test, err := loadSmall(dir)
+	load := data.LoadIDXTest
+	if kindOf(dir) == cifarData {
+		load = data.LoadCIFARTest
+	}
+	test, err := load(dir)
 	if err != nil {
 		return nil, err
 	}

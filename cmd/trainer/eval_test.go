@@ -88,11 +88,22 @@ func (f *evalFixture) direct(t *testing.T, idx []int, labels bool) parallel.Resu
 		t.Fatal(err)
 	}
 	defer r.Close()
-	a := data.Augment{Size: 32, Pad: 2}
+	// Written out here rather than with data.Augment, which eval and
+	// predict use: the 28×28 image sits at rows and columns 2..29 of the
+	// 32×32 canvas, zeros around it, and the mean image is subtracted.
 	per := 32 * 32
 	b := parallel.Batch{N: len(idx), Images: make([]float32, len(idx)*per)}
 	for j, i := range idx {
-		a.Render(b.Images[j*per:(j+1)*per], f.test, i, a.Centre(28, 28), f.pre.Mean)
+		img, dst := f.test.Image(i), b.Images[j*per:(j+1)*per]
+		for y := range 32 {
+			for x := range 32 {
+				var v float32
+				if y >= 2 && y < 30 && x >= 2 && x < 30 {
+					v = float32(img[(y-2)*28+x-2])
+				}
+				dst[y*32+x] = v - f.pre.Mean[y*32+x]
+			}
+		}
 		if labels {
 			b.Labels = append(b.Labels, float32(f.test.Labels[i]))
 		}

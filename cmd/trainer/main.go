@@ -76,7 +76,7 @@ func newApp() *cli.App {
 		&cli.Float64Flag{Name: "weight-decay", Value: d.WeightDecay, Usage: "weight decay on the weights"},
 		&cli.Uint64Flag{Name: "seed", Value: d.Seed, Usage: "seed of the init, the data order, the augmentation and dropout"},
 		&cli.IntFlag{Name: "val-split", Value: d.ValSplit, Usage: "hold the last N training images out to validate on, for every decision (0: a tenth, at most 5,000); the test set is scored for the record only (prepared data validates on its val split)"},
-		&cli.IntFlag{Name: "limit", Usage: "use only the first N training images left after --val-split (0: all)"},
+		&cli.IntFlag{Name: "limit", Usage: "use only N of the training images left after --val-split (0: all): the first N of an in-memory set, N spread evenly over prepared data (stored in class order), the same N always the same images"},
 		&cli.IntFlag{Name: "val-limit", Usage: "validate and test on only the first N images of each (0: all)"},
 		&cli.IntFlag{Name: "patience", Value: d.Patience, Usage: "epochs without a validation error --lr-margin below the best before the rate is divided by 10"},
 		&cli.Float64Flag{Name: "lr-margin", Value: d.LRMargin, Usage: "how far below the best the validation top-1 error must fall to count as better, a fraction (0.001: 0.1 points)"},

@@ -31,7 +31,7 @@ Interrupted (Ctrl-C), the shards written so far are kept: rerun the same command
 resume. The source is only read.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "src", Required: true, Usage: "the source image folder, `DIR`/train/<class>/*.jpg"},
-			&cli.StringFlag{Name: "out", Required: true, Usage: "the output `DIR` (created; not inside --src)"},
+			&cli.StringFlag{Name: "out", Required: true, Usage: "the output `DIR`: new or empty, or an earlier prepare's to resume it; not inside --src"},
 			&cli.IntFlag{Name: "workers", Usage: "images decoded in parallel (0: one per core)"},
 			&cli.IntFlag{Name: "size", Value: 256, Usage: "side of the stored images, in pixels"},
 		},

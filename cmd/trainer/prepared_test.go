@@ -7,11 +7,15 @@ import (
 	"image/color"
 	"image/jpeg"
 	"image/png"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/alexnet-go/trainer/data"
+	"github.com/alexnet-go/trainer/model"
 )
 
 // writeFolder writes an ImageNet-style source: train/<class>/ and
@@ -119,6 +123,50 @@ func TestPreparedAlexNet(t *testing.T) {
 	}
 	if p := preds[0].Top; p[0].Prob+p[1].Prob < 0.999 || p[0].Prob < p[1].Prob || (p[0].Class != "n01" && p[0].Class != "n02") {
 		t.Errorf("predict: %+v", p)
+	}
+	// The probabilities are the net's on the stored val image (the last of
+	// the four: n01/0, n01/1, n02/0, n02/1), its centre 227×227 crop minus
+	// the mean image at the source position, written out here and run
+	// through trainer forward.
+	pd, err := data.OpenPrepared(prep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pd.Close()
+	img := make([]uint8, 3*256*256)
+	if err := pd.Val.Read(3, img); err != nil || pd.Val.Label(3) != 1 {
+		t.Fatalf("val image 3: %v, label %d", err, pd.Val.Label(3))
+	}
+	const crop, off = 227, (256 - 227) / 2
+	in := make([]float32, 3*crop*crop)
+	for c := range 3 {
+		for y := range crop {
+			for x := range crop {
+				src := (c*256+y+off)*256 + x + off
+				in[(c*crop+y)*crop+x] = float32(img[src]) - pd.Mean[src]
+			}
+		}
+	}
+	inPath, outPath := filepath.Join(dir, "in.safetensors"), filepath.Join(dir, "out.safetensors")
+	if err := model.WriteSafetensors(inPath, map[string]model.Tensor{"input": {Shape: []int{1, 3, crop, crop}, Data: in}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := trainerCmd("forward", "--net", "alexnet", "--weights", filepath.Join(run, "weights.safetensors"),
+		"--input", inPath, "--output", outPath).CombinedOutput(); err != nil {
+		t.Fatalf("forward: %v\n%s", err, out)
+	}
+	logits, _, err := model.ReadSafetensors(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := logits["logits"].Data
+	m0 := max(l[0], l[1])
+	e0, e1 := math.Exp(float64(l[0]-m0)), math.Exp(float64(l[1]-m0))
+	want := map[string]float64{"n01": e0 / (e0 + e1), "n02": e1 / (e0 + e1)}
+	for _, p := range preds[0].Top {
+		if math.Abs(p.Prob-want[p.Class]) > 1e-4*want[p.Class]+1e-9 { // relative: a trained net is nearly sure
+			t.Errorf("predict: P(%s) = %.7f; the net on the stored val image: %.7f", p.Class, p.Prob, want[p.Class])
+		}
 	}
 	out, _ = trainerCmd("eval", "--weights", filepath.Join(run, "weights.safetensors"), "--data", "/usr/share/datasets/fashion-mnist").CombinedOutput()
 	if !strings.Contains(string(out), "trained on prepared data") {
