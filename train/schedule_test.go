@@ -3,6 +3,7 @@ package train
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/alexnet-go/trainer/metrics"
 	"github.com/alexnet-go/trainer/model"
+	"github.com/alexnet-go/trainer/open"
 )
 
 // The schedule, epoch by epoch, on given validation errors.
@@ -243,4 +245,41 @@ func valErrs(ms []Metrics) []float64 {
 		v = append(v, m.ValTop1Err)
 	}
 	return v
+}
+
+// A run from before the held-out split (its config.json has no val_split,
+// lr_margin or lr_drops) resumes as it ran: validated on the test set,
+// with nothing scored apart, the rate divided on any stall.
+func TestResumeOldRun(t *testing.T) {
+	dir := t.TempDir()
+	writeCIFAR(t, dir, false, nil)
+	c := tinyConfig(t, dir)
+	c.Epochs = 1
+	if _, err := Run(context.Background(), c, new(bytes.Buffer)); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(c.Out, configFile)
+	b, _ := os.ReadFile(path)
+	var keys map[string]any
+	if err := json.Unmarshal(b, &keys); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"val_split", "lr_margin", "lr_drops"} {
+		delete(keys, k)
+	}
+	keys["patience"] = 1
+	b, _ = json.Marshal(keys)
+	os.WriteFile(path, b, 0o644)
+	old, err := ReadConfig(c.Out)
+	if err != nil || old.ValSplit != open.NoValSplit || old.LRMargin != 0 || old.LRDrops != 0 {
+		t.Fatalf("an old config reads as %+v (%v); want val split %d, no margin, no limit on drops", old, err, open.NoValSplit)
+	}
+	var log bytes.Buffer
+	ms, err := Resume(context.Background(), c.Out, ResumeOptions{Epochs: 2}, &log)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if m := ms[1]; m.ValSet != "" || m.TestTop1Err != nil || !strings.Contains(log.String(), "100 training, 20 validation (the test set)") {
+		t.Errorf("the old run's epoch 2: val_set %q, test error %v; want none (its test set validates)\n%s", m.ValSet, m.TestTop1Err, log.String())
+	}
 }
