@@ -76,7 +76,7 @@ func TestPreparedAlexNet(t *testing.T) {
 	if err != nil {
 		t.Fatalf("train: %v\n%s", err, out)
 	}
-	if !strings.Contains(string(out), "prepared: 12 training, 4 validation images of 3×256×256, 2 classes, 227×227 crops") {
+	if !strings.Contains(string(out), "prepared: 12 training, 4 validation images (the val split; no test set) of 3×256×256, 2 classes, 227×227 crops") {
 		t.Errorf("train output does not describe the prepared data:\n%s", out)
 	}
 	m := readMetrics(t, run)
