@@ -52,7 +52,7 @@ type Config struct {
 	ValSplit int `json:"val_split"`
 	Limit    int `json:"limit"`
 	ValLimit int `json:"val_limit"` // validate and test on the first N images of each only (0: all)
-	Patience int `json:"patience"`  // epochs without a better validation error before the rate is divided by 10
+	Patience int `json:"patience"`  // epochs without a validation error LRMargin below the best before the rate is divided by 10
 	// LRMargin is how much the validation top-1 error must fall below the
 	// best so far to count as better (a fraction: 0.001 is 0.1 points).
 	LRMargin float64 `json:"lr_margin"`
