@@ -123,6 +123,11 @@ func Run(ctx context.Context, c Config, log io.Writer) ([]Metrics, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	lk, err := lockRunDir(c.Out, "--out", log)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Close()
 	if err := makeRunDir(c.Out); err != nil {
 		return nil, err
 	}
@@ -156,6 +161,11 @@ func Resume(ctx context.Context, dir string, epochs int, log io.Writer) ([]Metri
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("--resume %s: %s: %v", dir, configFile, err)
 	}
+	lk, err := lockRunDir(dir, "--resume", log)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Close()
 	return run(ctx, c, true, log)
 }
 
