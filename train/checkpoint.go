@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -88,6 +89,11 @@ func writeCheckpoint(dir, netName string, w, v model.Weights, st State) error {
 	}
 	if name := firstNonFinite(v); name != "" {
 		return fmt.Errorf("step %d: the momentum of %s holds NaN or Inf: training diverged; lower --lr (the checkpoint already in %s, if any, is the last good one)", st.Step, name, dir)
+	}
+	for _, m := range st.History {
+		if math.IsNaN(m.TrainLoss+m.ValLoss) || math.IsInf(m.TrainLoss+m.ValLoss, 0) {
+			return fmt.Errorf("epoch %d: train loss %v, validation loss %v: training diverged; lower --lr (the checkpoint already in %s, if any, is the last good one)", m.Epoch, m.TrainLoss, m.ValLoss, dir)
+		}
 	}
 	tensors := map[string]model.Tensor{}
 	for name, t := range w {

@@ -143,6 +143,13 @@ func TestCheckpointChecksum(t *testing.T) {
 	if b, _ := os.ReadFile(cur); !bytes.Equal(b, good) {
 		t.Error("a refused save changed the checkpoint")
 	}
+	// An epoch whose validation loss is NaN (weights finite but huge) is
+	// divergence too, said as such.
+	st := stateAt(6)
+	st.History[0].ValLoss = math.NaN()
+	if err := writeCheckpoint(dir, net.Name, model.Init(net, 6), model.Init(net, 1006), st); err == nil || !strings.Contains(err.Error(), "validation loss NaN: training diverged; lower --lr") {
+		t.Errorf("saving after a NaN validation loss: %v", err)
+	}
 	tensors := map[string]model.Tensor{}
 	for name, x := range w {
 		tensors[name] = x
