@@ -318,7 +318,7 @@ func TestKillAtEverySaveStep(t *testing.T) {
 // Issue #11 item 2: a run directory has one writer. A second run into it,
 // or a resume of it, while its trainer runs is refused naming that
 // trainer's pid; once the trainer is killed the lock is gone with it.
-func TestOneTrainerPerRunDir(t *testing.T) {
+func TestRunDirLockedByOneTrainer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains a run")
 	}
