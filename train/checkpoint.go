@@ -1,6 +1,7 @@
 package train
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
@@ -167,7 +168,7 @@ func readCheckpoint(path string, net *model.Net) (State, model.Weights, model.We
 	if err != nil {
 		return st, nil, nil, fmt.Errorf("corrupt checkpoint %s: %v", path, err)
 	}
-	sumErr := verify(b)
+	sumErr := verify(bytes.NewReader(b))
 	if sumErr != nil && !errors.Is(sumErr, errNoChecksum) {
 		return st, nil, nil, fmt.Errorf("corrupt checkpoint %s: %v", path, sumErr)
 	}
@@ -280,16 +281,24 @@ func encodeChecked(w io.Writer, tensors map[string]model.Tensor, meta map[string
 
 var errNoChecksum = errors.New("no checksum in its metadata")
 
-// verify checks the checksum of the checkpoint file held in b.
-func verify(b []byte) error {
-	if len(b) < 8 {
-		return fmt.Errorf("file of %d bytes is too short for the header", len(b))
+// maxHeader bounds the header verify reads (the safetensors limit).
+const maxHeader = 100 << 20
+
+// verify checks the checksum of the checkpoint file read from r, reading
+// it once, whatever its size, in little memory.
+func verify(r io.Reader) error {
+	var n [8]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return fmt.Errorf("file too short for the header (%v)", err)
 	}
-	hl := binary.LittleEndian.Uint64(b)
-	if hl > uint64(len(b)-8) {
-		return fmt.Errorf("header length %d does not fit the file of %d bytes", hl, len(b))
+	hl := binary.LittleEndian.Uint64(n[:])
+	if hl > maxHeader {
+		return fmt.Errorf("header length %d is more than %d", hl, maxHeader)
 	}
-	header := b[8 : 8+hl]
+	header := make([]byte, hl)
+	if _, err := io.ReadFull(r, header); err != nil {
+		return fmt.Errorf("header length %d does not fit the file (%v)", hl, err)
+	}
 	var h struct {
 		Meta map[string]string `json:"__metadata__"`
 	}
@@ -304,11 +313,15 @@ func verify(b []byte) error {
 	if _, err := hex.DecodeString(sum); err != nil || len(sum) != len(zeroSum) || bytes.Count(header, field) != 1 {
 		return fmt.Errorf("checksum field %q is not 64 hex digits found once in the header", sum)
 	}
-	at := 8 + bytes.Index(header, field) + len(field) - 1 - len(sum) // the digits
+	at := bytes.Index(header, field) + len(field) - 1 - len(sum) // the digits
 	d := sha256.New()
-	d.Write(b[:at])
+	d.Write(n[:])
+	d.Write(header[:at])
 	d.Write([]byte(zeroSum))
-	d.Write(b[at+len(sum):])
+	d.Write(header[at+len(sum):])
+	if _, err := io.Copy(d, r); err != nil {
+		return err
+	}
 	if got := hex.EncodeToString(d.Sum(nil)); got != sum {
 		return fmt.Errorf("checksum mismatch: the file changed after it was written (its bytes hash to %s…, its header says %s…)", got[:12], sum[:12])
 	}
@@ -317,9 +330,10 @@ func verify(b []byte) error {
 
 // verifyFile checks the checksum of the checkpoint file at path.
 func verifyFile(path string) error {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
-	return verify(b)
+	defer f.Close()
+	return verify(bufio.NewReaderSize(f, 1<<20))
 }

@@ -123,11 +123,11 @@ func TestCheckpointChecksum(t *testing.T) {
 	for _, i := range at {
 		b := bytes.Clone(good)
 		b[i] ^= 0x10
-		if err := verify(b); err == nil {
+		if err := verify(bytes.NewReader(b)); err == nil {
 			t.Fatalf("byte %d of %d (data from %d) flipped: verified", i, len(b), data)
 		}
 	}
-	if err := verify(good); err != nil {
+	if err := verify(bytes.NewReader(good)); err != nil {
 		t.Fatal(err)
 	}
 
