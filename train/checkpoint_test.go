@@ -279,3 +279,40 @@ func TestRunDirLocked(t *testing.T) {
 		t.Errorf("after the holder closed: %v, want the run's own error (no data)", err)
 	}
 }
+
+// The cost of a save (checksum, write, sync, verifying the latest, the
+// renames) and of a load (read, verify, decode), in checkpoint MB/s.
+func BenchmarkCheckpoint(b *testing.B) {
+	for _, tc := range []struct {
+		net      string
+		channels int
+		classes  int
+	}{{"alexnet-small", 1, 10}, {"alexnet", 3, 1000}} {
+		net, err := model.Build(tc.net, model.Options{Channels: tc.channels, Classes: tc.classes})
+		if err != nil {
+			b.Fatal(err)
+		}
+		w, v := model.Init(net, 1), model.Init(net, 2)
+		dir := b.TempDir()
+		if err := writeCheckpoint(dir, net.Name, w, v, stateAt(1)); err != nil {
+			b.Fatal(err)
+		}
+		fi, _ := os.Stat(filepath.Join(dir, checkpointFile))
+		b.Run("save/"+tc.net, func(b *testing.B) {
+			b.SetBytes(fi.Size())
+			for b.Loop() {
+				if err := writeCheckpoint(dir, net.Name, w, v, stateAt(2)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("load/"+tc.net, func(b *testing.B) {
+			b.SetBytes(fi.Size())
+			for b.Loop() {
+				if _, _, _, err := readCheckpoint(filepath.Join(dir, checkpointFile), net); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
