@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/alexnet-go/trainer/data"
+	"github.com/alexnet-go/trainer/internal/safefile"
 	"github.com/alexnet-go/trainer/metrics"
 	"github.com/alexnet-go/trainer/model"
 	"github.com/alexnet-go/trainer/open"
@@ -239,14 +240,22 @@ func Run(ctx context.Context, c Config, log io.Writer) ([]Metrics, error) {
 		return nil, err
 	}
 	_, statErr := os.Stat(c.Out)
-	if err := makeRunDir(c.Out); err != nil {
+	lk, err := lockRunDir(c.Out, "--out", log)
+	if err != nil {
 		return nil, err
 	}
-	ms, err := run(ctx, c, false, log)
+	ms, err := func() ([]Metrics, error) {
+		if err := makeRunDir(c.Out); err != nil {
+			return nil, err
+		}
+		return run(ctx, c, false, log)
+	}()
+	lk.Close()
 	if err != nil && errors.Is(statErr, fs.ErrNotExist) {
 		// A run refused before it wrote anything (its data, its devices)
-		// leaves no empty directory behind; Remove keeps one that holds
-		// anything.
+		// leaves no directory behind; Remove keeps one that holds anything
+		// but the lock file (a lock file is made again by the next lock).
+		os.Remove(filepath.Join(c.Out, safefile.LockName))
 		os.Remove(c.Out)
 	}
 	return ms, err
@@ -289,6 +298,11 @@ func Resume(ctx context.Context, dir string, o ResumeOptions, log io.Writer) ([]
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("--resume %s: %s: %v", dir, configFile, err)
 	}
+	lk, err := lockRunDir(dir, "--resume", log)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Close()
 	return run(ctx, c, true, log)
 }
 
@@ -347,12 +361,21 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 	t.st = State{Epoch: 1, LR: c.LR, Best: math.MaxFloat64} // any error beats it; JSON has no Inf
 	var mom model.Weights
 	if resume {
-		st, cw, cv, ok, err := loadCheckpoint(c.Out, net, func(s string) { fmt.Fprintln(log, s) })
+		// Refused checkpoints are warnings: stderr, not the progress log.
+		st, cw, cv, ok, err := loadCheckpoint(c.Out, net, func(s string) { fmt.Fprintln(os.Stderr, "trainer:", s) })
 		if err != nil {
 			return nil, err
 		}
 		if ok {
+			if st.Config != nil {
+				was, now := *st.Config, c
+				was.Data, now.Data = "", "" // where the data lies may change; what it is, the fingerprint checks
+				if err := now.Mismatch(was); err != nil {
+					return nil, fmt.Errorf("--resume %s: %s's %v in the checkpoint: %s was edited since; restore it (a resume changes only --epochs, and --data for data that moved)", c.Out, configFile, err, configFile)
+				}
+			}
 			t.st, w, mom = st, cw, cv
+			t.st.Config = nil
 			t.kept = fmt.Sprintf("the last good checkpoint (step %d) is kept in %s", st.Step, c.Out)
 		}
 		if t.st.Stopped {
@@ -396,7 +419,7 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 	for t.st.Epoch <= c.Epochs && !t.st.Stopped {
 		if err := t.epoch(ctx); err != nil {
 			if ctx.Err() != nil {
-				if err := saveCheckpoint(c.Out, net, t.r, t.st); err != nil {
+				if err := saveCheckpoint(c.Out, net, t.r, t.saving()); err != nil {
 					return t.st.History, err
 				}
 				return t.st.History, fmt.Errorf("%w at epoch %d, batch %d: checkpoint saved; continue with: trainer train --resume %s", ErrInterrupted, t.st.Epoch, t.st.Batch, c.Out)
@@ -505,6 +528,14 @@ func (t *trainer) epoch(ctx context.Context) error {
 	return model.WriteSafetensors(filepath.Join(c.Out, weightsFile), wts, meta)
 }
 
+// saving is the state a checkpoint saves: where the run stands and its
+// config.
+func (t *trainer) saving() State {
+	st := t.st
+	st.Config = &t.c
+	return st
+}
+
 // due reports whether a checkpoint is due by the step or minute interval.
 func (t *trainer) due() bool {
 	c := t.c
@@ -513,7 +544,7 @@ func (t *trainer) due() bool {
 }
 
 func (t *trainer) checkpoint() error {
-	if err := saveCheckpoint(t.c.Out, t.net, t.r, t.st); err != nil {
+	if err := saveCheckpoint(t.c.Out, t.net, t.r, t.saving()); err != nil {
 		return err
 	}
 	t.saved = time.Now()
@@ -636,7 +667,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, append(b, '\n'))
+	return safefile.WriteFile(path, append(b, '\n'))
 }
 
 // Mismatch names the first setting that makes a run of c compute something
