@@ -270,6 +270,19 @@ func TestResumeOldRun(t *testing.T) {
 	keys["patience"] = 1
 	b, _ = json.Marshal(keys)
 	os.WriteFile(path, b, 0o644)
+	// Its checkpoint, from before checkpoints held the config.
+	net, err := model.Build(c.Net, model.Options{Channels: 3, Classes: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, w, mom, ok, err := loadCheckpoint(c.Out, net, func(string) {})
+	if err != nil || !ok {
+		t.Fatalf("the checkpoint: %v", err)
+	}
+	st.Config = nil
+	if err := writeCheckpoint(c.Out, net.Name, w, mom, st); err != nil {
+		t.Fatal(err)
+	}
 	old, err := ReadConfig(c.Out)
 	if err != nil || old.ValSplit != open.NoValSplit || old.LRMargin != 0 || old.LRDrops != 0 {
 		t.Fatalf("an old config reads as %+v (%v); want val split %d, no margin, no limit on drops", old, err, open.NoValSplit)
