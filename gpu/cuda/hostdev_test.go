@@ -181,6 +181,14 @@ func TestLibraryCalls(t *testing.T) {
 	as := gpu.AugmentShape{N: 2, C: 3, Size: 8, Crop: 5}
 	must(d.Augment(a, b2, c, e, as))
 	section(fmt.Sprintf("Augment(dst=a, src=b, mean=c, params=e) %+v", as))
+	must(d.VendorLRN(a, b2, lrn))
+	section("VendorLRN(y=a, x=b): cuDNN's, for bench kernels; alpha·Size")
+	must(d.VendorLRNBackward(a, b2, c, e, lrn))
+	section("VendorLRNBackward(dx=a, dy=b, x=c, y=e)")
+	must(d.VendorMaxPool(a, b2, ps))
+	section("VendorMaxPool(y=a, x=b)")
+	must(d.VendorMaxPoolBackward(a, b2, c, e, ps))
+	section("VendorMaxPoolBackward(dx=a, dy=b, x=c, y=e)")
 	must(d.Close())
 	section("Close")
 
