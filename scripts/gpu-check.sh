@@ -19,7 +19,9 @@
 #      devices opened and closed in a loop (the driver's free memory must
 #      not fall);
 #   4. trains alexnet-small on Fashion-MNIST for one short epoch on --gpus 0,0;
-#   5. runs the speed benchmark on placements "0;0,0";
+#   5. runs the speed benchmark on placements "0;0,0", and the kernel
+#      benchmark (LRN and max pooling against cuDNN's and a device copy's
+#      bandwidth, conv1's and conv2's shapes at $BATCH) on GPU 0;
 #   6. where python3 has PyTorch with CUDA (PYTORCH=1, the default): the
 #      PyTorch twin's parity against our forward pass (CPU and CUDA devices)
 #      and its training-step speed beside ours, from the same run;
@@ -137,6 +139,12 @@ if [ -x "$dir/trainer" ] && passed devices; then
 	[ -f "$out/speed/speed.md" ] && cat "$out/speed/speed.md" | head -20
 else
 	skip bench-speed "no $dir/trainer or devices failed"
+fi
+if [ -x "$dir/trainer" ] && passed devices; then
+	step bench-kernels -t 90 "$dir/trainer" bench kernels --gpus 0 --batch "$batch" --repeats "$repeats" --out "$out/kernels"
+	[ -f "$out/kernels/kernels.md" ] && cat "$out/kernels/kernels.md"
+else
+	skip bench-kernels "no $dir/trainer or devices failed"
 fi
 
 # 6. The PyTorch twin (bench/pytorch), where python3 has torch with CUDA.
