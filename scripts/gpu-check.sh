@@ -85,6 +85,9 @@ passed() { # passed NAME: whether step NAME passed
 	for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && [ "${results[$i]}" = pass ] && return 0; done
 	return 1
 }
+# gpu_seen: whether the devices step passed and found a CUDA driver (it
+# passes without one, listing the CPU only).
+gpu_seen() { passed devices && ! grep -q 'no CUDA driver found' "$out/devices.log"; }
 
 echo "gpu-check: $dir, logs in $out"
 {
@@ -127,10 +130,10 @@ else
 fi
 
 # 4. A short training run on one GPU, both towers.
-if [ -x "$dir/trainer" ] && [ -d "$data" ] && passed devices; then
+if [ -x "$dir/trainer" ] && [ -d "$data" ] && gpu_seen; then
 	step train-0,0 "$dir/trainer" train --gpus 0,0 --epochs 1 --limit 8192 --data "$data" --out "$out/run-0,0"
 else
-	skip train-0,0 "no trainer, no data at $data (set DATA), or devices failed"
+	skip train-0,0 "no trainer, no data at $data (set DATA), or devices failed or found no GPU"
 fi
 
 # 5. Throughput.
@@ -140,11 +143,11 @@ if [ -x "$dir/trainer" ] && passed devices; then
 else
 	skip bench-speed "no $dir/trainer or devices failed"
 fi
-if [ -x "$dir/trainer" ] && passed devices; then
+if [ -x "$dir/trainer" ] && gpu_seen; then
 	step bench-kernels -t 90 "$dir/trainer" bench kernels --gpus 0 --batch "$batch" --repeats "$repeats" --out "$out/kernels"
 	[ -f "$out/kernels/kernels.md" ] && cat "$out/kernels/kernels.md"
 else
-	skip bench-kernels "no $dir/trainer or devices failed"
+	skip bench-kernels "no $dir/trainer, or devices failed or found no GPU"
 fi
 
 # 6. The PyTorch twin (bench/pytorch), where python3 has torch with CUDA.
