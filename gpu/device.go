@@ -205,6 +205,11 @@ type Ops interface {
 	// SGD is the paper's update (§5) over N values:
 	// v ← Momentum·v − WeightDecay·LR·w − LR·dw;  w ← w + v.
 	SGD(w, v, dw Buffer, s SGDShape) error
+	// SGDMulti is SGD on several tensors in one call: for each i,
+	// SGD(ws[i], vs[i], dws[i], s.Tensor(i)), with the same bits as those
+	// calls. A GPU updates them all in one kernel launch, so that a step
+	// ends with one launch per device instead of one per tensor.
+	SGDMulti(ws, vs, dws []Buffer, s SGDMultiShape) error
 
 	// Augment turns N raw images into the network's inputs as the paper
 	// does (§2, §4.1): it crops each at (X, Y), reflects it if Flip,

@@ -93,6 +93,8 @@ type Device struct {
 	ws    uint64                      // cuDNN workspace
 	wsLen uint64                      // its bytes
 
+	sgdTable *Buffer // SGDMulti's table of tensors (sgdmulti.go)
+
 	closed bool
 }
 
@@ -247,6 +249,10 @@ func (d *Device) Close() error {
 	if d.ws != 0 {
 		_ = d.drv.cuMemFree(d.ws)
 		d.ws, d.wsLen = 0, 0
+	}
+	if d.sgdTable != nil {
+		_ = d.drv.cuMemFree(d.sgdTable.ptr)
+		d.sgdTable = nil
 	}
 	// The convolution descriptors are small and not freed: cuDNN's
 	// destroy calls are not bound.
