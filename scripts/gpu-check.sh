@@ -17,7 +17,7 @@
 #      streams on one GPU, the two-tower net on --gpus 0,0 against
 #      cpu,cpu, timing events, memory sharing between streams, and
 #      devices opened and closed in a loop (the driver's free memory must
-#      not fall);
+#      not fall), and cuDNN's LRN and pooling against the CPU device's;
 #   4. trains alexnet-small on Fashion-MNIST for one short epoch on --gpus 0,0;
 #   5. runs the speed benchmark on placements "0;0,0", and the kernel
 #      benchmark (LRN and max pooling against cuDNN's and a device copy's
@@ -120,7 +120,7 @@ fi
 
 # 3. The CUDA backend's tests, verbose, one per step.
 if [ -x "$dir/cuda.test" ]; then
-	for t in TestConformance TestConformancePair TestTwoTowersMatchCPU TestTimer TestSharesMemory TestDeterministic TestOpenCloseLoop; do
+	for t in TestConformance TestConformancePair TestTwoTowersMatchCPU TestTimer TestSharesMemory TestDeterministic TestOpenCloseLoop TestVendorOps; do
 		step "$t" "$dir/cuda.test" -test.v -test.run "^$t\$" -test.timeout "${timeout_s}s"
 		grep -E -- '--- FAIL' "$out/$t.log" | head -30
 	done

@@ -13,3 +13,7 @@ func HostDevice(t *testing.T) gpu.Device {
 	g := newHostGPU(t, loadHostKernels(t), 2)
 	return g.open(Options{})
 }
+
+// CheckVendorOps compares d's cuDNN LRN and pooling with the CPU device's
+// ops (vendor_test.go).
+func CheckVendorOps(t *testing.T, d *Device) { checkVendorOps(t, d) }
