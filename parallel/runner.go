@@ -318,7 +318,7 @@ type LayerTime struct {
 	Device        string
 	Clock         string // "host" or "device"
 	Forward       time.Duration
-	Backward      time.Duration // the SGD update included
+	Backward      time.Duration // the SGD update not included: one SGDMulti per device ends the step
 	MovedBytes    int64         // copies of its output to other devices
 	Transfer      time.Duration // issuing those copies
 	GradientBytes int64         // its gradients sent back to other devices

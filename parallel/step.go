@@ -239,9 +239,15 @@ func (r *Runner) forwardNode(n *node, N int, train bool) error {
 	return err
 }
 
-// backward runs wk's share of the backward pass and updates its weights.
+// backward runs wk's share of the backward pass and updates its weights:
+// every layer's weights and biases of the device in one SGDMulti call at
+// the end (one kernel launch on a GPU, not two per layer), which gives the
+// same bits as updating each layer after its backward pass, since nothing
+// reads a layer's weights after it.
 func (r *Runner) backward(ctx context.Context, wk *worker, N int, lr float32) error {
 	d := wk.dev
+	var ws, vs, dws []gpu.Buffer
+	upd := gpu.SGDMultiShape{LR: lr, Momentum: r.opt.Momentum}
 	for i := len(r.nodes) - 1; i >= 0; i-- {
 		n := r.nodes[i]
 		if n.w != wk {
@@ -274,10 +280,15 @@ func (r *Runner) backward(ctx context.Context, wk *worker, N int, lr float32) er
 			}
 		}
 		began := time.Now()
-		if err := r.timed(d, &n.bmarks, func() error { return r.backwardNode(n, N, lr) }); err != nil {
+		if err := r.timed(d, &n.bmarks, func() error { return r.backwardNode(n, N) }); err != nil {
 			return fmt.Errorf("parallel: %s backward on %s: %w", n.l.Name, d.Name(), err)
 		}
 		n.bwd += time.Since(began)
+		if n.wt != nil {
+			ws, vs, dws = append(ws, n.wt, n.b), append(vs, n.vw, n.vb), append(dws, n.dw, n.db)
+			upd.Sizes = append(upd.Sizes, n.wt.Len(), n.b.Len())
+			upd.WeightDecays = append(upd.WeightDecays, r.opt.WeightDecay, 0) // the biases are not decayed
+		}
 		for _, e := range n.backs {
 			if e != nil {
 				if err := r.send(e); err != nil {
@@ -286,10 +297,16 @@ func (r *Runner) backward(ctx context.Context, wk *worker, N int, lr float32) er
 			}
 		}
 	}
+	if len(ws) == 0 {
+		return nil
+	}
+	if err := d.SGDMulti(ws, vs, dws, upd); err != nil {
+		return fmt.Errorf("parallel: SGD update on %s: %w", d.Name(), err)
+	}
 	return nil
 }
 
-func (r *Runner) backwardNode(n *node, N int, lr float32) error {
+func (r *Runner) backwardNode(n *node, N int) error {
 	d, l := n.dev, n.l
 	cnt := N * l.Out.Len()
 	if l.ReLU {
@@ -329,11 +346,6 @@ func (r *Runner) backwardNode(n *node, N int, lr float32) error {
 	}
 	if err == nil && len(n.ins) > 1 && dx != nil {
 		err = d.Split(n.dxSlots, n.dxcat, n.concatShape(N))
-	}
-	if err == nil && n.wt != nil {
-		err = first(
-			d.SGD(n.wt, n.vw, n.dw, gpu.SGDShape{N: n.wt.Len(), LR: lr, Momentum: r.opt.Momentum, WeightDecay: r.opt.WeightDecay}),
-			d.SGD(n.b, n.vb, n.db, gpu.SGDShape{N: n.b.Len(), LR: lr, Momentum: r.opt.Momentum}))
 	}
 	return err
 }

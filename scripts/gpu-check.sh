@@ -17,9 +17,11 @@
 #      streams on one GPU, the two-tower net on --gpus 0,0 against
 #      cpu,cpu, timing events, memory sharing between streams, and
 #      devices opened and closed in a loop (the driver's free memory must
-#      not fall);
+#      not fall), and cuDNN's LRN and pooling against the CPU device's;
 #   4. trains alexnet-small on Fashion-MNIST for one short epoch on --gpus 0,0;
-#   5. runs the speed benchmark on placements "0;0,0";
+#   5. runs the speed benchmark on placements "0;0,0", and the kernel
+#      benchmark (LRN and max pooling against cuDNN's and a device copy's
+#      bandwidth, conv1's and conv2's shapes at $BATCH) on GPU 0;
 #   6. where python3 has PyTorch with CUDA (PYTORCH=1, the default): the
 #      PyTorch twin's parity against our forward pass (CPU and CUDA devices)
 #      and its training-step speed beside ours, from the same run;
@@ -83,6 +85,9 @@ passed() { # passed NAME: whether step NAME passed
 	for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && [ "${results[$i]}" = pass ] && return 0; done
 	return 1
 }
+# gpu_seen: whether the devices step passed and found a CUDA driver (it
+# passes without one, listing the CPU only).
+gpu_seen() { passed devices && ! grep -q 'no CUDA driver found' "$out/devices.log"; }
 
 echo "gpu-check: $dir, logs in $out"
 {
@@ -115,7 +120,7 @@ fi
 
 # 3. The CUDA backend's tests, verbose, one per step.
 if [ -x "$dir/cuda.test" ]; then
-	for t in TestConformance TestConformancePair TestTwoTowersMatchCPU TestTimer TestSharesMemory TestDeterministic TestOpenCloseLoop; do
+	for t in TestConformance TestConformancePair TestTwoTowersMatchCPU TestTimer TestSharesMemory TestDeterministic TestOpenCloseLoop TestVendorOps; do
 		step "$t" "$dir/cuda.test" -test.v -test.run "^$t\$" -test.timeout "${timeout_s}s"
 		grep -E -- '--- FAIL' "$out/$t.log" | head -30
 	done
@@ -125,10 +130,10 @@ else
 fi
 
 # 4. A short training run on one GPU, both towers.
-if [ -x "$dir/trainer" ] && [ -d "$data" ] && passed devices; then
+if [ -x "$dir/trainer" ] && [ -d "$data" ] && gpu_seen; then
 	step train-0,0 "$dir/trainer" train --gpus 0,0 --epochs 1 --limit 8192 --data "$data" --out "$out/run-0,0"
 else
-	skip train-0,0 "no trainer, no data at $data (set DATA), or devices failed"
+	skip train-0,0 "no trainer, no data at $data (set DATA), or devices failed or found no GPU"
 fi
 
 # 5. Throughput.
@@ -137,6 +142,12 @@ if [ -x "$dir/trainer" ] && passed devices; then
 	[ -f "$out/speed/speed.md" ] && cat "$out/speed/speed.md" | head -20
 else
 	skip bench-speed "no $dir/trainer or devices failed"
+fi
+if [ -x "$dir/trainer" ] && gpu_seen; then
+	step bench-kernels -t 90 "$dir/trainer" bench kernels --gpus 0 --batch "$batch" --repeats "$repeats" --out "$out/kernels"
+	[ -f "$out/kernels/kernels.md" ] && cat "$out/kernels/kernels.md"
+else
+	skip bench-kernels "no $dir/trainer, or devices failed or found no GPU"
 fi
 
 # 6. The PyTorch twin (bench/pytorch), where python3 has torch with CUDA.

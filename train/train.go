@@ -34,8 +34,14 @@ type Config struct {
 	Pool       string `json:"pool"`       // max pooling window/stride: "3/2" (overlapping, §3.4) or "2/2"
 	GPUs       string `json:"gpus"`
 	Threads    int    `json:"threads"`
-	// TF32 lets the GPU use TF32 tensor cores; Deterministic restricts
-	// cuDNN to algorithms that give the same bits on every run.
+	// Precision is the GPU's arithmetic for convolutions and matrix
+	// products: "fp32" (float32, matching the CPU device to float32
+	// tolerances) or "tf32" (TF32 tensor cores: faster, 10-bit mantissas
+	// in the products); "bf16" is refused, not built yet. TF32 is its
+	// older spelling (--tf32), as config.json files from before it hold
+	// it. Deterministic restricts cuDNN to algorithms that give the same
+	// bits on every run.
+	Precision     string  `json:"precision,omitempty"`
 	TF32          bool    `json:"tf32,omitempty"`
 	Deterministic bool    `json:"deterministic,omitempty"`
 	Data          string  `json:"data"`
@@ -64,7 +70,19 @@ type Config struct {
 // as Debian's dataset-fashion-mnist installs it.
 func Defaults() Config {
 	return Config{Net: "alexnet-small", LRN: "paper", Activation: "relu", Pool: "3/2", GPUs: open.DefaultGPUs, Data: "/usr/share/datasets/fashion-mnist",
-		Epochs: 10, Batch: 128, LR: 0.01, Momentum: 0.9, WeightDecay: 0.0005, Seed: 1, Patience: 1, CheckpointMinutes: 10}
+		Epochs: 10, Batch: 128, LR: 0.01, Momentum: 0.9, WeightDecay: 0.0005, Seed: 1, Patience: 1, CheckpointMinutes: 10, Precision: "fp32"}
+}
+
+// UsesTF32 reports whether the run lets the GPU use TF32 tensor cores:
+// --precision tf32, or its alias --tf32.
+func (c Config) UsesTF32() bool { return c.Precision == "tf32" || c.TF32 }
+
+// precision is c's Precision with the alias resolved: "fp32" or "tf32".
+func (c Config) precision() string {
+	if c.UsesTF32() {
+		return "tf32"
+	}
+	return "fp32"
 }
 
 // dataOptions is what open.Data needs of c.
@@ -110,6 +128,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--patience %d: must be at least 1 epoch", c.Patience)
 	case c.CheckpointSteps < 0 || !(c.CheckpointMinutes >= 0) || math.IsInf(c.CheckpointMinutes, 0):
 		return fmt.Errorf("--checkpoint-steps %d, --checkpoint-minutes %g: must be 0 (never) or more", c.CheckpointSteps, c.CheckpointMinutes)
+	case c.Precision == "bf16":
+		return errors.New("--precision bf16: not built yet (issue #12); use fp32 or tf32")
+	case c.Precision != "" && c.Precision != "fp32" && c.Precision != "tf32":
+		return fmt.Errorf("--precision %q: use fp32 or tf32", c.Precision)
+	case c.TF32 && c.Precision == "fp32":
+		return errors.New("--tf32 with --precision fp32: --tf32 is --precision tf32; give one of them")
 	case c.Out == "":
 		return errors.New("--out: give a directory for the run")
 	}
@@ -235,7 +259,7 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 	if note != "" {
 		fmt.Fprintln(log, note)
 	}
-	devs, err := open.Devices(spec, open.DeviceOptions{Threads: c.Threads, TF32: c.TF32, Deterministic: c.Deterministic})
+	devs, err := open.Devices(spec, open.DeviceOptions{Threads: c.Threads, TF32: c.UsesTF32(), Deterministic: c.Deterministic})
 	if err != nil {
 		return nil, err
 	}
@@ -551,7 +575,7 @@ func (c Config) Mismatch(want Config) error {
 		{"data", c.Data, want.Data}, {"limit", c.Limit, want.Limit}, {"val-limit", c.ValLimit, want.ValLimit},
 		{"batch", c.Batch, want.Batch}, {"lr", c.LR, want.LR}, {"momentum", c.Momentum, want.Momentum},
 		{"weight-decay", c.WeightDecay, want.WeightDecay}, {"seed", c.Seed, want.Seed}, {"patience", c.Patience, want.Patience},
-		{"tf32", c.TF32, want.TF32},
+		{"precision", c.precision(), want.precision()},
 	} {
 		if f.got != f.want {
 			return fmt.Errorf("--%s %v, not %v", f.flag, f.got, f.want)
