@@ -63,7 +63,7 @@ func (r *Runner) SetAugment(a Augment) error {
 		return fmt.Errorf("parallel: output mean of %d values for the net's %v input", len(a.OutputMean), in)
 	}
 	g := &augmenter{a: a, mean: map[*node]gpu.Buffer{}, neg: map[*node]gpu.Buffer{}}
-	s := r.augmentShape(r.batch)
+	s := gpu.AugmentShape{N: r.batch, C: a.C, Size: a.Size, Crop: in.H}
 	alloc := func(d gpu.Device, n int) (gpu.Buffer, error) {
 		b, err := d.Alloc(n)
 		if err != nil {
