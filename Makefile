@@ -19,7 +19,7 @@ FUZZ = data:FuzzReadIDXImages:100000x data:FuzzReadIDXLabels:100000x \
        model:FuzzReadSafetensors:5000x
 
 # Static checks, the whole test suite and a short run of every fuzz target
-# (about 5 minutes on 2 cores).
+# (a few minutes on 2 cores; go test's own limit is 20 minutes).
 test: check
 	$(GO) test -timeout 20m ./...
 	@set -e; for f in $(FUZZ); do \

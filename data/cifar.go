@@ -67,12 +67,32 @@ func ReadCIFAR(r io.Reader, name string) (labels []int, pix []uint8, err error) 
 // ErrNotFound or ErrFormat: a missing file, one that is not a whole number
 // of 3073-byte records, a label out of range.
 func LoadCIFAR(dir string) (train, test *Set, err error) {
+	sets, err := loadCIFAR(dir, []int{0, 1})
+	if err != nil {
+		return nil, nil, err
+	}
+	return sets[0], sets[1], nil
+}
+
+// LoadCIFARTest reads only CIFAR-10's test set, as LoadCIFAR does:
+// scoring needs no training files.
+func LoadCIFARTest(dir string) (*Set, error) {
+	sets, err := loadCIFAR(dir, []int{1})
+	if err != nil {
+		return nil, err
+	}
+	return sets[1], nil
+}
+
+// loadCIFAR reads the splits of dir that want names (0: train, 1: test);
+// the others stay nil.
+func loadCIFAR(dir string, want []int) (sets [2]*Set, err error) {
 	st, err := os.Stat(dir)
 	if err != nil {
-		return nil, nil, &FileError{Path: dir, Problem: "CIFAR-10 folder: " + openProblem(err), Hint: hintCIFAR, Kind: ErrNotFound, Err: err}
+		return sets, &FileError{Path: dir, Problem: "CIFAR-10 folder: " + openProblem(err), Hint: hintCIFAR, Kind: ErrNotFound, Err: err}
 	}
 	if !st.IsDir() {
-		return nil, nil, &FileError{Path: dir, Problem: "not a folder", Hint: hintCIFAR, Kind: ErrNotFound}
+		return sets, &FileError{Path: dir, Problem: "not a folder", Hint: hintCIFAR, Kind: ErrNotFound}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data_batch_1.bin")); err != nil {
 		if sub := filepath.Join(dir, "cifar-10-batches-bin"); isDir(sub) {
@@ -81,7 +101,7 @@ func LoadCIFAR(dir string) (train, test *Set, err error) {
 	}
 	classes, err := cifarClasses(dir)
 	if err != nil {
-		return nil, nil, err
+		return sets, err
 	}
 	base := filepath.Base(dir)
 	if base == "cifar-10-batches-bin" {
@@ -91,18 +111,18 @@ func LoadCIFAR(dir string) (train, test *Set, err error) {
 		{"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"},
 		{"test_batch.bin"},
 	}
-	var sets [2]*Set
-	for k, split := range []string{"train", "test"} {
+	for _, k := range want {
+		split := [2]string{"train", "test"}[k]
 		s := &Set{Name: base + "/" + split, C: 3, H: cifarSide, W: cifarSide, Classes: classes}
 		for _, f := range files[k] {
 			p := filepath.Join(dir, f)
 			labels, pix, err := readCIFARFile(p)
 			if err != nil {
-				return nil, nil, err
+				return sets, err
 			}
 			for i, l := range labels {
 				if l >= len(classes) {
-					return nil, nil, formatErr(p, fmt.Sprintf("if the data set has more classes, name them one per line in %s", filepath.Join(dir, "batches.meta.txt")), nil,
+					return sets, formatErr(p, fmt.Sprintf("if the data set has more classes, name them one per line in %s", filepath.Join(dir, "batches.meta.txt")), nil,
 						"label %d of record %d is out of range for %d classes (%s ... %s)", l, i, len(classes), classes[0], classes[len(classes)-1])
 				}
 			}
@@ -112,7 +132,7 @@ func LoadCIFAR(dir string) (train, test *Set, err error) {
 		s.N = len(s.Labels)
 		sets[k] = s
 	}
-	return sets[0], sets[1], nil
+	return sets, nil
 }
 
 func isDir(p string) bool {

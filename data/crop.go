@@ -28,8 +28,8 @@ type CropSource interface {
 // Crop×Crop patches (227 of 256) at random positions or in the centre,
 // horizontal reflections, and PCA colour noise.
 type CropAugment struct {
-	// Crop is the side of the patches, 227 in the paper (see PAPER.md on
-	// 224 vs 227).
+	// Crop is the side of the patches, 227 (the paper prints 224, but only
+	// 227 gives its 55×55 maps with 11×11 stride-4 filters).
 	Crop int
 	// Flip reflects the patch horizontally with probability 1/2.
 	Flip bool

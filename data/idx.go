@@ -351,31 +351,59 @@ func readClasses(dir string) ([]string, error) {
 // Errors are *FileError, one line naming the file, and wrap ErrNotFound or
 // ErrFormat.
 func LoadIDX(dir string) (train, test *Set, err error) {
+	sets, err := loadIDX(dir, []int{0, 1})
+	if err != nil {
+		return nil, nil, err
+	}
+	if sets[1].H != sets[0].H || sets[1].W != sets[0].W {
+		p, _ := findFile(dir, idxFiles[2], "test images")
+		q, _ := findFile(dir, idxFiles[0], "training images")
+		return nil, nil, formatErr(p, "the training and test files come from different data sets: replace them with a matching set or pass --data DIR", nil,
+			"test images are %d×%d, but training images (%s) are %d×%d", sets[1].H, sets[1].W, filepath.Base(q), sets[0].H, sets[0].W)
+	}
+	return sets[0], sets[1], nil
+}
+
+// LoadIDXTest reads only the test set of an MNIST-style data set, as
+// LoadIDX does: scoring needs no training files.
+func LoadIDXTest(dir string) (*Set, error) {
+	sets, err := loadIDX(dir, []int{1})
+	if err != nil {
+		return nil, err
+	}
+	return sets[1], nil
+}
+
+// loadIDX reads the splits of dir that want names (0: train, 1: test),
+// checked as LoadIDX says; the others stay nil.
+func loadIDX(dir string, want []int) (sets [2]*Set, err error) {
 	st, err := os.Stat(dir)
 	if err != nil {
 		problem := "data directory not found"
 		if !errors.Is(err, os.ErrNotExist) {
 			problem = err.Error()
 		}
-		return nil, nil, &FileError{Path: dir, Problem: problem, Hint: hintInstall, Kind: ErrNotFound, Err: err}
+		return sets, &FileError{Path: dir, Problem: problem, Hint: hintInstall, Kind: ErrNotFound, Err: err}
 	}
 	if !st.IsDir() {
-		return nil, nil, &FileError{Path: dir, Problem: "not a directory", Hint: "pass the directory holding the IDX files with --data DIR", Kind: ErrNotFound}
+		return sets, &FileError{Path: dir, Problem: "not a directory", Hint: "pass the directory holding the IDX files with --data DIR", Kind: ErrNotFound}
 	}
 	classes, err := readClasses(dir)
 	if err != nil {
-		return nil, nil, err
+		return sets, err
 	}
 	what := [4]string{"training images", "training labels", "test images", "test labels"}
 	var paths [4]string
-	for i := range idxFiles {
-		if paths[i], err = findFile(dir, idxFiles[i], what[i]); err != nil {
-			return nil, nil, err
+	for _, k := range want {
+		for i := 2 * k; i < 2*k+2; i++ {
+			if paths[i], err = findFile(dir, idxFiles[i], what[i]); err != nil {
+				return sets, err
+			}
 		}
 	}
 
-	// The four files decompress in parallel; errors are reported in file
-	// order so the message does not depend on timing.
+	// The files decompress in parallel; errors are reported in file order
+	// so the message does not depend on timing.
 	type images struct {
 		n, h, w int
 		pix     []uint8
@@ -386,7 +414,7 @@ func LoadIDX(dir string) (train, test *Set, err error) {
 		errs [4]error
 		wg   sync.WaitGroup
 	)
-	for k := range 2 {
+	for _, k := range want {
 		wg.Go(func() {
 			p := paths[2*k]
 			r, done, err := openIDX(p)
@@ -411,24 +439,24 @@ func LoadIDX(dir string) (train, test *Set, err error) {
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
-			return nil, nil, err
+			return sets, err
 		}
 	}
 
 	base := filepath.Base(dir)
-	var sets [2]*Set
-	for k, name := range []string{"train", "test"} {
+	for _, k := range want {
+		name := [2]string{"train", "test"}[k]
 		ip, lp := filepath.Base(paths[2*k]), paths[2*k+1]
 		if img[k].n == 0 {
-			return nil, nil, formatErr(paths[2*k], hintCorrupt, nil, "header says 0 images")
+			return sets, formatErr(paths[2*k], hintCorrupt, nil, "header says 0 images")
 		}
 		if len(lab[k]) != img[k].n {
-			return nil, nil, formatErr(lp, "the image and label files do not belong together: replace them with a matching pair or pass --data DIR", nil,
+			return sets, formatErr(lp, "the image and label files do not belong together: replace them with a matching pair or pass --data DIR", nil,
 				"%d labels, but %s has %d images", len(lab[k]), ip, img[k].n)
 		}
 		for i, l := range lab[k] {
 			if l >= len(classes) {
-				return nil, nil, formatErr(lp, fmt.Sprintf("if the data set has more classes, name them one per line in %s", filepath.Join(dir, "classes.txt")), nil,
+				return sets, formatErr(lp, fmt.Sprintf("if the data set has more classes, name them one per line in %s", filepath.Join(dir, "classes.txt")), nil,
 					"label %d of image %d is out of range for %d classes (%s ... %s)", l, i, len(classes), classes[0], classes[len(classes)-1])
 			}
 		}
@@ -437,9 +465,5 @@ func LoadIDX(dir string) (train, test *Set, err error) {
 			Pixels: img[k].pix, Labels: lab[k], Classes: classes,
 		}
 	}
-	if sets[1].H != sets[0].H || sets[1].W != sets[0].W {
-		return nil, nil, formatErr(paths[2], "the training and test files come from different data sets: replace them with a matching set or pass --data DIR", nil,
-			"test images are %d×%d, but training images (%s) are %d×%d", sets[1].H, sets[1].W, filepath.Base(paths[0]), sets[0].H, sets[0].W)
-	}
-	return sets[0], sets[1], nil
+	return sets, nil
 }

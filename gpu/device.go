@@ -140,7 +140,7 @@ type Ops interface {
 	// TanhBackward sets dx = dy·(1 − y²), with y = tanh(x). dx may be dy.
 	TanhBackward(dx, dy, y Buffer, n int) error
 
-	// LRN is local response normalization across channels (PAPER.md §3.3):
+	// LRN is local response normalization across channels (the paper, §3.3):
 	// y[c] = x[c] / (K + Alpha·Σ_{j=c−Size/2}^{c+Size/2} x[j]²)^Beta, the sum
 	// clipped to the valid channels. x, y (N,C,H,W).
 	LRN(y, x Buffer, s LRNShape) error

@@ -1,4 +1,4 @@
-// Accumulation, where two towers' gradients meet (PAPER.md §3.2):
+// Accumulation, where two towers' gradients meet (the paper, §3.2):
 //
 //   y[i] += x[i]
 //

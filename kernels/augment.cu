@@ -1,4 +1,4 @@
-// Data augmentation on the device (PAPER.md §2, §4.1), gpu.Ops.Augment:
+// Data augmentation on the device (the paper, §2, §4.1), gpu.Ops.Augment:
 //
 //   dst[n,c,y,x] = ((float)src[n,c,Y+y,X+x'] − mean[c,Y+y,X+x']) + off[n,c]
 //

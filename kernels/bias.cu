@@ -1,4 +1,4 @@
-// Bias of a convolution or fully-connected layer (PAPER.md §5 initializes
+// Bias of a convolution or fully-connected layer (the paper, §5 initializes
 // it; gpu.Ops.AddBias and BiasBackward define it):
 //
 //   y[n,c,i] += b[c]

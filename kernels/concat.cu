@@ -1,5 +1,5 @@
 // Concatenation per image, where the towers' maps join along channels at
-// conv3 and the fully-connected layers (PAPER.md §3.2, Figure 2):
+// conv3 and the fully-connected layers (the paper, §3.2, Figure 2):
 //
 //   concat_rows: dst[n·row + offset + j] = src[n·size + j]
 //   split_rows:  dst[n·size + j] = src[n·row + offset + j]

@@ -1,6 +1,6 @@
 // Package kernels holds the network's custom CUDA operations: every op of
 // gpu.Ops that cuDNN and cuBLAS do not do for the CUDA device. Chief among
-// them are local response normalization across channels (PAPER.md §3.3) and
+// them are local response normalization across channels (the paper, §3.3) and
 // overlapping max pooling (§3.4), which the vendor libraries do not provide
 // in exactly the form this project specifies: cuDNN's LRN divides α by n
 // (our gpu.LRNShape takes α as it stands, so both conventions are one code

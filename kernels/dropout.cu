@@ -1,4 +1,4 @@
-// Dropout (PAPER.md §4.2), inverted: the kept values are scaled at training
+// Dropout (the paper, §4.2), inverted: the kept values are scaled at training
 // time so that nothing changes at test time.
 //
 //   keep(i) = u(i) ≥ p,  u(i) = (z(i) >> 40) · 2^−24

@@ -1,4 +1,4 @@
-// Local response normalization across channels (PAPER.md §3.3).
+// Local response normalization across channels (the paper, §3.3).
 //
 // With half = size/2 and the window clipped to the channels 0…C−1:
 //

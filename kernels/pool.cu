@@ -1,4 +1,4 @@
-// Overlapping max pooling (PAPER.md §3.4: size 3, stride 2).
+// Overlapping max pooling (the paper, §3.4: size 3, stride 2).
 //
 //   y[n,c,i,j] = max_{r,s < size} x[n,c, i·stride+r, j·stride+s]
 //   dx[n,c,h,w] = Σ_{(i,j): argmax(i,j) = (h,w)} dy[n,c,i,j]

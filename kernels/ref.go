@@ -7,7 +7,7 @@ import (
 	"github.com/alexnet-go/trainer/gpu"
 )
 
-// LRN is local response normalization across channels (PAPER.md §3.3):
+// LRN is local response normalization across channels (the paper, §3.3):
 //
 //	y[n,c,h,w] = x[n,c,h,w] / D[n,c,h,w]^Beta,
 //	D[n,c,h,w] = K + Alpha · Σ_{j=max(0,c−Size/2)}^{min(C−1,c+Size/2)} x[n,j,h,w]²
@@ -86,7 +86,7 @@ func lrnDenom(x []float64, s gpu.LRNShape, n, c, h, w int) float64 {
 }
 
 // MaxPool is max pooling over Size×Size windows every Stride pixels, without
-// padding (PAPER.md §3.4; overlapping when Stride < Size):
+// padding (the paper, §3.4; overlapping when Stride < Size):
 //
 //	y[n,c,p,q] = max_{0≤r<Size, 0≤t<Size} x[n,c,p·Stride+r,q·Stride+t]
 //

@@ -1,4 +1,4 @@
-// Rectified linear units (PAPER.md §3.1):
+// Rectified linear units (the paper, §3.1):
 //
 //   y  = max(0, x)
 //   dx = dy where y > 0, else 0

@@ -1,4 +1,4 @@
-// The paper's update rule (PAPER.md §5), over n parameters:
+// The paper's update rule (the paper, §5), over n parameters:
 //
 //   v ← momentum·v − decay·w − lr·dw,  decay = weightDecay·lr (host, float32)
 //   w ← w + v

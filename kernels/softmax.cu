@@ -1,4 +1,4 @@
-// Softmax cross-entropy, the loss of the 1000-way softmax (PAPER.md §3.5):
+// Softmax cross-entropy, the loss of the 1000-way softmax (the paper, §3.5):
 //
 //   prob[n,j] = exp(z[n,j] − m − lse),  m = max_j z[n,j],
 //   lse       = log Σ_j exp(z[n,j] − m)

@@ -1,4 +1,4 @@
-// The saturating activation the paper compares ReLU with (PAPER.md §3.1,
+// The saturating activation the paper compares ReLU with (the paper, §3.1,
 // Figure 1):
 //
 //   y  = tanh(x)

@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// The paper's parameter counts (PAPER.md, §3.5), layer by layer.
+// The paper's parameter counts (the paper, §3.5), layer by layer.
 func TestAlexNetParams(t *testing.T) {
 	n, err := Build("alexnet", Options{Classes: 1000})
 	if err != nil {

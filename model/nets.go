@@ -95,7 +95,7 @@ func InputSize(name string) int { return nets[name].size }
 //
 // The small nets keep the paper's init in the sense that matters: each
 // layer multiplies its input's scale by what the paper's layer does. A
-// layer's gain is std·√fan-in, and the small nets' fan-ins are 4 to 16 times
+// layer's gain is std·√fan-in, and the small nets' fan-ins are 3 to 16 times
 // smaller (conv1 reads 1×5×5 values, not 3×11×11), so their weights' std is
 // 0.01·√(paper fan-in / fan-in). With a plain 0.01 the signal reaching fc8
 // would be thousands of times weaker than in the paper's net and the small

@@ -32,7 +32,7 @@ func (t Tensor) Len() int {
 // Weights are a net's parameters by name: "<layer>.weight" and "<layer>.bias".
 type Weights map[string]Tensor
 
-// Init draws a net's initial weights from the seed (PAPER.md §5): every
+// Init draws a net's initial weights from the seed (the paper, §5): every
 // weight from N(0, WeightStd²), every bias set to BiasInit. Each layer draws
 // from its own stream, so adding a layer does not change the others.
 func Init(n *Net, seed uint64) Weights {

@@ -258,7 +258,11 @@ func ScoringData(t *Trained, dir string, batch int, tenCrop bool) (*Scoring, err
 	if kindOf(dir) == preparedData {
 		return nil, fmt.Errorf("--data %s: prepared data, but --weights %s were trained on an in-memory set of %d×%d×%d images: give that data set's directory", dir, t.Path, pre.C, pre.ImageH, pre.ImageW)
 	}
-	_, test, err := loadSmall(dir)
+	load := data.LoadIDXTest
+	if kindOf(dir) == cifarData {
+		load = data.LoadCIFARTest
+	}
+	test, err := load(dir)
 	if err != nil {
 		return nil, err
 	}

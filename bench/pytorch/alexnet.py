@@ -27,7 +27,7 @@ Two parts:
     convolutions, conv1, conv3, fc6, fc7 as one layer with both towers'
     outputs. See `pack_grouped` for how our per-tower tensors map to it.
 
-The ops (PAPER.md, gpu/device.go):
+The ops (the paper, gpu/device.go):
 
 * conv and fc: ReLU after every one but fc8 (tanh with activation="tanh",
   the paper's Figure 1 comparison). Outputs recorded after the activation,

@@ -529,7 +529,7 @@ def self_test(args):
         sys.version.split()[0], numpy.__version__ if numpy else "absent",
         alexnet.torch.__version__ if alexnet.torch else "absent"))
 
-    print("\nlayer tables (README.md, PAPER.md):")
+    print("\nlayer tables (README.md, the paper):")
     a = alexnet.build("alexnet", 3, 1000)
     check(a.params() == 60965224, "alexnet has %d parameters (60,965,224)" % a.params())
     per = {}

@@ -41,7 +41,7 @@ func benchCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name:  "error",
-				Usage: "train the one-tower and the two-tower net on the same data, schedule and seeds; report test error (PAPER.md: −1.7% top-1, −1.2% top-5)",
+				Usage: "train the one-tower and the two-tower net on the same data, schedule and seeds; report test error (the paper, §3.2: −1.7% top-1, −1.2% top-5)",
 				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "nets", Value: "alexnet-small-1gpu,alexnet-small", Usage: "the one-tower and the two-tower net"},
 					&cli.StringFlag{Name: "gpus", Usage: "their placements, separated by ; (default: 0;0,1 with two GPUs, 0;0,0 with one, else cpu;cpu,cpu)"},

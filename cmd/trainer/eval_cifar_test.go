@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -65,5 +66,35 @@ func TestEvalCIFAR(t *testing.T) {
 	f := newEvalFixture(t)
 	if out, err := runEval(t, "eval", "--weights", f.weights, "--data", dir); err == nil || !strings.Contains(err.Error(), "--data "+dir) {
 		t.Errorf("1-channel weights on CIFAR-10: %v, %s; want an error naming --data", err, out)
+	}
+}
+
+// Scoring needs only the test files: eval works on a folder that holds
+// nothing else, IDX and CIFAR-10 alike.
+func TestEvalNeedsOnlyTestFiles(t *testing.T) {
+	f := newEvalFixture(t)
+	for _, name := range []string{"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"} {
+		if err := os.Remove(filepath.Join(f.data, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := runEval(t, "eval", "--weights", f.weights, "--data", f.data, "--json"); err != nil || !strings.Contains(out, `"images": 40`) {
+		t.Errorf("eval on an IDX folder without its training files: %v\n%s", err, out)
+	}
+	// CIFAR-10: test_batch.bin alone (data_batch_1.bin marks the folder
+	// as CIFAR's, so it stays, empty).
+	dir := t.TempDir()
+	writeCIFAR(t, dir, 20)
+	c := train.Defaults()
+	c.Data, c.Out, c.Epochs, c.Batch, c.GPUs = dir, filepath.Join(t.TempDir(), "run"), 1, 20, "cpu"
+	if _, err := train.Run(context.Background(), c, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"} {
+		os.Remove(filepath.Join(dir, name))
+	}
+	os.WriteFile(filepath.Join(dir, "data_batch_1.bin"), nil, 0o644)
+	if out, err := runEval(t, "eval", "--weights", filepath.Join(c.Out, "weights.safetensors"), "--data", dir, "--json"); err != nil || !strings.Contains(out, `"images": 20`) {
+		t.Errorf("eval on a CIFAR-10 folder without its training batches: %v\n%s", err, out)
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"github.com/alexnet-go/trainer/gpu"
 )
 
-// Local response normalization (PAPER.md §3.3), with half = Size/2:
+// Local response normalization (the paper, §3.3), with half = Size/2:
 //
 //	scale[c] = K + Alpha·Σ_{j=c−half}^{c+half} x[j]²   (j clipped to 0…C−1)
 //	y[c]     = x[c] · scale[c]^−Beta
