@@ -198,6 +198,14 @@ func (r *Runner) Staged() int {
 	return len(r.aug.queue)
 }
 
+// Unstage drops the staged batches: what a loop cut short calls so that
+// the next starts afresh.
+func (r *Runner) Unstage() {
+	if r.aug != nil {
+		r.aug.queue = nil
+	}
+}
+
 // take returns the staged slot for raw batch b, staging b first if none
 // is staged.
 func (r *Runner) take(b Batch) (*slot, error) {
