@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/alexnet-go/trainer/internal/safefile"
 )
 
 // Prepare converts an image Source (see Source) once into the form training
@@ -213,6 +215,19 @@ func (p *preparer) run(ctx context.Context) (*PrepareSummary, error) {
 	if err := os.MkdirAll(p.out, 0o755); err != nil {
 		return nil, &FileError{Path: p.o.Out, Problem: "create output folder: " + openProblem(err), Kind: ErrFormat, Err: err}
 	}
+	// One prepare at a time writes a folder: a second is refused, naming
+	// the first's pid; the lock ends with the process however it ends.
+	lk, err := safefile.LockDir(p.out)
+	if errors.Is(err, safefile.ErrLocked) {
+		return nil, fmt.Errorf("--out %w; wait for it or choose another directory", err)
+	}
+	if err != nil {
+		return nil, &FileError{Path: p.o.Out, Problem: "lock output folder: " + openProblem(err), Kind: ErrFormat, Err: err}
+	}
+	defer lk.Close()
+	if _, err := safefile.RemoveTemps(p.out); err != nil {
+		return nil, &FileError{Path: p.o.Out, Problem: "remove unfinished files: " + openProblem(err), Kind: ErrFormat, Err: err}
+	}
 	sum := &PrepareSummary{Out: p.o.Out}
 	var all, todo []*prepShard
 	splits := []struct {
@@ -383,6 +398,9 @@ func foreignEntries(des []os.DirEntry) []string {
 			foreign = append(foreign, de.Name()+"/")
 		case prepFileRE.MatchString(de.Name()), name == metaName:
 			marked = true
+		case de.Name() == safefile.LockName, safefile.IsTemp(de.Name()):
+			// The lock and the unfinished atomic writes are its own, but
+			// mark nothing: any folder a writer used may hold them.
 		case name == meanName, name == reportName:
 			generic = append(generic, de.Name())
 		default:
@@ -404,6 +422,13 @@ func (p *preparer) removeStale(total map[string]int) error {
 		return &FileError{Path: p.o.Out, Problem: openProblem(err), Kind: ErrFormat, Err: err}
 	}
 	for _, de := range des {
+		switch de.Name() {
+		case metaName + ".tmp", meanName + ".tmp", reportName + ".tmp": // an older prepare's unfinished writes
+			if err := os.Remove(p.path(de.Name())); err != nil {
+				return &FileError{Path: p.path(de.Name()), Problem: "remove: " + openProblem(err), Kind: ErrFormat, Err: err}
+			}
+			continue
+		}
 		m := prepFileRE.FindStringSubmatch(de.Name())
 		if m == nil {
 			continue
@@ -662,25 +687,10 @@ func (p *preparer) finish(src *Source, all []*prepShard, sum *PrepareSummary) er
 	return nil
 }
 
-// writeFileAtomic writes b to path under a temporary name, syncs it and
-// renames it.
+// writeFileAtomic writes b to path atomically (safefile.WriteFile), with
+// the error in this package's form.
 func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err == nil {
-		_, err = f.Write(b)
-		if err == nil {
-			err = f.Sync()
-		}
-		if e := f.Close(); err == nil {
-			err = e
-		}
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := safefile.WriteFile(path, b); err != nil {
 		return &FileError{Path: path, Problem: "write: " + openProblem(err), Kind: ErrFormat, Err: err}
 	}
 	return nil

@@ -23,6 +23,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/alexnet-go/trainer/internal/safefile"
 )
 
 // prepPhoto returns a w×h image of smooth colour gradients plus noise,
@@ -841,5 +843,28 @@ func BenchmarkPrepImage(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "images/s")
 		})
+	}
+}
+
+// One prepare at a time writes a folder: a second, while the first holds
+// the folder's lock, is refused naming the holder's pid, and writes
+// nothing; once the lock is released the folder can be prepared.
+func TestPrepareLocked(t *testing.T) {
+	src := makePrepSource(t)
+	out := t.TempDir()
+	lk, err := safefile.LockDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Prepare(context.Background(), prepTestOptions(src.dir, out))
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) || !strings.Contains(err.Error(), "--out") {
+		t.Errorf("prepare into a locked folder: %v, want an error naming --out and the holder's pid", err)
+	}
+	if des, _ := os.ReadDir(out); len(des) != 1 || des[0].Name() != safefile.LockName {
+		t.Errorf("the refused prepare wrote into the folder: %v", des)
+	}
+	lk.Close()
+	if _, err := Prepare(context.Background(), prepTestOptions(src.dir, out)); err != nil {
+		t.Errorf("after the lock is released: %v", err)
 	}
 }

@@ -9,9 +9,10 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/alexnet-go/trainer/internal/safefile"
 )
 
 // Tensor is a dense float32 array in row-major order.
@@ -122,6 +123,24 @@ const maxHeader = 100 << 20
 // to a temporary file in the same folder first, renamed into place once it
 // is complete, so a reader never sees half a file.
 func WriteSafetensors(path string, tensors map[string]Tensor, meta map[string]string) error {
+	f, err := safefile.Create(path)
+	if err != nil {
+		return fmt.Errorf("model: writing %s: %v", path, err)
+	}
+	defer f.Close()
+	if err := EncodeSafetensors(f, tensors, meta); err != nil {
+		return fmt.Errorf("model: writing %s: %v", path, err)
+	}
+	if err := f.Commit(); err != nil {
+		return fmt.Errorf("model: writing %s: %v", path, err)
+	}
+	return nil
+}
+
+// EncodeSafetensors writes tensors, and string metadata if any, to w in
+// the safetensors format, tensors in name order. The same tensors and
+// metadata always give the same bytes.
+func EncodeSafetensors(w io.Writer, tensors map[string]Tensor, meta map[string]string) error {
 	names := sortedKeys(tensors)
 	header := map[string]any{}
 	if len(meta) > 0 {
@@ -139,16 +158,11 @@ func WriteSafetensors(path string, tensors map[string]Tensor, meta map[string]st
 	}
 	js, err := json.Marshal(header)
 	if err != nil {
-		return fmt.Errorf("model: %s: %v", path, err)
+		return err
 	}
 	for len(js)%8 != 0 {
 		js = append(js, ' ')
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("model: writing %s: %v", path, err)
-	}
-	defer os.Remove(f.Name()) // after the rename this fails harmlessly
 	buf := make([]byte, 8, 1<<20)
 	binary.LittleEndian.PutUint64(buf, uint64(len(js)))
 	buf = append(buf, js...)
@@ -156,29 +170,15 @@ func WriteSafetensors(path string, tensors map[string]Tensor, meta map[string]st
 		for _, v := range tensors[name].Data {
 			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
 			if len(buf) >= 1<<20 {
-				if _, err := f.Write(buf); err != nil {
-					f.Close()
-					return fmt.Errorf("model: writing %s: %v", path, err)
+				if _, err := w.Write(buf); err != nil {
+					return err
 				}
 				buf = buf[:0]
 			}
 		}
 	}
-	if _, err := f.Write(buf); err != nil {
-		f.Close()
-		return fmt.Errorf("model: writing %s: %v", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("model: writing %s: %v", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("model: writing %s: %v", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("model: writing %s: %v", path, err)
-	}
-	return nil
+	_, err = w.Write(buf)
+	return err
 }
 
 // ErrFormat is wrapped by every error about a file that is not a valid
@@ -188,42 +188,41 @@ var ErrFormat = errors.New("not a valid safetensors file")
 // ReadSafetensors reads every tensor of a safetensors file, and its metadata.
 // Only F32 tensors are supported.
 func ReadSafetensors(path string) (map[string]Tensor, map[string]string, error) {
-	f, err := os.Open(path)
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return nil, nil, fmt.Errorf("model: %s is a directory: give a .safetensors file in it (a run's weights are RUN/weights.safetensors)", path)
+	}
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("model: %w", err)
 	}
-	defer f.Close()
-	st, err := f.Stat()
+	tensors, meta, err := DecodeSafetensors(b)
 	if err != nil {
-		return nil, nil, fmt.Errorf("model: %v", err)
+		return nil, nil, fmt.Errorf("model: %s: %w", path, err)
 	}
-	if st.IsDir() {
-		return nil, nil, fmt.Errorf("model: %s is a directory: give a .safetensors file in it (a run's weights are RUN/weights.safetensors)", path)
-	}
+	return tensors, meta, nil
+}
+
+// DecodeSafetensors decodes a whole safetensors file held in b. Its errors
+// wrap ErrFormat.
+func DecodeSafetensors(b []byte) (map[string]Tensor, map[string]string, error) {
+	size := int64(len(b))
 	bad := func(format string, a ...any) error {
-		return fmt.Errorf("model: %s: %w: %s", path, ErrFormat, fmt.Sprintf(format, a...))
+		return fmt.Errorf("%w: %s", ErrFormat, fmt.Sprintf(format, a...))
 	}
-	var lenBuf [8]byte
-	if _, err := io.ReadFull(f, lenBuf[:]); err != nil {
-		return nil, nil, bad("file of %d bytes is too short for the header", st.Size())
+	if size < 8 {
+		return nil, nil, bad("file of %d bytes is too short for the header", size)
 	}
-	hl := binary.LittleEndian.Uint64(lenBuf[:])
-	if hl > maxHeader || int64(hl) > st.Size()-8 {
-		return nil, nil, bad("header length %d does not fit the file of %d bytes", hl, st.Size())
+	hl := binary.LittleEndian.Uint64(b)
+	if hl > maxHeader || int64(hl) > size-8 {
+		return nil, nil, bad("header length %d does not fit the file of %d bytes", hl, size)
 	}
-	js := make([]byte, hl)
-	if _, err := io.ReadFull(f, js); err != nil {
-		return nil, nil, bad("reading the header: %v", err)
-	}
+	js := b[8 : 8+hl]
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(js, &raw); err != nil {
 		return nil, nil, bad("header is not JSON: %v", err)
 	}
-	dataLen := st.Size() - 8 - int64(hl)
-	data := make([]byte, dataLen)
-	if _, err := io.ReadFull(f, data); err != nil {
-		return nil, nil, bad("reading the data: %v", err)
-	}
+	data := b[8+hl:]
+	dataLen := int64(len(data))
 	tensors := map[string]Tensor{}
 	var meta map[string]string
 	for name, msg := range raw {

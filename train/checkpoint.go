@@ -1,14 +1,23 @@
 package train
 
 import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/alexnet-go/trainer/internal/safefile"
 	"github.com/alexnet-go/trainer/metrics"
 	"github.com/alexnet-go/trainer/model"
 	"github.com/alexnet-go/trainer/parallel"
@@ -22,7 +31,8 @@ const (
 	checkpointFile = "checkpoint.safetensors"
 	previousFile   = "checkpoint.prev.safetensors"
 	momentumPrefix = "momentum."
-	checkpointKind = "alexnet-go checkpoint v1"
+	checkpointKind = "alexnet-go checkpoint v2" // v2: with a checksum
+	legacyKind     = "alexnet-go checkpoint v1" // before checksums: read unverified
 )
 
 // State is where a run stands: with the weights and the momentum, all a
@@ -49,21 +59,45 @@ type State struct {
 	History []Metrics `json:"history"`
 }
 
-// saveCheckpoint writes the run's state, weights and momentum. The new file
-// is written beside the old and renamed over it once synced; the old one is
-// first linked to checkpoint.prev.safetensors. A whole checkpoint is on disk
-// at every moment, whenever the process dies.
+// saveCheckpoint writes the run's state, weights and momentum (see
+// writeCheckpoint). Weights or momentum holding a NaN or an infinity are
+// never saved: the checkpoint on disk stays the last good one.
 func saveCheckpoint(dir string, net *model.Net, r *parallel.Runner, st State) error {
 	w, err := r.Weights()
 	if err != nil {
 		return err
 	}
-	if name := firstNonFinite(w); name != "" {
-		return fmt.Errorf("step %d: %s holds NaN or Inf: training diverged; lower --lr (the checkpoint already in %s, if any, is the last good one)", st.Step, name, dir)
-	}
 	v, err := r.Momentum()
 	if err != nil {
 		return err
+	}
+	return writeCheckpoint(dir, net.Name, w, v, st)
+}
+
+// writeCheckpoint saves a checkpoint so that one verified checkpoint is on
+// disk at every instant, whenever the process dies:
+//
+//  1. the new checkpoint is written to a temporary file and synced;
+//  2. if checkpoint.safetensors verifies, it is renamed to
+//     checkpoint.prev.safetensors; one that does not (corrupt, or absent)
+//     is left where it is, so it never replaces a good previous one;
+//  3. the temporary file is renamed to checkpoint.safetensors and the
+//     directory synced.
+//
+// Killed before 2, the latest is untouched; between 2 and 3, the previous
+// one is the latest good one; the temporary file of a killed save is
+// removed at the next start (cleanRunDir).
+func writeCheckpoint(dir, netName string, w, v model.Weights, st State) error {
+	if name := firstNonFinite(w); name != "" {
+		return fmt.Errorf("step %d: %s holds NaN or Inf: training diverged; lower --lr (the checkpoint already in %s, if any, is the last good one)", st.Step, name, dir)
+	}
+	if name := firstNonFinite(v); name != "" {
+		return fmt.Errorf("step %d: the momentum of %s holds NaN or Inf: training diverged; lower --lr (the checkpoint already in %s, if any, is the last good one)", st.Step, name, dir)
+	}
+	for _, m := range st.History {
+		if math.IsNaN(m.TrainLoss+m.ValLoss) || math.IsInf(m.TrainLoss+m.ValLoss, 0) {
+			return fmt.Errorf("epoch %d: train loss %v, validation loss %v: training diverged; lower --lr (the checkpoint already in %s, if any, is the last good one)", m.Epoch, m.TrainLoss, m.ValLoss, dir)
+		}
 	}
 	tensors := map[string]model.Tensor{}
 	for name, t := range w {
@@ -74,37 +108,35 @@ func saveCheckpoint(dir string, net *model.Net, r *parallel.Runner, st State) er
 	if err != nil {
 		return err
 	}
+	meta := map[string]string{"format": checkpointKind, "net": netName, "state": string(js)}
 	cur, prev := filepath.Join(dir, checkpointFile), filepath.Join(dir, previousFile)
-	if _, err := os.Stat(cur); err == nil {
-		tmp := prev + ".tmp"
-		os.Remove(tmp)
-		if err := os.Link(cur, tmp); err != nil {
-			return fmt.Errorf("checkpoint: %v", err)
-		}
-		if err := os.Rename(tmp, prev); err != nil {
-			return fmt.Errorf("checkpoint: %v", err)
-		}
-	}
-	meta := map[string]string{"format": checkpointKind, "net": net.Name, "state": string(js)}
-	if err := model.WriteSafetensors(cur, tensors, meta); err != nil {
+
+	f, err := safefile.Create(cur)
+	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
+	defer f.Close()
+	if err := encodeChecked(f, tensors, meta); err != nil {
+		return fmt.Errorf("checkpoint: writing %s: %w", f.Name(), err)
 	}
-	defer d.Close()
-	return d.Sync()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if verifyFile(cur) == nil {
+		if err := safefile.Rename(cur, prev); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+	}
+	if err := f.Commit(); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return nil
 }
 
-// loadCheckpoint reads the run's checkpoint for net. A corrupt latest
-// checkpoint is refused, named, and the previous one is used instead;
-// a checkpoint of another net is refused. It returns ok false if the run
-// saved no checkpoint yet.
+// loadCheckpoint reads the run's checkpoint for net. A latest checkpoint
+// that does not verify (its checksum, its tensors, its state) is refused,
+// named, and the previous one is used instead; a checkpoint of another
+// net is refused. It returns ok false if the run saved no checkpoint yet.
 func loadCheckpoint(dir string, net *model.Net, note func(string)) (st State, w, v model.Weights, ok bool, err error) {
 	var refused []string
 	for _, name := range []string{checkpointFile, previousFile} {
@@ -135,12 +167,23 @@ var errOtherNet = errors.New("checkpoint of another net")
 
 func readCheckpoint(path string, net *model.Net) (State, model.Weights, model.Weights, error) {
 	var st State
-	tensors, meta, err := model.ReadSafetensors(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return st, nil, nil, fmt.Errorf("corrupt checkpoint %s: %v", path, err)
 	}
-	if meta["format"] != checkpointKind {
+	sumErr := verify(bytes.NewReader(b))
+	if sumErr != nil && !errors.Is(sumErr, errNoChecksum) {
+		return st, nil, nil, fmt.Errorf("corrupt checkpoint %s: %v", path, sumErr)
+	}
+	tensors, meta, err := model.DecodeSafetensors(b)
+	if err != nil {
+		return st, nil, nil, fmt.Errorf("corrupt checkpoint %s: %v", path, err)
+	}
+	if meta["format"] != checkpointKind && meta["format"] != legacyKind {
 		return st, nil, nil, fmt.Errorf("%s is not a checkpoint of this trainer (format %q)", path, meta["format"])
+	}
+	if sumErr != nil && meta["format"] != legacyKind {
+		return st, nil, nil, fmt.Errorf("corrupt checkpoint %s: %v", path, sumErr)
 	}
 	if meta["net"] != net.Name {
 		return st, nil, nil, fmt.Errorf("--resume: %s is a checkpoint of net %s; this run is %s: %w", path, meta["net"], net.Name, errOtherNet)
@@ -164,6 +207,12 @@ func readCheckpoint(path string, net *model.Net) (State, model.Weights, model.We
 	}
 	if st.Epoch < 1 || st.Batch < 0 || st.Seen < 0 {
 		return st, nil, nil, fmt.Errorf("corrupt checkpoint %s: state %s", path, meta["state"])
+	}
+	if name := firstNonFinite(w); name != "" {
+		return st, nil, nil, fmt.Errorf("corrupt checkpoint %s: %s holds NaN or Inf", path, name)
+	}
+	if name := firstNonFinite(v); name != "" {
+		return st, nil, nil, fmt.Errorf("corrupt checkpoint %s: the momentum of %s holds NaN or Inf", path, name)
 	}
 	return st, w, v, nil
 }
@@ -196,30 +245,86 @@ func writeMetrics(dir string, history []Metrics) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(dir, metricsFile), b)
+	return safefile.WriteFile(filepath.Join(dir, metricsFile), b)
 }
 
-// writeAtomic writes data to a temporary file beside path, syncs it and
-// renames it into place.
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("--out: %v", err)
+// A checkpoint's metadata holds sumKey: the SHA-256 of the whole file as
+// written with the 64 hex digits of that value all '0'. Every byte is
+// covered: the header's length, the header (tensor table, state, padding)
+// and the data.
+const sumKey = "sha256"
+
+var zeroSum = strings.Repeat("0", 64)
+
+// encodeChecked writes tensors and meta as a safetensors file whose
+// metadata holds its checksum. It encodes twice, once to hash and once to
+// write, so it never holds the file in memory.
+func encodeChecked(w io.Writer, tensors map[string]model.Tensor, meta map[string]string) error {
+	m := maps.Clone(meta)
+	m[sumKey] = zeroSum
+	h := sha256.New()
+	if err := model.EncodeSafetensors(h, tensors, m); err != nil {
+		return err
 	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("--out: %v", err)
+	m[sumKey] = hex.EncodeToString(h.Sum(nil))
+	return model.EncodeSafetensors(w, tensors, m)
+}
+
+var errNoChecksum = errors.New("no checksum in its metadata")
+
+// maxHeader bounds the header verify reads (the safetensors limit).
+const maxHeader = 100 << 20
+
+// verify checks the checksum of the checkpoint file read from r, reading
+// it once, whatever its size, in little memory.
+func verify(r io.Reader) error {
+	var n [8]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return fmt.Errorf("file too short for the header (%v)", err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("--out: %v", err)
+	hl := binary.LittleEndian.Uint64(n[:])
+	if hl > maxHeader {
+		return fmt.Errorf("header length %d is more than %d", hl, maxHeader)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("--out: %v", err)
+	header := make([]byte, hl)
+	if _, err := io.ReadFull(r, header); err != nil {
+		return fmt.Errorf("header length %d does not fit the file (%v)", hl, err)
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("--out: %v", err)
+	var h struct {
+		Meta map[string]string `json:"__metadata__"`
+	}
+	if err := json.Unmarshal(header, &h); err != nil {
+		return fmt.Errorf("header is not JSON: %v", err)
+	}
+	sum, ok := h.Meta[sumKey]
+	if !ok {
+		return errNoChecksum
+	}
+	field := []byte(`"` + sumKey + `":"` + sum + `"`)
+	if _, err := hex.DecodeString(sum); err != nil || len(sum) != len(zeroSum) || bytes.Count(header, field) != 1 {
+		return fmt.Errorf("checksum field %q is not 64 hex digits found once in the header", sum)
+	}
+	at := bytes.Index(header, field) + len(field) - 1 - len(sum) // the digits
+	d := sha256.New()
+	d.Write(n[:])
+	d.Write(header[:at])
+	d.Write([]byte(zeroSum))
+	d.Write(header[at+len(sum):])
+	if _, err := io.Copy(d, r); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(d.Sum(nil)); got != sum {
+		return fmt.Errorf("checksum mismatch: the file changed after it was written (its bytes hash to %s…, its header says %s…)", got[:12], sum[:12])
 	}
 	return nil
+}
+
+// verifyFile checks the checksum of the checkpoint file at path.
+func verifyFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return verify(bufio.NewReaderSize(f, 1<<20))
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/alexnet-go/trainer/data"
+	"github.com/alexnet-go/trainer/internal/safefile"
 	"github.com/alexnet-go/trainer/metrics"
 	"github.com/alexnet-go/trainer/model"
 	"github.com/alexnet-go/trainer/open"
@@ -132,14 +133,22 @@ func Run(ctx context.Context, c Config, log io.Writer) ([]Metrics, error) {
 		return nil, err
 	}
 	_, statErr := os.Stat(c.Out)
-	if err := makeRunDir(c.Out); err != nil {
+	lk, err := lockRunDir(c.Out, "--out", log)
+	if err != nil {
 		return nil, err
 	}
-	ms, err := run(ctx, c, false, log)
+	ms, err := func() ([]Metrics, error) {
+		if err := makeRunDir(c.Out); err != nil {
+			return nil, err
+		}
+		return run(ctx, c, false, log)
+	}()
+	lk.Close()
 	if err != nil && errors.Is(statErr, fs.ErrNotExist) {
 		// A run refused before it wrote anything (its data, its devices)
-		// leaves no empty directory behind; Remove keeps one that holds
-		// anything.
+		// leaves no directory behind; Remove keeps one that holds anything
+		// but the lock file (a lock file is made again by the next lock).
+		os.Remove(filepath.Join(c.Out, safefile.LockName))
 		os.Remove(c.Out)
 	}
 	return ms, err
@@ -182,6 +191,11 @@ func Resume(ctx context.Context, dir string, o ResumeOptions, log io.Writer) ([]
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("--resume %s: %s: %v", dir, configFile, err)
 	}
+	lk, err := lockRunDir(dir, "--resume", log)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Close()
 	return run(ctx, c, true, log)
 }
 
@@ -240,7 +254,8 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 	t.st = State{Epoch: 1, LR: c.LR, Best: math.MaxFloat64} // any error beats it; JSON has no Inf
 	var mom model.Weights
 	if resume {
-		st, cw, cv, ok, err := loadCheckpoint(c.Out, net, func(s string) { fmt.Fprintln(log, s) })
+		// Refused checkpoints are warnings: stderr, not the progress log.
+		st, cw, cv, ok, err := loadCheckpoint(c.Out, net, func(s string) { fmt.Fprintln(os.Stderr, "trainer:", s) })
 		if err != nil {
 			return nil, err
 		}
@@ -583,7 +598,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, append(b, '\n'))
+	return safefile.WriteFile(path, append(b, '\n'))
 }
 
 // Mismatch names the first setting that makes a run of c compute something
