@@ -16,6 +16,21 @@ import (
 	"github.com/alexnet-go/trainer/parallel"
 )
 
+// dataOptions is how the end-to-end rows open o.Data for net name.
+func dataOptions(name string, o SpeedOptions) open.DataOptions {
+	return open.DataOptions{Dir: o.Data, Net: name, LRN: "paper", Activation: "relu", Pool: "3/2", Batch: o.Batch, Seed: 1, Workers: o.Workers}
+}
+
+// dataNet is net name built for o.Data's channels and classes.
+func dataNet(name string, o SpeedOptions) (*model.Net, error) {
+	ds, err := open.Data(dataOptions(name, o))
+	if err != nil {
+		return nil, fmt.Errorf("bench speed --data %s: %w", o.Data, err)
+	}
+	defer ds.Close()
+	return ds.Net, nil
+}
+
 // endToEnd times training steps of net on place from o.Data through the
 // real loader, as trainer train runs them: the batch after the current
 // one is taken from the loader and staged on the devices while the step
@@ -24,7 +39,7 @@ import (
 // wait for data; DataWaitMs is that wait alone.
 func endToEnd(name, place string, o SpeedOptions) (SpeedRow, error) {
 	row := SpeedRow{Net: name, Placement: place, Mode: "end-to-end", Precision: "fp32", Batch: o.Batch}
-	ds, err := open.Data(open.DataOptions{Dir: o.Data, Net: name, LRN: "paper", Activation: "relu", Pool: "3/2", Batch: o.Batch, Seed: 1, Workers: o.Workers})
+	ds, err := open.Data(dataOptions(name, o))
 	if err != nil {
 		return row, fmt.Errorf("bench speed --data %s: %w", o.Data, err)
 	}

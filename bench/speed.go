@@ -90,6 +90,11 @@ func Speed(o SpeedOptions) ([]SpeedRow, error) {
 			opt = model.Options{Channels: 3, Classes: 1000}
 		}
 		net, err := model.Build(name, opt)
+		if o.Data != "" {
+			// The synthetic step on the net the end-to-end rows train:
+			// the data's channels and classes.
+			net, err = dataNet(name, o)
+		}
 		if err != nil {
 			return nil, err
 		}
