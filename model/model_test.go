@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -38,10 +39,10 @@ func TestAlexNetParams(t *testing.T) {
 			t.Errorf("%s output %v, want %v", name, got, s)
 		}
 	}
-	if ws := n.Layer("conv3a").WeightShape(); !equalInts(ws, []int{192, 256, 3, 3}) {
+	if ws := n.Layer("conv3a").WeightShape(); !slices.Equal(ws, []int{192, 256, 3, 3}) {
 		t.Errorf("conv3a.weight %v, want (192,256,3,3)", ws)
 	}
-	if ws := n.Layer("fc6a").WeightShape(); !equalInts(ws, []int{2048, 9216}) {
+	if ws := n.Layer("fc6a").WeightShape(); !slices.Equal(ws, []int{2048, 9216}) {
 		t.Errorf("fc6a.weight %v, want (2048,9216)", ws)
 	}
 	edges := strings.Join(n.CrossEdges(), " ")
@@ -164,7 +165,7 @@ func TestSafetensorsRoundTrip(t *testing.T) {
 	}
 	for name, want := range in {
 		got := out[name]
-		if !equalInts(got.Shape, want.Shape) {
+		if !slices.Equal(got.Shape, want.Shape) {
 			t.Fatalf("%s shape %v want %v", name, got.Shape, want.Shape)
 		}
 		for i := range want.Data {

@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -73,7 +74,7 @@ func (w Weights) Check(n *Net) error {
 		if !ok {
 			return fmt.Errorf("model: weights lack %s %v that net %s needs (weights of another net?)", name, want[name], n.Name)
 		}
-		if !equalInts(t.Shape, want[name]) {
+		if !slices.Equal(t.Shape, want[name]) {
 			return fmt.Errorf("model: weights hold %s as %v, net %s needs %v (weights of another net or data set?)", name, t.Shape, n.Name, want[name])
 		}
 	}
@@ -83,18 +84,6 @@ func (w Weights) Check(n *Net) error {
 		}
 	}
 	return nil
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -5,6 +5,7 @@ import (
 	"image"
 	"image/color"
 	"math"
+	"slices"
 
 	"github.com/alexnet-go/trainer/model"
 )
@@ -75,7 +76,7 @@ func KernelImage(w map[string]model.Tensor) (*image.RGBA, error) {
 		if err := checkKernel(name, x); err != nil {
 			return nil, err
 		}
-		if t > 0 && !equalShape(x.Shape, towers[0].Shape) {
+		if t > 0 && !slices.Equal(x.Shape, towers[0].Shape) {
 			return nil, fmt.Errorf("plot: %s is %s but %s is %s: the towers differ", name, shapeString(x.Shape), names[0], shapeString(towers[0].Shape))
 		}
 		towers[t] = x
@@ -159,18 +160,6 @@ func fill(img *image.RGBA, r image.Rectangle, c color.RGBA) {
 			img.SetRGBA(x, y, c)
 		}
 	}
-}
-
-func equalShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func shapeString(s []int) string {

@@ -57,6 +57,10 @@ type State struct {
 	// Every finished epoch's metrics: metrics.jsonl is rewritten from them
 	// on resume, so no line is lost or doubled by a crash.
 	History []Metrics `json:"history"`
+	// Config is the run's config when the checkpoint was saved: a resume
+	// refuses a config.json edited since in anything that changes what
+	// the run computes (nil in checkpoints from before it was recorded).
+	Config *Config `json:"config,omitempty"`
 }
 
 // saveCheckpoint writes the run's state, weights and momentum (see

@@ -260,7 +260,15 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 			return nil, err
 		}
 		if ok {
+			if st.Config != nil {
+				was, now := *st.Config, c
+				was.Data, now.Data = "", "" // where the data lies may change; what it is, the fingerprint checks
+				if err := now.Mismatch(was); err != nil {
+					return nil, fmt.Errorf("--resume %s: %s's %v in the checkpoint: %s was edited since; restore it (a resume changes only --epochs, and --data for data that moved)", c.Out, configFile, err, configFile)
+				}
+			}
 			t.st, w, mom = st, cw, cv
+			t.st.Config = nil
 			t.kept = fmt.Sprintf("the last good checkpoint (step %d) is kept in %s", st.Step, c.Out)
 		}
 		if done := t.st.Epoch - 1; done >= c.Epochs {
@@ -304,7 +312,7 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 	for t.st.Epoch <= c.Epochs {
 		if err := t.epoch(ctx); err != nil {
 			if ctx.Err() != nil {
-				if err := saveCheckpoint(c.Out, net, t.r, t.st); err != nil {
+				if err := saveCheckpoint(c.Out, net, t.r, t.saving()); err != nil {
 					return t.st.History, err
 				}
 				return t.st.History, fmt.Errorf("%w at epoch %d, batch %d: checkpoint saved; continue with: trainer train --resume %s", ErrInterrupted, t.st.Epoch, t.st.Batch, c.Out)
@@ -467,6 +475,14 @@ func (t *trainer) epoch(ctx context.Context) error {
 	return model.WriteSafetensors(filepath.Join(c.Out, weightsFile), wts, meta)
 }
 
+// saving is the state a checkpoint saves: where the run stands and its
+// config.
+func (t *trainer) saving() State {
+	st := t.st
+	st.Config = &t.c
+	return st
+}
+
 // due reports whether a checkpoint is due by the step or minute interval.
 func (t *trainer) due() bool {
 	c := t.c
@@ -475,7 +491,7 @@ func (t *trainer) due() bool {
 }
 
 func (t *trainer) checkpoint() error {
-	if err := saveCheckpoint(t.c.Out, t.net, t.r, t.st); err != nil {
+	if err := saveCheckpoint(t.c.Out, t.net, t.r, t.saving()); err != nil {
 		return err
 	}
 	t.saved = time.Now()

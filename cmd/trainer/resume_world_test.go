@@ -53,6 +53,14 @@ func TestResumeChecksTheWorld(t *testing.T) {
 	if c, _ := train.ReadConfig(runDir); c.Data != moved || c.Epochs != 2 {
 		t.Errorf("config.json after the resume: data %q, epochs %d; want %q, 2", c.Data, c.Epochs, moved)
 	}
+	// config.json edited in what the run computes: refused, naming it.
+	cfgPath := filepath.Join(runDir, "config.json")
+	orig, _ := os.ReadFile(cfgPath)
+	os.WriteFile(cfgPath, []byte(strings.Replace(string(orig), `"batch": 20`, `"batch": 10`, 1)), 0o644)
+	if _, err := run(t, "train", "--resume", runDir, "--epochs", "3", "--data", moved); err == nil || !strings.Contains(err.Error(), "--batch 10, not 20") {
+		t.Errorf("resuming after config.json's batch was edited: %v", err)
+	}
+	os.WriteFile(cfgPath, orig, 0o644)
 	// The labels change: the resume is refused, naming the data.
 	other := filepath.Join(dir, "other")
 	os.Mkdir(other, 0o755)
