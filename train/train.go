@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"iter"
 	"math"
 	"os"
 	"path/filepath"
@@ -228,6 +229,7 @@ type trainer struct {
 	net    *model.Net
 	r      *parallel.Runner
 	tl, vl data.Batcher
+	raw    data.RawBatcher // tl, when the devices render its batches
 	pre    model.Preprocess
 	log    io.Writer
 	prog   *progress
@@ -265,6 +267,9 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 	}
 	defer devs.Close()
 	t := &trainer{c: c, net: net, log: log, prog: newProgress(log), pre: ds.Pre, tl: ds.Train, vl: ds.Val}
+	if wrapTrainLoader != nil {
+		t.tl = wrapTrainLoader(t.tl)
+	}
 	if t.tl.Batches() == 0 {
 		return nil, fmt.Errorf("--batch %d: larger than the %d training images", c.Batch, ds.TrainN)
 	}
@@ -302,6 +307,9 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 		return nil, err
 	}
 	defer t.r.Close()
+	if err := t.useRaw(); err != nil {
+		return nil, err
+	}
 	if mom != nil {
 		if err := t.r.SetMomentum(mom); err != nil {
 			return nil, err
@@ -339,25 +347,93 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 	return t.st.History, nil
 }
 
+// deviceAugment renders the training batches on the devices when the
+// loader can hand them over raw (data.RawBatcher); tests turn it off to
+// compare with the host's rendering.
+var deviceAugment = true
+
+// wrapTrainLoader, when set, wraps the training loader: tests slow it
+// down to see the wait counted.
+var wrapTrainLoader func(data.Batcher) data.Batcher
+
+// useRaw sets the runner up to render the training loader's raw batches
+// on the devices, if the loader has them and they fit the net.
+func (t *trainer) useRaw() error {
+	rb, ok := t.tl.(data.RawBatcher)
+	if !ok || !deviceAugment {
+		return nil
+	}
+	spec, ok := rb.Raw()
+	if !ok || spec.Crop != t.net.Input.H {
+		return nil
+	}
+	if err := t.r.SetAugment(parallel.Augment{C: spec.C, Size: spec.Size, Mean: spec.Mean, OutputMean: spec.OutputMean}); err != nil {
+		return err
+	}
+	t.raw = rb
+	fmt.Fprintf(t.log, "augmenting on the devices: %d×%d×%d bytes per image uploaded, cropped to %d×%d there\n", spec.C, spec.Size, spec.Size, spec.Crop, spec.Crop)
+	return nil
+}
+
 // epoch trains the rest of the epoch in progress, evaluates it, records its
 // metrics and steps the schedule.
+//
+// With raw batches (useRaw) the loop keeps one batch staged ahead: step n
+// is started, batch n+1 is taken from the loader and staged on the
+// devices while step n computes, and only then are step n's scores read
+// back. The time spent waiting for the loader is the epoch's DataWaitS.
 func (t *trainer) epoch(ctx context.Context) error {
 	st, c := &t.st, t.c
 	steps := t.tl.Batches()
 	t.prog.start(st.Epoch, c.Epochs, steps, st.Batch)
 	t.r.MovedBytes()
+	seq := t.tl.EpochFrom(ctx, st.Epoch, st.Batch)
+	if t.raw != nil {
+		seq = t.raw.RawEpochFrom(ctx, st.Epoch, st.Batch)
+	}
+	nextBatch, stop := iter.Pull2(seq)
+	defer stop()
+	defer t.r.Unstage() // an epoch cut short leaves nothing for the next
+	// pull takes the next batch, counting the wait, and stages it.
+	pull := func() (*data.Batch, parallel.Batch, bool, error) {
+		t0 := time.Now()
+		b, err, ok := nextBatch()
+		st.DataWait += time.Since(t0).Seconds()
+		if !ok || err != nil {
+			return nil, parallel.Batch{}, ok, err
+		}
+		pb := parallel.Batch{N: b.N, Images: b.Images, Labels: b.Labels, Raw: b.Raw, Params: b.Params}
+		if t.raw == nil {
+			return b, pb, true, nil
+		}
+		err = t.r.Stage(pb)
+		// Staged: the devices hold their own copy; the step needs the
+		// batch's shape and, to score it, its labels.
+		pb.Labels = append([]float32(nil), pb.Labels...)
+		t.tl.Recycle(b)
+		return nil, pb, true, err
+	}
 	began := time.Now() // each step's time includes waiting for its batch
-	for b, err := range t.tl.EpochFrom(ctx, st.Epoch, st.Batch) {
+	b, pb, ok, err := pull()
+	for ok {
 		if err != nil {
 			return err
 		}
-		res, err := t.r.Train(parallel.Batch{N: b.N, Images: b.Images, Labels: b.Labels}, float32(st.LR))
-		t.tl.Recycle(b)
+		p, err := t.r.Start(pb, float32(st.LR))
+		if b != nil {
+			t.tl.Recycle(b)
+		}
 		if err != nil {
 			return err
+		}
+		n := pb.N
+		b, pb, ok, err = pull() // batch n+1 travels while step n computes
+		res, rerr := p.Result()
+		if rerr != nil {
+			return rerr
 		}
 		if math.IsNaN(res.Loss) || math.IsInf(res.Loss, 0) {
-			return t.diverged(res.Loss, b.N)
+			return t.diverged(res.Loss, n)
 		}
 		st.Step = t.r.Step()
 		st.Batch++
@@ -378,6 +454,9 @@ func (t *trainer) epoch(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+	if err != nil {
+		return err
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -388,9 +467,9 @@ func (t *trainer) epoch(ctx context.Context) error {
 	}
 	m := Metrics{Epoch: st.Epoch, LR: st.LR, TrainLoss: st.Loss / float64(st.Seen), TrainTop1Err: float64(st.Wrong) / float64(st.Seen),
 		ValLoss: v.Loss, ValTop1Err: v.Top1Err, ValTop5Err: v.Top5Err, Seconds: st.Seconds, TransferBytes: st.Moved,
-		ImagesPerS: float64(st.Seen) / st.Seconds, LoaderPerS: t.tl.Stats().Rate()}
-	fmt.Fprintf(t.log, "epoch %d/%d lr %g: train loss %.4f err %.2f%%, val loss %.4f top-1 %.2f%% top-5 %.2f%%, %.0f img/s, %.1f s, %s moved\n",
-		m.Epoch, c.Epochs, m.LR, m.TrainLoss, 100*m.TrainTop1Err, m.ValLoss, 100*m.ValTop1Err, 100*m.ValTop5Err, m.ImagesPerS, m.Seconds, model.Bytes(m.TransferBytes))
+		ImagesPerS: float64(st.Seen) / st.Seconds, LoaderPerS: t.tl.Stats().Rate(), DataWaitS: st.DataWait}
+	fmt.Fprintf(t.log, "epoch %d/%d lr %g: train loss %.4f err %.2f%%, val loss %.4f top-1 %.2f%% top-5 %.2f%%, %.0f img/s, %.1f s (%.1f s waiting for data), %s moved\n",
+		m.Epoch, c.Epochs, m.LR, m.TrainLoss, 100*m.TrainTop1Err, m.ValLoss, 100*m.ValTop1Err, 100*m.ValTop5Err, m.ImagesPerS, m.Seconds, m.DataWaitS, model.Bytes(m.TransferBytes))
 
 	// The next epoch's state, with the rate divided by 10 when the
 	// validation error stopped improving (§5).

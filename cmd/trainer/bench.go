@@ -60,6 +60,8 @@ func benchCommand() *cli.Command {
 					&cli.IntFlag{Name: "threads", Usage: "threads per CPU device (0: share the cores)"},
 					&cli.StringFlag{Name: "out", Value: filepath.Join("bench", "out", "speed"), Usage: "the report's `DIR`"},
 					&cli.BoolFlag{Name: "quick", Usage: "a smoke test: alexnet-small at batch 16, 2 steps"},
+					&cli.StringFlag{Name: "data", Usage: "also time each net end to end from this data `DIR` (as train --data takes it) through the loader, with the time waited for data"},
+					&cli.IntFlag{Name: "workers", Usage: "loader goroutines for --data (0: one per core)"},
 				},
 				Action: benchSpeedCmd,
 			},
@@ -82,7 +84,8 @@ func benchCommand() *cli.Command {
 
 func benchSpeedCmd(c *cli.Context) error {
 	o := bench.SpeedOptions{Nets: strings.Split(c.String("nets"), ","), Placements: strings.Split(c.String("placements"), ";"),
-		Batch: c.Int("batch"), Repeats: c.Int("repeats"), Threads: c.Int("threads"), Out: c.String("out")}
+		Batch: c.Int("batch"), Repeats: c.Int("repeats"), Threads: c.Int("threads"), Out: c.String("out"),
+		Data: c.String("data"), Workers: c.Int("workers")}
 	if c.Bool("quick") {
 		o.Nets, o.Batch, o.Repeats = []string{"alexnet-small", "alexnet-small-1gpu"}, 16, 2
 	}
