@@ -259,7 +259,7 @@ func SpeedMarkdown(rows []SpeedRow) string {
 		if len(r.Layers) > 0 && r.Layers[0].Clock == "device" {
 			clock = "the GPU's time between events on the layer's stream, waits for the other tower included"
 		}
-		fmt.Fprintf(&b, "\n%s on `%s`, per layer (ms per step; %s):\n\n| layer | device | forward | backward + update | moved | transfer |\n|---|---|---|---|---|---|\n", r.Net, r.Placement, clock)
+		fmt.Fprintf(&b, "\n%s on `%s`, per layer (ms per step; %s):\n\n| layer | device | forward | backward | moved | transfer |\n|---|---|---|---|---|---|\n", r.Net, r.Placement, clock)
 		for _, l := range r.Layers {
 			moved := ""
 			if l.MovedBytes > 0 {
