@@ -26,16 +26,33 @@ type SpeedOptions struct {
 	Repeats    int // timed steps after the warm-up (1 step; 10 on a GPU)
 	Threads    int // per CPU device; 0 shares the cores
 	Out        string
+	// Data, when set, adds an end-to-end row beside each synthetic one:
+	// training from this data directory (as --data takes it) through the
+	// real loader, its batches rendered on the devices where the loader
+	// can hand them over raw, the next batch staged while a step runs.
+	Data string
+	// Workers is the loader's goroutines in the end-to-end rows (0: one
+	// per core).
+	Workers int
 }
 
 // SpeedRow is one net on one placement. A placement this build or machine
 // cannot run has Skipped set and no numbers.
 type SpeedRow struct {
-	Net         string           `json:"net"`
-	Placement   string           `json:"placement"`
-	Devices     []string         `json:"devices,omitempty"`
-	Skipped     string           `json:"skipped,omitempty"`
-	Batch       int              `json:"batch"`
+	Net       string   `json:"net"`
+	Placement string   `json:"placement"`
+	Devices   []string `json:"devices,omitempty"`
+	Skipped   string   `json:"skipped,omitempty"`
+	// Mode is "synthetic" (one batch in device memory, trained on again
+	// and again: the step alone) or "end-to-end" (from Data through the
+	// loader, uploads and augmentation included).
+	Mode      string `json:"mode"`
+	Precision string `json:"precision"` // "fp32"
+	Batch     int    `json:"batch"`
+	// DataWaitMs is, end to end, the mean time per timed step the loop
+	// waited for the loader's next batch; 0 in synthetic rows.
+	DataWaitMs  float64          `json:"data_wait_ms"`
+	Augment     string           `json:"augment,omitempty"` // end to end: "device" (raw bytes uploaded) or "host"
 	ImagesPerS  float64          `json:"images_per_s"`
 	MsPerStep   float64          `json:"ms_per_step_median"`
 	StepsMs     []float64        `json:"steps_ms"`
@@ -73,6 +90,11 @@ func Speed(o SpeedOptions) ([]SpeedRow, error) {
 			opt = model.Options{Channels: 3, Classes: 1000}
 		}
 		net, err := model.Build(name, opt)
+		if o.Data != "" {
+			// The synthetic step on the net the end-to-end rows train:
+			// the data's channels and classes.
+			net, err = dataNet(name, o)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -86,17 +108,20 @@ func Speed(o SpeedOptions) ([]SpeedRow, error) {
 			in.Labels[i] = float32(rng.IntN(net.Classes))
 		}
 		for _, place := range o.Placements {
-			row := SpeedRow{Net: name, Placement: place, Batch: o.Batch}
+			row := SpeedRow{Net: name, Placement: place, Mode: "synthetic", Precision: "fp32", Batch: o.Batch}
 			spec, _ := open.ForNet(net, place)
 			devs, err := open.Devices(spec, open.DeviceOptions{Threads: o.Threads})
-			if errors.Is(err, open.ErrNoCUDA) {
+			if errors.Is(err, open.ErrNoCUDA) || errors.Is(err, open.ErrNoSuchGPU) {
 				row.Skipped = "no CUDA driver found"
+				if errors.Is(err, open.ErrNoSuchGPU) {
+					row.Skipped = "the machine has too few GPUs"
+				}
 				rows = append(rows, row)
-				continue
-			}
-			if errors.Is(err, open.ErrNoSuchGPU) {
-				row.Skipped = "the machine has too few GPUs"
-				rows = append(rows, row)
+				if o.Data != "" {
+					e2e := row
+					e2e.Mode = "end-to-end"
+					rows = append(rows, e2e)
+				}
 				continue
 			}
 			if err != nil {
@@ -110,6 +135,13 @@ func Speed(o SpeedOptions) ([]SpeedRow, error) {
 				return nil, err
 			}
 			rows = append(rows, row)
+			if o.Data != "" {
+				e2e, err := endToEnd(name, place, o)
+				if err != nil {
+					return nil, err
+				}
+				rows = append(rows, e2e)
+			}
 		}
 	}
 	if o.Out != "" {
@@ -201,28 +233,33 @@ func timeSteps(row *SpeedRow, net *model.Net, devs []gpu.Device, w model.Weights
 // layers' times.
 func SpeedMarkdown(rows []SpeedRow) string {
 	var b strings.Builder
-	b.WriteString("| net | placement | images/s | ms/step (median) | GFLOP/s | moved/step | transfer ms/step | memory per device |\n|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| net | placement | mode | images/s | ms/step (median) | waited for data ms/step | GFLOP/s | moved/step | transfer ms/step | memory per device |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		if r.Skipped != "" {
-			fmt.Fprintf(&b, "| %s | `%s` | – | – | – | – | – | skipped: %s |\n", r.Net, r.Placement, r.Skipped)
+			fmt.Fprintf(&b, "| %s | `%s` | %s | – | – | – | – | – | – | skipped: %s |\n", r.Net, r.Placement, r.Mode, r.Skipped)
 			continue
+		}
+		mode, wait := r.Mode, "–"
+		if r.Mode == "end-to-end" {
+			mode += ", augment on " + r.Augment
+			wait = fmt.Sprintf("%.2f", r.DataWaitMs)
 		}
 		var mem []string
 		for _, d := range r.Devices {
 			mem = append(mem, fmt.Sprintf("%s %s", d, model.Bytes(r.MemoryBytes[d])))
 		}
-		fmt.Fprintf(&b, "| %s | `%s` | %.1f | %.2f | %.1f | %s | %.1f | %s |\n",
-			r.Net, r.Placement, r.ImagesPerS, r.MsPerStep, r.GFLOPs, model.Bytes(r.MovedBytes), r.TransferMs, strings.Join(mem, ", "))
+		fmt.Fprintf(&b, "| %s | `%s` | %s | %.1f | %.2f | %s | %.1f | %s | %.1f | %s |\n",
+			r.Net, r.Placement, mode, r.ImagesPerS, r.MsPerStep, wait, r.GFLOPs, model.Bytes(r.MovedBytes), r.TransferMs, strings.Join(mem, ", "))
 	}
 	for _, r := range rows {
-		if r.Skipped != "" {
+		if r.Skipped != "" || len(r.Layers) == 0 {
 			continue
 		}
 		clock := "host-side time around each call"
 		if len(r.Layers) > 0 && r.Layers[0].Clock == "device" {
 			clock = "the GPU's time between events on the layer's stream, waits for the other tower included"
 		}
-		fmt.Fprintf(&b, "\n%s on `%s`, per layer (ms per step; %s):\n\n| layer | device | forward | backward + update | moved | transfer |\n|---|---|---|---|---|---|\n", r.Net, r.Placement, clock)
+		fmt.Fprintf(&b, "\n%s on `%s`, per layer (ms per step; %s):\n\n| layer | device | forward | backward | moved | transfer |\n|---|---|---|---|---|---|\n", r.Net, r.Placement, clock)
 		for _, l := range r.Layers {
 			moved := ""
 			if l.MovedBytes > 0 {

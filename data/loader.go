@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -20,6 +21,14 @@ type Batch struct {
 	// N is the number of images in the batch: the loader's batch size, or
 	// fewer in a final partial batch.
 	N int
+	// Raw holds, in a raw batch (RawBatcher), the images' source bytes
+	// instead of Images: N·C·Size·Size bytes (RawSpec), image after image,
+	// packed four per float32 word as gpu.PackBytes packs them, the last
+	// word's unused bytes zero.
+	Raw []float32 // (⌈N·C·Size·Size / 4⌉)
+	// Params holds, in a raw batch, each image's parameters for
+	// gpu.Ops.Augment: X, Y, Flip, and a colour offset per channel.
+	Params []float32 // (N, 3+C)
 }
 
 // LoaderOptions configure a Loader. For training: Shuffle, DropLast and an
@@ -56,7 +65,9 @@ type Loader struct {
 	size     int // canvas side
 	imageLen int // C·Size·Size
 
-	pool batchPool // batches given back with Recycle
+	pool    batchPool  // batches given back with Recycle
+	raw     *batchPool // raw batches, made on the first raw epoch
+	rawOnce sync.Once
 
 	counters
 }
@@ -161,14 +172,28 @@ func (l *Loader) render(order []int, epoch, k int) *Batch {
 // Recycle gives a batch back to the loader for reuse, sparing an allocation;
 // the caller must not use b afterwards. Recycling is optional, and a batch
 // from another loader is ignored.
-func (l *Loader) Recycle(b *Batch) { l.pool.put(b) }
+func (l *Loader) Recycle(b *Batch) {
+	if b != nil && b.Raw != nil {
+		if l.raw != nil { // set before any raw batch was made
+			l.raw.put(b)
+		}
+		return
+	}
+	l.pool.put(b)
+}
 
 // batchPool keeps batches of a fixed number of rows, imageLen values each,
-// for reuse.
+// for reuse; or raw batches of rows images, rawLen bytes and paramLen
+// parameters each.
 type batchPool struct {
 	free           chan *Batch
 	rows, imageLen int
+	rawLen         int // bytes per image of a raw batch; 0 in a pool of rendered batches
+	paramLen       int
 }
+
+// rawWords is the words n raw images take.
+func (p batchPool) rawWords(n int) int { return (n*p.rawLen + 3) / 4 }
 
 // newBatchPool returns a pool that keeps up to n batches.
 func newBatchPool(n, rows, imageLen int) batchPool {
@@ -186,21 +211,31 @@ func (p batchPool) get(n int) *Batch {
 			Labels: make([]float32, p.rows),
 			Index:  make([]int, p.rows),
 		}
+		if p.rawLen > 0 {
+			b.Raw = make([]float32, p.rawWords(p.rows))
+			b.Params = make([]float32, p.rows*p.paramLen)
+		}
 	}
 	b.N = n
 	b.Images = b.Images[:n*p.imageLen]
 	b.Labels = b.Labels[:n]
 	b.Index = b.Index[:n]
+	if p.rawLen > 0 {
+		b.Raw = b.Raw[:p.rawWords(n)]
+		b.Params = b.Params[:n*p.paramLen]
+	}
 	return b
 }
 
 // put keeps b for reuse, if it is of the pool's shape and the pool is not
 // full.
 func (p batchPool) put(b *Batch) {
-	if b == nil || cap(b.Images) != p.rows*p.imageLen || cap(b.Labels) != p.rows || cap(b.Index) != p.rows {
+	if b == nil || cap(b.Images) != p.rows*p.imageLen || cap(b.Labels) != p.rows || cap(b.Index) != p.rows ||
+		cap(b.Raw) != p.rawWords(p.rows) || cap(b.Params) != p.rows*p.paramLen {
 		return
 	}
 	b.Images, b.Labels, b.Index = b.Images[:cap(b.Images)], b.Labels[:cap(b.Labels)], b.Index[:cap(b.Index)]
+	b.Raw, b.Params = b.Raw[:cap(b.Raw)], b.Params[:cap(b.Params)]
 	select {
 	case p.free <- b:
 	default:

@@ -63,7 +63,9 @@ type CropLoader struct {
 	perImage int // patches per image: 1, or 10 with TenCrop
 	ten      [10]CropParams
 
-	pool batchPool // batches given back with Recycle
+	pool    batchPool  // batches given back with Recycle
+	raw     *batchPool // raw batches, made on the first raw epoch
+	rawOnce sync.Once
 
 	counters
 }
@@ -183,7 +185,15 @@ func (l *CropLoader) render(order []int, epoch, k int, scratch []uint8) (*Batch,
 // Recycle gives a batch back to the loader for reuse, sparing an
 // allocation; the caller must not use b afterwards. Recycling is optional,
 // and a batch from another loader is ignored.
-func (l *CropLoader) Recycle(b *Batch) { l.pool.put(b) }
+func (l *CropLoader) Recycle(b *Batch) {
+	if b != nil && b.Raw != nil {
+		if l.raw != nil { // set before any raw batch was made
+			l.raw.put(b)
+		}
+		return
+	}
+	l.pool.put(b)
+}
 
 // Stats returns the loader's counters so far. Images counts source
 // images: with TenCrop an image of ten patches counts once.

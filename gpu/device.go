@@ -63,6 +63,23 @@ type ScratchReporter interface {
 	ScratchBytes() int64
 }
 
+// VendorOps is implemented by a device whose vendor library has LRN and
+// max pooling of its own (CUDA: cuDNN's cudnnLRNCrossChannel* and
+// cudnnPooling*), so that a benchmark can time ours against theirs in the
+// same run. Each computes what the Ops method of the same name computes,
+// with the same buffers and shapes (the LRN with Alpha as gpu.LRNShape
+// takes it), except that which of several equal maxima receives the
+// gradient is the vendor's choice. They are for timing: the network uses
+// Ops, and the conformance suite judges Ops only.
+type VendorOps interface {
+	// VendorName names the library, e.g. "cuDNN 91000".
+	VendorName() string
+	VendorLRN(y, x Buffer, s LRNShape) error
+	VendorLRNBackward(dx, dy, x, y Buffer, s LRNShape) error
+	VendorMaxPool(y, x Buffer, s PoolShape) error
+	VendorMaxPoolBackward(dx, dy, x, y Buffer, s PoolShape) error
+}
+
 // Mark is a timestamp a Timer recorded.
 type Mark interface{}
 
@@ -188,6 +205,11 @@ type Ops interface {
 	// SGD is the paper's update (§5) over N values:
 	// v ← Momentum·v − WeightDecay·LR·w − LR·dw;  w ← w + v.
 	SGD(w, v, dw Buffer, s SGDShape) error
+	// SGDMulti is SGD on several tensors in one call: for each i,
+	// SGD(ws[i], vs[i], dws[i], s.Tensor(i)), with the same bits as those
+	// calls. A GPU updates them all in one kernel launch, so that a step
+	// ends with one launch per device instead of one per tensor.
+	SGDMulti(ws, vs, dws []Buffer, s SGDMultiShape) error
 
 	// Augment turns N raw images into the network's inputs as the paper
 	// does (§2, §4.1): it crops each at (X, Y), reflects it if Flip,

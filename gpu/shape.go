@@ -140,6 +140,43 @@ type SGDShape struct {
 	LR, Momentum, WeightDecay float32
 }
 
+// SGDMultiShape describes one SGD update of several tensors that share a
+// learning rate and momentum: tensor i holds Sizes[i] parameters and has
+// weight decay WeightDecays[i] (the paper decays the weights; a net may
+// leave the biases undecayed).
+type SGDMultiShape struct {
+	Sizes        []int
+	WeightDecays []float32
+	LR, Momentum float32
+}
+
+// Tensor is tensor i's update on its own.
+func (s SGDMultiShape) Tensor(i int) SGDShape {
+	return SGDShape{N: s.Sizes[i], LR: s.LR, Momentum: s.Momentum, WeightDecay: s.WeightDecays[i]}
+}
+
+// Total is the number of parameters updated, Σ Sizes.
+func (s SGDMultiShape) Total() int {
+	t := 0
+	for _, n := range s.Sizes {
+		t += n
+	}
+	return t
+}
+
+// Validate reports a shape that does not describe tensors tensors.
+func (s SGDMultiShape) Validate(tensors int) error {
+	if len(s.Sizes) != tensors || len(s.WeightDecays) != tensors {
+		return fmt.Errorf("gpu: SGDMulti of %d tensors with %d sizes and %d weight decays", tensors, len(s.Sizes), len(s.WeightDecays))
+	}
+	for _, n := range s.Sizes {
+		if n < 0 {
+			return fmt.Errorf("gpu: SGDMulti: a tensor of %d values", n)
+		}
+	}
+	return nil
+}
+
 // DropoutKeep reports whether dropout with seed keeps element i, with drop
 // probability p. It is counter-based, so any device computes any element's
 // decision without state; the CUDA kernel implements the same function.

@@ -12,12 +12,13 @@
 //
 //   - the CUDA C sources, embedded with go:embed and compiled by NVRTC when
 //     a CUDA device starts, so that the build needs no CUDA toolkit (package
-//     gpu/cuda loads and launches them). Eleven files, nineteen kernels:
+//     gpu/cuda loads and launches them). Eleven files, twenty kernels:
 //     lrn.cu (lrn_forward, lrn_backward), pool.cu (maxpool_forward,
 //     maxpool_backward), relu.cu and tanh.cu (the activations and their
 //     backward passes), bias.cu (bias_add, bias_backward), dropout.cu
 //     (dropout_forward, dropout_backward), softmax.cu (softmax_xent and its
-//     backward pass), sgd.cu (sgd_update, the paper's §5 update), concat.cu
+//     backward pass), sgd.cu (sgd_update, the paper's §5 update, and sgd_multi, the
+//     same over many tensors in one launch), concat.cu
 //     (concat_rows, split_rows: the cross-tower joins), add.cu
 //     (add_inplace) and augment.cu (augment: crops, flips, colour noise and
 //     the mean image on the device);

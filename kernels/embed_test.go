@@ -48,7 +48,7 @@ func TestSourcesEmbedded(t *testing.T) {
 		if len(head) < 5 {
 			t.Errorf("%s: opens with %d comment lines; want a block stating the math and the layout", s.Name, len(head))
 		}
-		for _, want := range []string{"paper.md §", "layout", "="} {
+		for _, want := range []string{"the paper, §", "layout", "="} {
 			if !strings.Contains(text, want) {
 				t.Errorf("%s: opening comment does not mention %q", s.Name, want)
 			}

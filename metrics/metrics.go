@@ -42,6 +42,10 @@ type Epoch struct {
 	Seconds       float64  `json:"seconds"`
 	TransferBytes int64    `json:"transfer_bytes"`
 	LoaderPerS    float64  `json:"loader_images_per_s"`
+	// DataWaitS is the seconds of the epoch's training the devices spent
+	// waiting for input: the training loop waiting for the loader's next
+	// batch, with nothing else to issue.
+	DataWaitS float64 `json:"data_wait_s"`
 }
 
 // Reported is the epoch's error on the images a run reports: the test

@@ -39,6 +39,15 @@ type Runner struct {
 	bufs   []gpu.Buffer
 
 	labels, prob, loss gpu.Buffer // on the logits' device
+	stepLabels         gpu.Buffer // the labels of the step in progress: labels, or a staged slot's
+
+	aug *augmenter // raw batches' rendering (SetAugment); nil without
+
+	// Each step's softmax and losses are copied here, to be read back
+	// after the step (Pending).
+	probOut, lossOut [Slots]gpu.Buffer
+	pending          [Slots]*Pending
+	outNext          int
 
 	step  uint64
 	moved atomic.Int64 // bytes moved between devices since the last reset
@@ -111,6 +120,17 @@ func New(net *model.Net, devs []gpu.Device, w model.Weights, o Options) (*Runner
 		return nil, fmt.Errorf("parallel: %w", err)
 	}
 	r.bufs = append(r.bufs, r.labels, r.loss, r.prob)
+	for k := range Slots {
+		if r.probOut[k], err = ld.Alloc(o.Batch * net.Classes); err == nil {
+			r.bufs = append(r.bufs, r.probOut[k])
+			r.lossOut[k], err = ld.Alloc(o.Batch)
+		}
+		if err != nil {
+			r.Close()
+			return nil, fmt.Errorf("parallel: %w", err)
+		}
+		r.bufs = append(r.bufs, r.lossOut[k])
+	}
 	if err := r.SetWeights(w); err != nil {
 		r.Close()
 		return nil, err
@@ -318,7 +338,7 @@ type LayerTime struct {
 	Device        string
 	Clock         string // "host" or "device"
 	Forward       time.Duration
-	Backward      time.Duration // the SGD update included
+	Backward      time.Duration // the SGD update not included: one SGDMulti per device ends the step
 	MovedBytes    int64         // copies of its output to other devices
 	Transfer      time.Duration // issuing those copies
 	GradientBytes int64         // its gradients sent back to other devices

@@ -2,6 +2,7 @@ package parallel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -10,11 +11,16 @@ import (
 	"github.com/alexnet-go/trainer/model"
 )
 
-// Batch is one step's input.
+// Batch is one step's input: rendered images, or a raw batch (Raw and
+// Params) that the devices render as SetAugment says.
 type Batch struct {
 	N      int
-	Images []float32 // (N, C, H, W), preprocessed
+	Images []float32 // (N, C, H, W), preprocessed; empty in a raw batch
 	Labels []float32 // (N) class indices; nil when there are none
+	// Raw holds a raw batch's source bytes, N·C·Size·Size packed four per
+	// word (gpu.PackBytes), and Params each image's gpu.Ops.Augment
+	// parameters, (N, 3+C).
+	Raw, Params []float32
 }
 
 // Result is what a step computed.
@@ -26,20 +32,121 @@ type Result struct {
 }
 
 // Train runs one training step on b: forward with dropout, backward, and the
-// SGD update with learning rate lr.
+// SGD update with learning rate lr. It is Start followed by Result.
 func (r *Runner) Train(b Batch, lr float32) (Result, error) {
-	if err := r.check(b, true); err != nil {
+	p, err := r.Start(b, lr)
+	if err != nil {
 		return Result{}, err
 	}
+	return p.Result()
+}
+
+// Pending is a training step whose scores have not been read back yet.
+// The step's softmax and losses are copied on the device after its last
+// kernel, so reading them back waits for nothing but that step; the
+// runner keeps Slots steps' scores, and reads a step's back itself before
+// a later step would overwrite them.
+type Pending struct {
+	r      *Runner
+	k, n   int
+	labels []float32
+	done   bool
+	res    Result
+	err    error
+}
+
+// Start enqueues one training step on b, as Train, and returns without
+// reading anything back from the devices: on a GPU the step may still be
+// running. A raw batch is taken from the staging slots (Stage), or staged
+// first if none is. Result reads the step's scores back; call it after
+// staging and starting what comes next, and from the goroutine that
+// calls Start.
+func (r *Runner) Start(b Batch, lr float32) (*Pending, error) {
+	if err := r.check(b, true); err != nil {
+		return nil, err
+	}
+	var sl *slot
+	if b.Raw != nil {
+		var err error
+		if sl, err = r.take(b); err != nil {
+			return nil, err
+		}
+	}
+	k := r.outNext
+	if p := r.pending[k]; p != nil {
+		p.resolve() // before this step overwrites its scores
+	}
+	r.stepLabels = r.labels
+	if sl != nil {
+		r.stepLabels = sl.labels
+	}
 	r.step++
-	var res Result
 	err := r.all(func(ctx context.Context, wk *worker) error {
-		if err := r.forward(ctx, wk, b, true, &res); err != nil {
+		if err := r.forward(ctx, wk, b, sl, true, nil); err != nil {
 			return err
 		}
-		return r.backward(ctx, wk, b.N, lr)
+		if err := r.backward(ctx, wk, b.N, lr); err != nil {
+			return err
+		}
+		if r.logits.w != wk {
+			return nil
+		}
+		d := wk.dev
+		return first(d.Copy(r.probOut[k], r.prob), d.Copy(r.lossOut[k], r.loss))
 	})
-	return res, err
+	if err != nil {
+		return nil, err
+	}
+	p := &Pending{r: r, k: k, n: b.N, labels: append([]float32(nil), b.Labels...)}
+	r.pending[k] = p
+	r.outNext = (k + 1) % Slots
+	return p, nil
+}
+
+// Result reads the step's softmax and losses back and scores them.
+func (p *Pending) Result() (Result, error) {
+	p.resolve()
+	return p.res, p.err
+}
+
+func (p *Pending) resolve() {
+	if p.done {
+		return
+	}
+	p.done = true
+	r := p.r
+	if r.pending[p.k] == p {
+		r.pending[p.k] = nil
+	}
+	prob := make([]float32, p.n*r.net.Classes)
+	loss := make([]float32, p.n)
+	p.err = r.onWorker(r.logits.w, func() error {
+		d := r.logits.dev
+		return first(d.Download(prob, r.probOut[p.k]), d.Download(loss, r.lossOut[p.k]))
+	})
+	if p.err == nil {
+		p.res = r.score(prob, loss, p.labels)
+	}
+}
+
+// score is a step's Result from its softmax, losses and labels.
+func (r *Runner) score(prob, loss, labels []float32) Result {
+	res := Result{N: len(loss), Prob: prob}
+	if labels == nil {
+		return res
+	}
+	for i, l := range loss {
+		res.Loss += float64(l)
+		top1, top5 := Rank(prob[i*r.net.Classes:(i+1)*r.net.Classes], int(labels[i]))
+		if !top1 {
+			res.Top1++
+		}
+		if !top5 {
+			res.Top5++
+		}
+	}
+	res.Loss /= float64(len(loss))
+	return res
 }
 
 // Eval runs the forward pass without dropout and scores b's labels if any.
@@ -47,8 +154,19 @@ func (r *Runner) Eval(b Batch) (Result, error) {
 	if err := r.check(b, false); err != nil {
 		return Result{}, err
 	}
+	var sl *slot
+	if b.Raw != nil {
+		var err error
+		if sl, err = r.take(b); err != nil {
+			return Result{}, err
+		}
+	}
+	r.stepLabels = r.labels
+	if sl != nil {
+		r.stepLabels = sl.labels
+	}
 	var res Result
-	err := r.all(func(ctx context.Context, wk *worker) error { return r.forward(ctx, wk, b, false, &res) })
+	err := r.all(func(ctx context.Context, wk *worker) error { return r.forward(ctx, wk, b, sl, false, &res) })
 	return res, err
 }
 
@@ -86,8 +204,14 @@ func (r *Runner) check(b Batch, needLabels bool) error {
 	switch {
 	case b.N < 1 || b.N > r.batch:
 		return fmt.Errorf("parallel: batch of %d images; this runner takes 1 to %d", b.N, r.batch)
-	case len(b.Images) != b.N*in.Len():
+	case b.Raw == nil && len(b.Images) != b.N*in.Len():
 		return fmt.Errorf("parallel: %d image values for %d images of %v", len(b.Images), b.N, in)
+	case b.Raw != nil && r.aug == nil:
+		return errors.New("parallel: a raw batch before SetAugment")
+	case b.Raw != nil && (len(b.Raw) != r.augmentShape(b.N).SrcLen() || len(b.Params) != r.augmentShape(b.N).ParamsLen() || len(b.Images) != 0):
+		s := r.augmentShape(b.N)
+		return fmt.Errorf("parallel: raw batch of %d images: %d words, %d parameters, %d image values; want %d, %d and none",
+			b.N, len(b.Raw), len(b.Params), len(b.Images), s.SrcLen(), s.ParamsLen())
 	case needLabels && len(b.Labels) != b.N:
 		return fmt.Errorf("parallel: %d labels for %d images", len(b.Labels), b.N)
 	}
@@ -107,13 +231,20 @@ func (r *Runner) dropoutSeed(idx int) uint64 {
 	return z ^ (z >> 32)
 }
 
-// forward runs wk's share of the forward pass; the logits' worker also
-// computes the softmax and scores it into res.
-func (r *Runner) forward(ctx context.Context, wk *worker, b Batch, train bool, res *Result) error {
+// forward runs wk's share of the forward pass, rendering the image from
+// slot sl if b is raw; the logits' worker also computes the softmax and,
+// when res is not nil, reads it back and scores it into res.
+func (r *Runner) forward(ctx context.Context, wk *worker, b Batch, sl *slot, train bool, res *Result) error {
 	d := wk.dev
 	for _, in := range r.inputs {
 		if in.w == wk {
-			if err := d.Upload(in.y, b.Images); err != nil {
+			var err error
+			if sl != nil {
+				err = r.render(in, sl, b.N)
+			} else {
+				err = d.Upload(in.y, b.Images)
+			}
+			if err != nil {
 				return err
 			}
 			for _, e := range in.sends { // to the streams sharing this GPU
@@ -150,38 +281,33 @@ func (r *Runner) forward(ctx context.Context, wk *worker, b Batch, train bool, r
 	if r.logits.w != wk {
 		return nil
 	}
-	labels := make([]float32, b.N)
-	copy(labels, b.Labels)
-	if err := d.Upload(r.labels, labels); err != nil {
-		return err
+	if sl == nil {
+		labels := make([]float32, b.N)
+		copy(labels, b.Labels)
+		if err := d.Upload(r.stepLabels, labels); err != nil {
+			return err
+		}
 	}
 	s := gpu.SoftmaxShape{N: b.N, Classes: r.net.Classes}
-	if err := d.SoftmaxCrossEntropy(r.prob, r.loss, r.logits.y, r.labels, s); err != nil {
+	if err := d.SoftmaxCrossEntropy(r.prob, r.loss, r.logits.y, r.stepLabels, s); err != nil {
 		return fmt.Errorf("parallel: softmax on %s: %w", d.Name(), err)
 	}
-	res.N = b.N
-	res.Prob = make([]float32, b.N*r.net.Classes)
-	if err := d.Download(res.Prob, r.prob); err != nil {
+	if res == nil {
+		return nil
+	}
+	prob := make([]float32, b.N*r.net.Classes)
+	if err := d.Download(prob, r.prob); err != nil {
 		return err
 	}
 	if b.Labels == nil {
+		*res = Result{N: b.N, Prob: prob}
 		return nil
 	}
 	loss := make([]float32, b.N)
 	if err := d.Download(loss, r.loss); err != nil {
 		return err
 	}
-	for i, l := range loss {
-		res.Loss += float64(l)
-		top1, top5 := Rank(res.Prob[i*r.net.Classes:(i+1)*r.net.Classes], int(b.Labels[i]))
-		if !top1 {
-			res.Top1++
-		}
-		if !top5 {
-			res.Top5++
-		}
-	}
-	res.Loss /= float64(b.N)
+	*res = r.score(prob, loss, b.Labels)
 	return nil
 }
 
@@ -239,16 +365,22 @@ func (r *Runner) forwardNode(n *node, N int, train bool) error {
 	return err
 }
 
-// backward runs wk's share of the backward pass and updates its weights.
+// backward runs wk's share of the backward pass and updates its weights:
+// every layer's weights and biases of the device in one SGDMulti call at
+// the end (one kernel launch on a GPU, not two per layer), which gives the
+// same bits as updating each layer after its backward pass, since nothing
+// reads a layer's weights after it.
 func (r *Runner) backward(ctx context.Context, wk *worker, N int, lr float32) error {
 	d := wk.dev
+	var ws, vs, dws []gpu.Buffer
+	upd := gpu.SGDMultiShape{LR: lr, Momentum: r.opt.Momentum}
 	for i := len(r.nodes) - 1; i >= 0; i-- {
 		n := r.nodes[i]
 		if n.w != wk {
 			continue
 		}
 		if n == r.logits {
-			if err := d.SoftmaxCrossEntropyBackward(n.dy, r.prob, r.labels, gpu.SoftmaxShape{N: N, Classes: r.net.Classes}); err != nil {
+			if err := d.SoftmaxCrossEntropyBackward(n.dy, r.prob, r.stepLabels, gpu.SoftmaxShape{N: N, Classes: r.net.Classes}); err != nil {
 				return err
 			}
 		} else if len(n.contribs) == 0 {
@@ -274,10 +406,15 @@ func (r *Runner) backward(ctx context.Context, wk *worker, N int, lr float32) er
 			}
 		}
 		began := time.Now()
-		if err := r.timed(d, &n.bmarks, func() error { return r.backwardNode(n, N, lr) }); err != nil {
+		if err := r.timed(d, &n.bmarks, func() error { return r.backwardNode(n, N) }); err != nil {
 			return fmt.Errorf("parallel: %s backward on %s: %w", n.l.Name, d.Name(), err)
 		}
 		n.bwd += time.Since(began)
+		if n.wt != nil {
+			ws, vs, dws = append(ws, n.wt, n.b), append(vs, n.vw, n.vb), append(dws, n.dw, n.db)
+			upd.Sizes = append(upd.Sizes, n.wt.Len(), n.b.Len())
+			upd.WeightDecays = append(upd.WeightDecays, r.opt.WeightDecay, 0) // the biases are not decayed
+		}
 		for _, e := range n.backs {
 			if e != nil {
 				if err := r.send(e); err != nil {
@@ -286,10 +423,16 @@ func (r *Runner) backward(ctx context.Context, wk *worker, N int, lr float32) er
 			}
 		}
 	}
+	if len(ws) == 0 {
+		return nil
+	}
+	if err := d.SGDMulti(ws, vs, dws, upd); err != nil {
+		return fmt.Errorf("parallel: SGD update on %s: %w", d.Name(), err)
+	}
 	return nil
 }
 
-func (r *Runner) backwardNode(n *node, N int, lr float32) error {
+func (r *Runner) backwardNode(n *node, N int) error {
 	d, l := n.dev, n.l
 	cnt := N * l.Out.Len()
 	if l.ReLU {
@@ -329,11 +472,6 @@ func (r *Runner) backwardNode(n *node, N int, lr float32) error {
 	}
 	if err == nil && len(n.ins) > 1 && dx != nil {
 		err = d.Split(n.dxSlots, n.dxcat, n.concatShape(N))
-	}
-	if err == nil && n.wt != nil {
-		err = first(
-			d.SGD(n.wt, n.vw, n.dw, gpu.SGDShape{N: n.wt.Len(), LR: lr, Momentum: r.opt.Momentum, WeightDecay: r.opt.WeightDecay}),
-			d.SGD(n.b, n.vb, n.db, gpu.SGDShape{N: n.b.Len(), LR: lr, Momentum: r.opt.Momentum}))
 	}
 	return err
 }

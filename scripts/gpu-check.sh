@@ -17,9 +17,20 @@
 #      streams on one GPU, the two-tower net on --gpus 0,0 against
 #      cpu,cpu, timing events, memory sharing between streams, and
 #      devices opened and closed in a loop (the driver's free memory must
-#      not fall);
+#      not fall), and cuDNN's LRN and pooling against the CPU device's;
 #   4. trains alexnet-small on Fashion-MNIST for one short epoch on --gpus 0,0;
-#   5. runs the speed benchmark on placements "0;0,0";
+#   5. runs the speed benchmark on placements "0;0,0", and the kernel
+#      benchmark (LRN and max pooling against cuDNN's and a device copy's
+#      bandwidth, conv1's and conv2's shapes at $BATCH) on GPU 0;
+#   5b. end to end (E2E=1, the default): generates E2E_IMAGES (3000)
+#      256×256 images (scripts/synth-images.py), prepares them, and times
+#      alexnet on 0 and 0,0 and alexnet-1gpu on 0 from the shards through
+#      the loader beside the synthetic step, with PyTorch's eager fp32
+#      step; scripts/speed-summary.py writes $LOGS/speed.json (net,
+#      placement, mode, precision, images_per_s, pytorch_images_per_s,
+#      ratio, data_wait_ms) and fails if end to end keeps under 95% of the
+#      synthetic images/s or 0,0 is slower than 0. E2E_RUNS overrides the
+#      runs ("net:placements net:placements", e.g. for a dry run on CPUs);
 #   6. where python3 has PyTorch with CUDA (PYTORCH=1, the default): the
 #      PyTorch twin's parity against our forward pass (CPU and CUDA devices)
 #      and its training-step speed beside ours, from the same run;
@@ -115,7 +126,7 @@ fi
 
 # 3. The CUDA backend's tests, verbose, one per step.
 if [ -x "$dir/cuda.test" ]; then
-	for t in TestConformance TestConformancePair TestTwoTowersMatchCPU TestTimer TestSharesMemory TestDeterministic TestOpenCloseLoop; do
+	for t in TestConformance TestConformancePair TestTwoTowersMatchCPU TestTimer TestSharesMemory TestDeterministic TestOpenCloseLoop TestVendorOps; do
 		step "$t" "$dir/cuda.test" -test.v -test.run "^$t\$" -test.timeout "${timeout_s}s"
 		grep -E -- '--- FAIL' "$out/$t.log" | head -30
 	done
@@ -124,24 +135,70 @@ else
 	skip cuda.test "no $dir/cuda.test"
 fi
 
+# has_gpu: the devices step passed and found a CUDA driver.
+has_gpu() { passed devices && ! grep -q "no CUDA driver" "$out/devices.log"; }
+
 # 4. A short training run on one GPU, both towers.
-if [ -x "$dir/trainer" ] && [ -d "$data" ] && passed devices; then
+if [ -x "$dir/trainer" ] && [ -d "$data" ] && has_gpu; then
 	step train-0,0 "$dir/trainer" train --gpus 0,0 --epochs 1 --limit 8192 --data "$data" --out "$out/run-0,0"
 else
-	skip train-0,0 "no trainer, no data at $data (set DATA), or devices failed"
+	skip train-0,0 "no trainer, no data at $data (set DATA), or no GPU found"
 fi
 
 # 5. Throughput.
-if [ -x "$dir/trainer" ] && passed devices; then
+if [ -x "$dir/trainer" ] && has_gpu; then
 	step bench-speed "$dir/trainer" bench speed --placements "0;0,0" --nets "$nets" --batch "$batch" --repeats "$repeats" --out "$out/speed"
 	[ -f "$out/speed/speed.md" ] && cat "$out/speed/speed.md" | head -20
 else
-	skip bench-speed "no $dir/trainer or devices failed"
+	skip bench-speed "no $dir/trainer, or no GPU found"
+fi
+
+py=${PYTHON:-python3}
+has_torch() { $py -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; }
+
+# 5b. End to end (issue #13): a few thousand 256×256 images generated here,
+# prepared into shards, trained from through the real loader (uint8
+# uploaded, augmented on the GPU, the next batch staged during the step)
+# beside the synthetic step, with PyTorch's eager fp32 step from the same
+# run; speed-summary.py writes $out/speed.json and fails the step if an
+# end-to-end row keeps under 95% of its synthetic step's images/s, or if
+# 0,0 is slower than 0.
+if [ "${E2E:-1}" = 1 ] && [ -x "$dir/trainer" ] && { has_gpu || [ -n "${E2E_RUNS:-}" ]; }; then
+	synth=${E2E_DIR:-$out/e2e}
+	step e2e-images "$py" "$here/synth-images.py" "$synth/src" --train "${E2E_IMAGES:-3000}" --val "${E2E_VAL:-200}" --size 256
+	if passed e2e-images; then
+		step e2e-prepare "$dir/trainer" prepare --src "$synth/src" --out "$synth/prep" --size 256
+	fi
+	if passed e2e-prepare; then
+		reports=()
+		# E2E_RUNS: "net:placement;placement net:placement…" (a dry run on
+		# a machine without a GPU: E2E_RUNS='alexnet-small:cpu;cpu,cpu').
+		for run in ${E2E_RUNS:-alexnet:0;0,0 alexnet-1gpu:0}; do
+			n=${run%%:*} pl=${run#*:}
+			step "e2e-$n" "$dir/trainer" bench speed --nets "$n" --placements "$pl" --data "$synth/prep" --batch "$batch" --repeats "$repeats" --out "$out/e2e-$n"
+			[ -f "$out/e2e-$n/speed.md" ] && head -8 "$out/e2e-$n/speed.md"
+			reports+=("$out/e2e-$n/speed.json")
+			if [ "${PYTORCH:-1}" = 1 ] && has_torch; then
+				# Eager fp32 (TF32 off), the twin of --gpus 0 and 0,0.
+				step "e2e-torch-$n" -t 150 "$py" "$here/../bench/pytorch/speed.py" --net "$n" --device cuda --batch "$batch" --repeats "$repeats"
+			fi
+		done
+		torchlogs=()
+		for f in "$out"/e2e-torch-*.log; do [ -f "$f" ] && torchlogs+=("$f"); done
+		step e2e-summary -t 30 "$py" "$here/speed-summary.py" --out "$out/speed.json" "${reports[@]}" --torch "${torchlogs[@]}"
+	fi
+else
+	skip e2e "E2E=0, no trainer, or no GPU found (E2E_RUNS='alexnet-small:cpu;cpu,cpu' forces a dry run)"
+fi
+if [ -x "$dir/trainer" ] && has_gpu; then
+	step bench-kernels -t 90 "$dir/trainer" bench kernels --gpus 0 --batch "$batch" --repeats "$repeats" --out "$out/kernels"
+	[ -f "$out/kernels/kernels.md" ] && cat "$out/kernels/kernels.md"
+else
+	skip bench-kernels "no $dir/trainer, or devices failed or found no GPU"
 fi
 
 # 6. The PyTorch twin (bench/pytorch), where python3 has torch with CUDA.
-py=${PYTHON:-python3}
-if [ "${PYTORCH:-1}" = 1 ] && [ -x "$dir/trainer" ] && $py -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+if [ "${PYTORCH:-1}" = 1 ] && [ -x "$dir/trainer" ] && has_torch; then
 	$py -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())' | tee "$out/torch.log"
 	P="$py $here/../bench/pytorch/parity.py --trainer $dir/trainer --device cuda"
 	export PYTHONUNBUFFERED=1

@@ -55,6 +55,8 @@ type State struct {
 	Seen    int     `json:"seen"`
 	Seconds float64 `json:"seconds"`
 	Moved   int64   `json:"moved"`
+	// DataWait is the seconds the loop waited for the loader.
+	DataWait float64 `json:"data_wait_s,omitempty"`
 	// Every finished epoch's metrics: metrics.jsonl is rewritten from them
 	// on resume, so no line is lost or doubled by a crash.
 	History []Metrics `json:"history"`

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"iter"
 	"math"
 	"os"
 	"path/filepath"
@@ -35,8 +36,14 @@ type Config struct {
 	Pool       string `json:"pool"`       // max pooling window/stride: "3/2" (overlapping, §3.4) or "2/2"
 	GPUs       string `json:"gpus"`
 	Threads    int    `json:"threads"`
-	// TF32 lets the GPU use TF32 tensor cores; Deterministic restricts
-	// cuDNN to algorithms that give the same bits on every run.
+	// Precision is the GPU's arithmetic for convolutions and matrix
+	// products: "fp32" (float32, matching the CPU device to float32
+	// tolerances) or "tf32" (TF32 tensor cores: faster, 10-bit mantissas
+	// in the products); "bf16" is refused, not built yet. TF32 is its
+	// older spelling (--tf32), as config.json files from before it hold
+	// it. Deterministic restricts cuDNN to algorithms that give the same
+	// bits on every run.
+	Precision     string  `json:"precision,omitempty"`
 	TF32          bool    `json:"tf32,omitempty"`
 	Deterministic bool    `json:"deterministic,omitempty"`
 	Data          string  `json:"data"`
@@ -82,7 +89,19 @@ type Config struct {
 func Defaults() Config {
 	return Config{Net: "alexnet-small", LRN: "paper", Activation: "relu", Pool: "3/2", GPUs: open.DefaultGPUs, Data: "/usr/share/datasets/fashion-mnist",
 		Epochs: 90, Batch: 128, LR: 0.01, Momentum: 0.9, WeightDecay: 0.0005, Seed: 1,
-		Patience: DefaultPatience, LRMargin: DefaultLRMargin, LRDrops: 3, CheckpointMinutes: 10}
+		Patience: DefaultPatience, LRMargin: DefaultLRMargin, LRDrops: 3, CheckpointMinutes: 10, Precision: "fp32"}
+}
+
+// UsesTF32 reports whether the run lets the GPU use TF32 tensor cores:
+// --precision tf32, or its alias --tf32.
+func (c Config) UsesTF32() bool { return c.Precision == "tf32" || c.TF32 }
+
+// precision is c's Precision with the alias resolved: "fp32" or "tf32".
+func (c Config) precision() string {
+	if c.UsesTF32() {
+		return "tf32"
+	}
+	return "fp32"
 }
 
 // The schedule's defaults: the rate is divided by 10 when the validation
@@ -152,6 +171,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--lr-drops %d: must be 0 (no limit) or more", c.LRDrops)
 	case c.CheckpointSteps < 0 || !(c.CheckpointMinutes >= 0) || math.IsInf(c.CheckpointMinutes, 0):
 		return fmt.Errorf("--checkpoint-steps %d, --checkpoint-minutes %g: must be 0 (never) or more", c.CheckpointSteps, c.CheckpointMinutes)
+	case c.Precision == "bf16":
+		return errors.New("--precision bf16: not built yet (issue #12); use fp32 or tf32")
+	case c.Precision != "" && c.Precision != "fp32" && c.Precision != "tf32":
+		return fmt.Errorf("--precision %q: use fp32 or tf32", c.Precision)
+	case c.TF32 && c.Precision == "fp32":
+		return errors.New("--tf32 with --precision fp32: --tf32 is --precision tf32; give one of them")
 	case c.Out == "":
 		return errors.New("--out: give a directory for the run")
 	}
@@ -311,8 +336,9 @@ type trainer struct {
 	c          Config
 	net        *model.Net
 	r          *parallel.Runner
-	tl, vl, ts data.Batcher // training, validation, test (nil: none)
-	valSet     string       // what vl scores: open.HeldOut, …
+	tl, vl, ts data.Batcher    // training, validation, test (nil: none)
+	valSet     string          // what vl scores: open.HeldOut, …
+	raw        data.RawBatcher // tl, when the devices render its batches
 	pre        model.Preprocess
 	log        io.Writer
 	prog       *progress
@@ -347,12 +373,15 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 	if note != "" {
 		fmt.Fprintln(log, note)
 	}
-	devs, err := open.Devices(spec, open.DeviceOptions{Threads: c.Threads, TF32: c.TF32, Deterministic: c.Deterministic})
+	devs, err := open.Devices(spec, open.DeviceOptions{Threads: c.Threads, TF32: c.UsesTF32(), Deterministic: c.Deterministic})
 	if err != nil {
 		return nil, err
 	}
 	defer devs.Close()
 	t := &trainer{c: c, net: net, log: log, prog: newProgress(log), pre: ds.Pre, tl: ds.Train, vl: ds.Val, ts: ds.Test, valSet: ds.ValSet}
+	if wrapTrainLoader != nil {
+		t.tl = wrapTrainLoader(t.tl)
+	}
 	if t.tl.Batches() == 0 {
 		return nil, fmt.Errorf("--batch %d: larger than the %d training images", c.Batch, ds.TrainN)
 	}
@@ -393,6 +422,9 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 		return nil, err
 	}
 	defer t.r.Close()
+	if err := t.useRaw(); err != nil {
+		return nil, err
+	}
 	if mom != nil {
 		if err := t.r.SetMomentum(mom); err != nil {
 			return nil, err
@@ -430,25 +462,93 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 	return t.st.History, nil
 }
 
+// deviceAugment renders the training batches on the devices when the
+// loader can hand them over raw (data.RawBatcher); tests turn it off to
+// compare with the host's rendering.
+var deviceAugment = true
+
+// wrapTrainLoader, when set, wraps the training loader: tests slow it
+// down to see the wait counted.
+var wrapTrainLoader func(data.Batcher) data.Batcher
+
+// useRaw sets the runner up to render the training loader's raw batches
+// on the devices, if the loader has them and they fit the net.
+func (t *trainer) useRaw() error {
+	rb, ok := t.tl.(data.RawBatcher)
+	if !ok || !deviceAugment {
+		return nil
+	}
+	spec, ok := rb.Raw()
+	if !ok || spec.Crop != t.net.Input.H {
+		return nil
+	}
+	if err := t.r.SetAugment(parallel.Augment{C: spec.C, Size: spec.Size, Mean: spec.Mean, OutputMean: spec.OutputMean}); err != nil {
+		return err
+	}
+	t.raw = rb
+	fmt.Fprintf(t.log, "augmenting on the devices: %d×%d×%d bytes per image uploaded, cropped to %d×%d there\n", spec.C, spec.Size, spec.Size, spec.Crop, spec.Crop)
+	return nil
+}
+
 // epoch trains the rest of the epoch in progress, evaluates it, records its
 // metrics and steps the schedule.
+//
+// With raw batches (useRaw) the loop keeps one batch staged ahead: step n
+// is started, batch n+1 is taken from the loader and staged on the
+// devices while step n computes, and only then are step n's scores read
+// back. The time spent waiting for the loader is the epoch's DataWaitS.
 func (t *trainer) epoch(ctx context.Context) error {
 	st, c := &t.st, t.c
 	steps := t.tl.Batches()
 	t.prog.start(st.Epoch, c.Epochs, steps, st.Batch)
 	t.r.MovedBytes()
+	seq := t.tl.EpochFrom(ctx, st.Epoch, st.Batch)
+	if t.raw != nil {
+		seq = t.raw.RawEpochFrom(ctx, st.Epoch, st.Batch)
+	}
+	nextBatch, stop := iter.Pull2(seq)
+	defer stop()
+	defer t.r.Unstage() // an epoch cut short leaves nothing for the next
+	// pull takes the next batch, counting the wait, and stages it.
+	pull := func() (*data.Batch, parallel.Batch, bool, error) {
+		t0 := time.Now()
+		b, err, ok := nextBatch()
+		st.DataWait += time.Since(t0).Seconds()
+		if !ok || err != nil {
+			return nil, parallel.Batch{}, ok, err
+		}
+		pb := parallel.Batch{N: b.N, Images: b.Images, Labels: b.Labels, Raw: b.Raw, Params: b.Params}
+		if t.raw == nil {
+			return b, pb, true, nil
+		}
+		err = t.r.Stage(pb)
+		// Staged: the devices hold their own copy; the step needs the
+		// batch's shape and, to score it, its labels.
+		pb.Labels = append([]float32(nil), pb.Labels...)
+		t.tl.Recycle(b)
+		return nil, pb, true, err
+	}
 	began := time.Now() // each step's time includes waiting for its batch
-	for b, err := range t.tl.EpochFrom(ctx, st.Epoch, st.Batch) {
+	b, pb, ok, err := pull()
+	for ok {
 		if err != nil {
 			return err
 		}
-		res, err := t.r.Train(parallel.Batch{N: b.N, Images: b.Images, Labels: b.Labels}, float32(st.LR))
-		t.tl.Recycle(b)
+		p, err := t.r.Start(pb, float32(st.LR))
+		if b != nil {
+			t.tl.Recycle(b)
+		}
 		if err != nil {
 			return err
+		}
+		n := pb.N
+		b, pb, ok, err = pull() // batch n+1 travels while step n computes
+		res, rerr := p.Result()
+		if rerr != nil {
+			return rerr
 		}
 		if math.IsNaN(res.Loss) || math.IsInf(res.Loss, 0) {
-			return t.diverged(res.Loss, b.N)
+			return t.diverged(res.Loss, n)
 		}
 		st.Step = t.r.Step()
 		st.Batch++
@@ -469,6 +569,9 @@ func (t *trainer) epoch(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+	if err != nil {
+		return err
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -479,7 +582,7 @@ func (t *trainer) epoch(ctx context.Context) error {
 	}
 	m := Metrics{Epoch: st.Epoch, LR: st.LR, TrainLoss: st.Loss / float64(st.Seen), TrainTop1Err: float64(st.Wrong) / float64(st.Seen),
 		ValLoss: v.Loss, ValTop1Err: v.Top1Err, ValTop5Err: v.Top5Err, Seconds: st.Seconds, TransferBytes: st.Moved,
-		ImagesPerS: float64(st.Seen) / st.Seconds, LoaderPerS: t.tl.Stats().Rate()}
+		ImagesPerS: float64(st.Seen) / st.Seconds, LoaderPerS: t.tl.Stats().Rate(), DataWaitS: st.DataWait}
 	test := ""
 	if t.valSet != open.TestSet { // runs from before the split validated on the test set and record no val_set
 		m.ValSet = t.valSet
@@ -492,8 +595,8 @@ func (t *trainer) epoch(ctx context.Context) error {
 		m.TestLoss, m.TestTop1Err, m.TestTop5Err = &s.Loss, &s.Top1Err, &s.Top5Err
 		test = fmt.Sprintf("; test loss %.4f top-1 %.2f%% top-5 %.2f%%", s.Loss, 100*s.Top1Err, 100*s.Top5Err)
 	}
-	fmt.Fprintf(t.log, "epoch %d/%d lr %g: train loss %.4f err %.2f%%, val loss %.4f top-1 %.2f%% top-5 %.2f%%%s, %.0f img/s, %.1f s, %s moved\n",
-		m.Epoch, c.Epochs, m.LR, m.TrainLoss, 100*m.TrainTop1Err, m.ValLoss, 100*m.ValTop1Err, 100*m.ValTop5Err, test, m.ImagesPerS, m.Seconds, model.Bytes(m.TransferBytes))
+	fmt.Fprintf(t.log, "epoch %d/%d lr %g: train loss %.4f err %.2f%%, val loss %.4f top-1 %.2f%% top-5 %.2f%%%s, %.0f img/s, %.1f s (%.1f s waiting for data), %s moved\n",
+		m.Epoch, c.Epochs, m.LR, m.TrainLoss, 100*m.TrainTop1Err, m.ValLoss, 100*m.ValTop1Err, 100*m.ValTop5Err, test, m.ImagesPerS, m.Seconds, m.DataWaitS, model.Bytes(m.TransferBytes))
 
 	// The next epoch's state, the schedule stepped on the validation
 	// error alone (§5).
@@ -685,7 +788,7 @@ func (c Config) Mismatch(want Config) error {
 		{"weight-decay", c.WeightDecay, want.WeightDecay}, {"seed", c.Seed, want.Seed}, {"patience", c.Patience, want.Patience},
 		{"val-split", c.ValSplit, want.ValSplit}, {"lr-margin", c.LRMargin, want.LRMargin}, {"lr-drops", c.LRDrops, want.LRDrops},
 		{"lr-steps", c.LRSteps, want.LRSteps}, {"early-stop", c.EarlyStop, want.EarlyStop},
-		{"tf32", c.TF32, want.TF32},
+		{"precision", c.precision(), want.precision()},
 	} {
 		if f.got != f.want {
 			return fmt.Errorf("--%s %v, not %v", f.flag, f.got, f.want)

@@ -34,7 +34,7 @@ func benchCommand() *cli.Command {
 		Usage: "reproducible comparisons: one tower against two, the paper's ablations, speed",
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return fmt.Errorf("bench %s: no such benchmark (use error, ablate or speed; see trainer bench --help)", c.Args().First())
+				return fmt.Errorf("bench %s: no such benchmark (use error, ablate, speed or kernels; see trainer bench --help)", c.Args().First())
 			}
 			return cli.ShowSubcommandHelp(c)
 		},
@@ -60,8 +60,23 @@ func benchCommand() *cli.Command {
 					&cli.IntFlag{Name: "threads", Usage: "threads per CPU device (0: share the cores)"},
 					&cli.StringFlag{Name: "out", Value: filepath.Join("bench", "out", "speed"), Usage: "the report's `DIR`"},
 					&cli.BoolFlag{Name: "quick", Usage: "a smoke test: alexnet-small at batch 16, 2 steps"},
+					&cli.StringFlag{Name: "data", Usage: "also time each net end to end from this data `DIR` (as train --data takes it) through the loader, with the time waited for data"},
+					&cli.IntFlag{Name: "workers", Usage: "loader goroutines for --data (0: one per core)"},
 				},
 				Action: benchSpeedCmd,
+			},
+			{
+				Name:  "kernels",
+				Usage: "LRN and max pooling, forward and backward, on conv1's and conv2's shapes: our time, cuDNN's, the bytes moved and the fraction of a device copy's bandwidth",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "gpus", Usage: "the devices, as for train, each timed on its own (default: GPU 0 if there is one, else cpu)"},
+					&cli.IntFlag{Name: "batch", Value: 128, Usage: "images"},
+					&cli.IntFlag{Name: "repeats", Value: 20, Usage: "timed runs of each op after the warm-up; the median is reported"},
+					&cli.IntFlag{Name: "threads", Usage: "threads per CPU device (0: share the cores)"},
+					&cli.StringFlag{Name: "out", Value: filepath.Join("bench", "out", "kernels"), Usage: "the report's `DIR`"},
+					&cli.BoolFlag{Name: "quick", Usage: "a smoke test: batch 4, 2 runs"},
+				},
+				Action: benchKernelsCmd,
 			},
 		},
 	}
@@ -69,7 +84,8 @@ func benchCommand() *cli.Command {
 
 func benchSpeedCmd(c *cli.Context) error {
 	o := bench.SpeedOptions{Nets: strings.Split(c.String("nets"), ","), Placements: strings.Split(c.String("placements"), ";"),
-		Batch: c.Int("batch"), Repeats: c.Int("repeats"), Threads: c.Int("threads"), Out: c.String("out")}
+		Batch: c.Int("batch"), Repeats: c.Int("repeats"), Threads: c.Int("threads"), Out: c.String("out"),
+		Data: c.String("data"), Workers: c.Int("workers")}
 	if c.Bool("quick") {
 		o.Nets, o.Batch, o.Repeats = []string{"alexnet-small", "alexnet-small-1gpu"}, 16, 2
 	}
@@ -79,6 +95,20 @@ func benchSpeedCmd(c *cli.Context) error {
 	}
 	fmt.Print(bench.SpeedMarkdown(rows))
 	fmt.Printf("\nwrote %s/speed.md, speed.json\n", o.Out)
+	return nil
+}
+
+func benchKernelsCmd(c *cli.Context) error {
+	o := bench.KernelsOptions{GPUs: c.String("gpus"), Batch: c.Int("batch"), Repeats: c.Int("repeats"), Threads: c.Int("threads"), Out: c.String("out")}
+	if c.Bool("quick") {
+		o.Batch, o.Repeats = 4, 2
+	}
+	rep, err := bench.Kernels(o)
+	if err != nil {
+		return err
+	}
+	fmt.Print(rep.Markdown())
+	fmt.Printf("\nwrote %s/kernels.md, kernels.json\n", o.Out)
 	return nil
 }
 

@@ -66,7 +66,8 @@ func newApp() *cli.App {
 		&cli.StringFlag{Name: "net", Value: d.Net, Usage: "the net: " + strings.Join(model.Names(), ", ")},
 		&cli.StringFlag{Name: "gpus", Usage: "devices, one per tower: `0,1` CUDA ordinals, 0,0 both towers on one GPU, cpu,cpu two CPU devices, one entry for both towers (default: 0,1 with two GPUs, 0,0 with one, else cpu,cpu)"},
 		&cli.IntFlag{Name: "threads", Usage: "threads per CPU device (0: share the cores)"},
-		&cli.BoolFlag{Name: "tf32", Usage: "let cuDNN and cuBLAS use TF32 tensor cores on the GPU (faster; 10-bit mantissas in the products, so no longer float32-exact)"},
+		&cli.StringFlag{Name: "precision", Value: "fp32", Usage: "the GPU's arithmetic for convolutions and matrix products: fp32, or tf32 (cuDNN and cuBLAS on TF32 tensor cores: faster; 10-bit mantissas in the products, so no longer float32-exact); bf16 is not built yet"},
+		&cli.BoolFlag{Name: "tf32", Usage: "the same as --precision tf32 (kept as an alias)"},
 		&cli.BoolFlag{Name: "deterministic", Usage: "on the GPU, only cuDNN algorithms that give the same bits on every run (a little slower); the CPU device always does"},
 		&cli.StringFlag{Name: "data", Value: d.Data, Usage: "the data: a Fashion-MNIST/MNIST IDX or CIFAR-10 binary directory, or a folder trainer prepare wrote"},
 		&cli.IntFlag{Name: "epochs", Value: d.Epochs, Usage: "epochs to train"},
@@ -146,13 +147,19 @@ func trainCmd(c *cli.Context) error {
 	} else {
 		cfg = train.Config{
 			Net: c.String("net"), LRN: c.String("lrn"), Activation: c.String("activation"), Pool: c.String("pool"),
-			GPUs: c.String("gpus"), Threads: c.Int("threads"), TF32: c.Bool("tf32"), Deterministic: c.Bool("deterministic"),
+			GPUs: c.String("gpus"), Threads: c.Int("threads"), Precision: c.String("precision"), Deterministic: c.Bool("deterministic"),
 			Data: c.String("data"), Epochs: c.Int("epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"),
 			Momentum: c.Float64("momentum"), WeightDecay: c.Float64("weight-decay"), Seed: c.Uint64("seed"),
 			ValSplit: c.Int("val-split"), Limit: c.Int("limit"), ValLimit: c.Int("val-limit"),
 			Patience: c.Int("patience"), LRMargin: c.Float64("lr-margin"), LRDrops: c.Int("lr-drops"), LRSteps: c.String("lr-steps"),
 			EarlyStop: c.Bool("early-stop"), Out: c.String("out"),
 			CheckpointSteps: c.Int("checkpoint-steps"), CheckpointMinutes: c.Float64("checkpoint-minutes"),
+		}
+		if c.Bool("tf32") {
+			if c.IsSet("precision") && cfg.Precision != "tf32" {
+				return fmt.Errorf("--tf32 with --precision %s: --tf32 is --precision tf32; give one of them", cfg.Precision)
+			}
+			cfg.Precision = "tf32"
 		}
 		if cfg.GPUs == "" {
 			var why string

@@ -42,6 +42,14 @@ func TestConformance(t *testing.T) {
 	gputest.Run(t, open(t, 0))
 }
 
+// cuDNN's LRN and pooling, which bench kernels times against ours,
+// compute what ours compute: cuDNN's α is given as α·n.
+func TestVendorOps(t *testing.T) {
+	d := open(t, 0)
+	defer d.Close()
+	cuda.CheckVendorOps(t, d)
+}
+
 // Two logical devices on one GPU, and on two GPUs where there are two.
 func TestConformancePair(t *testing.T) {
 	a, b := open(t, 0), open(t, 0)

@@ -88,8 +88,12 @@ type Device struct {
 	dnn    uintptr // cudnnHandle_t
 
 	convs map[gpu.ConvShape]*convPlan
-	ws    uint64 // cuDNN workspace
-	wsLen uint64 // its bytes
+	lrns  map[gpu.LRNShape]*lrnPlan   // cuDNN's LRN (vendor.go), made on first use
+	pools map[gpu.PoolShape]*poolPlan // cuDNN's pooling (vendor.go)
+	ws    uint64                      // cuDNN workspace
+	wsLen uint64                      // its bytes
+
+	sgdTable *Buffer // SGDMulti's table of tensors (sgdmulti.go)
 
 	closed bool
 }
@@ -246,9 +250,15 @@ func (d *Device) Close() error {
 		_ = d.drv.cuMemFree(d.ws)
 		d.ws, d.wsLen = 0, 0
 	}
+	if d.sgdTable != nil {
+		_ = d.drv.cuMemFree(d.sgdTable.ptr)
+		d.sgdTable = nil
+	}
 	// The convolution descriptors are small and not freed: cuDNN's
 	// destroy calls are not bound.
 	clear(d.convs)
+	clear(d.lrns)
+	clear(d.pools)
 	if d.dnn != 0 {
 		_ = d.lib.dnn.destroy(d.dnn)
 		d.dnn = 0

@@ -61,6 +61,13 @@ func TestOpsLaunchKernels(t *testing.T) {
 		{"SGD", func() error {
 			return d.SGD(b(n), b(n), b(n), gpu.SGDShape{N: 100, LR: 0.01, Momentum: 0.9, WeightDecay: 5e-4})
 		}, []string{"sgd_update"}},
+		{"SGDMulti", func() error {
+			s := gpu.SGDMultiShape{Sizes: []int{100, 7, 0}, WeightDecays: []float32{5e-4, 0, 0}, LR: 0.01, Momentum: 0.9}
+			return d.SGDMulti([]gpu.Buffer{b(n), b(n), b(n)}, []gpu.Buffer{b(n), b(n), b(n)}, []gpu.Buffer{b(n), b(n), b(n)}, s)
+		}, []string{"sgd_multi"}},
+		{"SGDMulti of nothing", func() error {
+			return d.SGDMulti(nil, nil, nil, gpu.SGDMultiShape{LR: 0.01})
+		}, nil},
 		{"Augment", func() error {
 			return d.Augment(b(n), b(n), b(n), b(n), gpu.AugmentShape{N: 2, C: 3, Size: 8, Crop: 5})
 		}, []string{"augment"}},

@@ -178,9 +178,20 @@ func TestLibraryCalls(t *testing.T) {
 	sg := gpu.SGDShape{N: 600, LR: 0.01, Momentum: 0.9, WeightDecay: 5e-4}
 	must(d.SGD(a, b2, c, sg))
 	section(fmt.Sprintf("SGD(w=a, v=b, dw=c) %+v", sg))
+	ms := gpu.SGDMultiShape{Sizes: []int{600, 0, 7}, WeightDecays: []float32{5e-4, 0, 0.25}, LR: 0.01, Momentum: 0.9}
+	must(d.SGDMulti([]gpu.Buffer{a, b2, c}, []gpu.Buffer{b2, c, e}, []gpu.Buffer{c, e, a}, ms))
+	section(fmt.Sprintf("SGDMulti(ws=[a, b, c], vs=[b, c, e], dws=[c, e, a]) %+v: the table's upload, one launch", ms))
 	as := gpu.AugmentShape{N: 2, C: 3, Size: 8, Crop: 5}
 	must(d.Augment(a, b2, c, e, as))
 	section(fmt.Sprintf("Augment(dst=a, src=b, mean=c, params=e) %+v", as))
+	must(d.VendorLRN(a, b2, lrn))
+	section("VendorLRN(y=a, x=b): cuDNN's, for bench kernels; alpha·Size")
+	must(d.VendorLRNBackward(a, b2, c, e, lrn))
+	section("VendorLRNBackward(dx=a, dy=b, x=c, y=e)")
+	must(d.VendorMaxPool(a, b2, ps))
+	section("VendorMaxPool(y=a, x=b)")
+	must(d.VendorMaxPoolBackward(a, b2, c, e, ps))
+	section("VendorMaxPoolBackward(dx=a, dy=b, x=c, y=e)")
 	must(d.Close())
 	section("Close")
 

@@ -214,11 +214,14 @@ type hostDNN struct {
 	// found is what each cudnnFind* call returned, per direction and
 	// descriptors: the algorithms a run may use, with their workspace.
 	found map[[5]uintptr][]convPerf
+	lrns  map[uintptr]*lrnDesc
+	pools map[uintptr]*poolDesc
 }
 
 func newHostDNN(g *hostGPU) *hostDNN {
 	return &hostDNN{g: g, handles: map[uintptr]string{}, stream: map[uintptr]uintptr{}, descs: map[uintptr]*desc4{},
-		convs: map[uintptr]*convDesc{}, found: map[[5]uintptr][]convPerf{}}
+		convs: map[uintptr]*convDesc{}, found: map[[5]uintptr][]convPerf{},
+		lrns: map[uintptr]*lrnDesc{}, pools: map[uintptr]*poolDesc{}}
 }
 
 // Directions, for hostDNN.found.
@@ -292,7 +295,7 @@ func (c *hostDNN) cudnn() *cudnn {
 		}
 		return 0
 	}
-	return &cudnn{
+	lib := &cudnn{
 		path:           "host",
 		version:        91000,
 		getVersion:     func() uint64 { return 91000 },
@@ -406,6 +409,8 @@ func (c *hostDNN) cudnn() *cudnn {
 			return c.run(dirBackwardFilter, h, alpha, beta, xd, x, dwd, dw, cd, dyd, dy, algo, ws, wsBytes)
 		},
 	}
+	c.vendor(lib, handle)
+	return lib
 }
 
 // shapes checks that x (N,C,H,W), w (K,C,R,S) and y (N,K,P,Q) fit

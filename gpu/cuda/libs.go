@@ -54,6 +54,20 @@ type cudnn struct {
 	forward            func(h uintptr, alpha *float32, xDesc uintptr, x uint64, wDesc uintptr, w uint64, convDesc uintptr, algo int32, ws uint64, wsBytes uint64, beta *float32, yDesc uintptr, y uint64) Result
 	backwardData       func(h uintptr, alpha *float32, wDesc uintptr, w uint64, dyDesc uintptr, dy uint64, convDesc uintptr, algo int32, ws uint64, wsBytes uint64, beta *float32, dxDesc uintptr, dx uint64) Result
 	backwardFilter     func(h uintptr, alpha *float32, xDesc uintptr, x uint64, dyDesc uintptr, dy uint64, convDesc uintptr, algo int32, ws uint64, wsBytes uint64, beta *float32, dwDesc uintptr, dw uint64) Result
+
+	// cuDNN's own LRN and max pooling (libcudnn_ops), which only the
+	// kernel benchmark uses (gpu.VendorOps): bound when present, and
+	// vendorErr says which symbol is missing when one is, so that a cuDNN
+	// without them still runs the network.
+	createLRN     func(d *uintptr) Result
+	setLRN        func(d uintptr, n uint32, alpha, beta, k float64) Result
+	lrnForward    func(h, norm uintptr, mode int32, alpha *float32, xDesc uintptr, x uint64, beta *float32, yDesc uintptr, y uint64) Result
+	lrnBackward   func(h, norm uintptr, mode int32, alpha *float32, yDesc uintptr, y uint64, dyDesc uintptr, dy uint64, xDesc uintptr, x uint64, beta *float32, dxDesc uintptr, dx uint64) Result
+	createPooling func(d *uintptr) Result
+	setPooling2d  func(d uintptr, mode, nanOpt, windowH, windowW, padH, padW, strideH, strideW int32) Result
+	poolForward   func(h, pool uintptr, alpha *float32, xDesc uintptr, x uint64, beta *float32, yDesc uintptr, y uint64) Result
+	poolBackward  func(h, pool uintptr, alpha *float32, yDesc uintptr, y uint64, dyDesc uintptr, dy uint64, xDesc uintptr, x uint64, beta *float32, dxDesc uintptr, dx uint64) Result
+	vendorErr     error
 }
 
 // cuDNN enumerations.
@@ -66,6 +80,10 @@ const (
 	cudnnTensorOpConvert  = 2
 	cudnnFMAMath          = 3
 	cudnnDeterministic    = 1 // cudnnDeterminism_t: CUDNN_DETERMINISTIC
+	cudnnLRNCrossChannel  = 0 // cudnnLRNMode_t: CUDNN_LRN_CROSS_CHANNEL_DIM1
+	cudnnPoolingMax       = 0 // cudnnPoolingMode_t: CUDNN_POOLING_MAX
+	cudnnPoolingMaxDet    = 3 // CUDNN_POOLING_MAX_DETERMINISTIC
+	cudnnNotPropagateNaN  = 0 // cudnnNanPropagation_t: CUDNN_NOT_PROPAGATE_NAN
 )
 
 // convPerf is cudnnConvolutionFwdAlgoPerf_t, and the BwdData and
@@ -224,6 +242,16 @@ func openCUDNN(e env, lib library) (*cudnn, error) {
 	if b.err != nil {
 		return nil, b.err
 	}
+	v := &binder{lib: path, handle: h}
+	v.bind(&c.createLRN, "cudnnCreateLRNDescriptor")
+	v.bind(&c.setLRN, "cudnnSetLRNDescriptor")
+	v.bind(&c.lrnForward, "cudnnLRNCrossChannelForward")
+	v.bind(&c.lrnBackward, "cudnnLRNCrossChannelBackward")
+	v.bind(&c.createPooling, "cudnnCreatePoolingDescriptor")
+	v.bind(&c.setPooling2d, "cudnnSetPooling2dDescriptor")
+	v.bind(&c.poolForward, "cudnnPoolingForward")
+	v.bind(&c.poolBackward, "cudnnPoolingBackward")
+	c.vendorErr = v.err
 	c.version = int(c.getVersion())
 	if c.version < 9000 {
 		return nil, fmt.Errorf("cuda: %s is cuDNN %d; cuDNN 9 is needed: %s", path, c.version, lib.hint)

@@ -91,6 +91,7 @@ var suite = []struct {
 	{"Add", checkAdd},
 	{"ConcatSplit", checkConcatSplit},
 	{"SGD", checkSGD},
+	{"SGDMulti", checkSGDMulti},
 	{"Augment", checkAugment},
 }
 

@@ -261,6 +261,53 @@ func (d brokenSGDMomentum) SGD(w, v, dw gpu.Buffer, s gpu.SGDShape) error {
 	return d.Device.SGD(w, v, dw, s)
 }
 
+// brokenSGDMultiDecay gives every tensor the first tensor's weight decay.
+type brokenSGDMultiDecay struct{ gpu.Device }
+
+func (d brokenSGDMultiDecay) SGDMulti(ws, vs, dws []gpu.Buffer, s gpu.SGDMultiShape) error {
+	decays := make([]float32, len(s.WeightDecays))
+	for i := range decays {
+		decays[i] = s.WeightDecays[0]
+	}
+	s.WeightDecays = decays
+	return d.Device.SGDMulti(ws, vs, dws, s)
+}
+
+// brokenSGDMultiLast leaves the last tensor alone.
+type brokenSGDMultiLast struct{ gpu.Device }
+
+func (d brokenSGDMultiLast) SGDMulti(ws, vs, dws []gpu.Buffer, s gpu.SGDMultiShape) error {
+	k := len(ws) - 1
+	if k < 0 {
+		return nil
+	}
+	s.Sizes, s.WeightDecays = s.Sizes[:k], s.WeightDecays[:k]
+	return d.Device.SGDMulti(ws[:k], vs[:k], dws[:k], s)
+}
+
+// brokenSGDMultiFMA rounds the update as a fused multiply-add would: the
+// right value to a tolerance, not the unfused bits.
+type brokenSGDMultiFMA struct{ gpu.Device }
+
+func (d brokenSGDMultiFMA) SGDMulti(ws, vs, dws []gpu.Buffer, s gpu.SGDMultiShape) error {
+	for i := range ws {
+		n := s.Sizes[i]
+		w, v, dw := get(d.Device, ws[i], n), get(d.Device, vs[i], n), get(d.Device, dws[i], n)
+		decay := float64(s.WeightDecays[i] * s.LR)
+		for j := range w {
+			vi := float32(float64(s.Momentum)*float64(v[j]) - decay*float64(w[j]) - float64(s.LR)*float64(dw[j]))
+			v[j], w[j] = vi, w[j]+vi
+		}
+		if err := d.Device.Upload(ws[i], w); err != nil {
+			return err
+		}
+		if err := d.Device.Upload(vs[i], v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // brokenConcat joins the sources in reverse order (tower b before tower a).
 type brokenConcat struct{ gpu.Device }
 
@@ -481,6 +528,9 @@ func TestSuiteCatchesBrokenOps(t *testing.T) {
 		{"LinearBackwardWeights_accumulates", "Linear", brokenLinearBackwardWeights{healthy}, "N3_17x5: dw:"},
 		{"SGD_decay_sign", "SGD", brokenSGDDecay{healthy}, "paper: v after step 1:"},
 		{"SGD_momentum_twice", "SGD", brokenSGDMomentum{healthy}, "paper: v after step 1:"},
+		{"SGDMulti_one_decay", "SGDMulti", brokenSGDMultiDecay{healthy}, "paper: tensor 1: v after step 1:"},
+		{"SGDMulti_last_skipped", "SGDMulti", brokenSGDMultiLast{healthy}, "paper: tensor 5: v after step 1:"},
+		{"SGDMulti_fused_rounding", "SGDMulti", brokenSGDMultiFMA{healthy}, "not the same bits"},
 		{"Concat_reversed", "ConcatSplit", brokenConcat{healthy}, "2: dst:"},
 		{"Split_offset_off_by_one", "ConcatSplit", brokenSplit{healthy}, "2: dst 1:"},
 		{"Add_past_end", "Add", brokenAdd{healthy}, "written past its end"},
