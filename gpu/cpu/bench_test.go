@@ -3,7 +3,10 @@ package cpu
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/alexnet-go/trainer/gpu"
 )
@@ -11,6 +14,35 @@ import (
 // reportGFLOPs reports the benchmark's rate for flops per iteration.
 func reportGFLOPs(b *testing.B, flops int64) {
 	b.ReportMetric(float64(flops)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}
+
+// threadCPU returns the CPU time the calling OS thread has used. A
+// one-thread device runs every op on the calling goroutine, so with the
+// goroutine locked to its thread this is the op's own time, which other
+// processes on a shared machine inflate far less than the wall clock.
+func threadCPU() time.Duration {
+	var u syscall.Rusage
+	if err := syscall.Getrusage(1 /* RUSAGE_THREAD */, &u); err != nil {
+		return 0
+	}
+	return time.Duration(u.Utime.Nano() + u.Stime.Nano())
+}
+
+// cpuRate runs f b.N times on one locked thread and reports flops per
+// iteration as GFLOP/s of that thread's CPU time, beside the wall-clock
+// rate the benchmark reports itself.
+func cpuRate(b *testing.B, flops int64, f func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	f() // warm up: page in the scratch
+	b.ResetTimer()
+	c0 := threadCPU()
+	for range b.N {
+		f()
+	}
+	c := threadCPU() - c0
+	reportGFLOPs(b, flops)
+	b.ReportMetric(float64(flops)*float64(b.N)/c.Seconds()/1e9, "GFLOP/s-cpu")
 }
 
 // BenchmarkSgemm times Device.Sgemm with all of the machine's threads.
@@ -127,5 +159,49 @@ func BenchmarkMaxPool(b *testing.B) {
 			}
 			b.ReportMetric(float64(s.XLen())*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gvalues/s")
 		})
+	}
+}
+
+// smallConvs are alexnet-small's convolutions, one tower, at batch 128.
+var smallConvs = []struct {
+	name string
+	s    gpu.ConvShape
+}{
+	{"conv1", gpu.ConvShape{N: 128, C: 1, H: 32, W: 32, K: 16, R: 5, S: 5, Stride: 1, Pad: 2}},
+	{"conv2", gpu.ConvShape{N: 128, C: 16, H: 15, W: 15, K: 32, R: 5, S: 5, Stride: 1, Pad: 2}},
+	{"conv3", gpu.ConvShape{N: 128, C: 64, H: 7, W: 7, K: 48, R: 3, S: 3, Stride: 1, Pad: 1}},
+	{"conv4", gpu.ConvShape{N: 128, C: 48, H: 7, W: 7, K: 48, R: 3, S: 3, Stride: 1, Pad: 1}},
+	{"conv5", gpu.ConvShape{N: 128, C: 48, H: 7, W: 7, K: 32, R: 3, S: 3, Stride: 1, Pad: 1}},
+}
+
+// BenchmarkConvSmall times each of alexnet-small's convolutions (one
+// tower, batch 128) on one thread, each direction, beside the rate of a
+// square SGEMM on the same thread in the same run.
+func BenchmarkConvSmall(b *testing.B) {
+	d := New(Options{Threads: 1})
+	r := rand.New(rand.NewPCG(1, 2))
+	b.Run("sgemm-512", func(b *testing.B) {
+		a, x, c := randSlice(r, 512*512), randSlice(r, 512*512), make([]float32, 512*512)
+		cpuRate(b, 2*512*512*512, func() { d.Sgemm(false, false, 512, 512, 512, 1, a, 512, x, 512, 0, c, 512) })
+	})
+	for _, c := range smallConvs {
+		s := c.s
+		x, w, y := upload(b, d, randSlice(r, s.XLen())), upload(b, d, randSlice(r, s.WLen())), upload(b, d, randSlice(r, s.YLen()))
+		for _, op := range []struct {
+			name string
+			run  func() error
+		}{
+			{"forward", func() error { return d.Conv(y, x, w, s) }},
+			{"backward-data", func() error { return d.ConvBackwardData(x, y, w, s) }},
+			{"backward-filter", func() error { return d.ConvBackwardFilter(w, y, x, s) }},
+		} {
+			b.Run(c.name+"/"+op.name, func(b *testing.B) {
+				cpuRate(b, s.FLOPs(), func() {
+					if err := op.run(); err != nil {
+						b.Fatal(err)
+					}
+				})
+			})
+		}
 	}
 }

@@ -46,9 +46,16 @@ type Device struct {
 	scratch   [][]float32
 	scratch64 [][]float64
 
+	// A convolution's column matrix and its block of y or dy, shared by
+	// the workers of one call (see Conv).
+	col, tmp []float32
+
 	// Work per goroutine below which an operation uses fewer threads;
 	// tests lower them to exercise the parallel paths on small shapes.
 	grainFLOPs, grainElems int64
+	// Most values of a convolution's column matrix per block of images;
+	// tests lower it to exercise several blocks on small shapes.
+	colBudget int
 }
 
 var _ gpu.Device = (*Device)(nil)
@@ -69,6 +76,7 @@ func New(o Options) *Device {
 
 		grainFLOPs: grainFLOPs,
 		grainElems: grainElems,
+		colBudget:  convBlockFloats,
 	}
 }
 
@@ -172,6 +180,7 @@ func (d *Device) Sync() error { return nil }
 func (d *Device) Close() error {
 	clear(d.scratch)
 	clear(d.scratch64)
+	d.col, d.tmp = nil, nil
 	return nil
 }
 
