@@ -34,8 +34,8 @@ func (d *Device) Conv(y, x, w gpu.Buffer, s gpu.ConvShape) error {
 	for n0 := 0; n0 < s.N; n0 += nb {
 		b := min(nb, s.N-n0)
 		ld := b * pq
-		col := d.im2col(t, xd, s, n0, b)                   // (C·R·S, B·P·Q)
-		yb := d.convTmp(s.K * ld)                          // (K, B·P·Q)
+		col := d.im2col(t, xd, s, n0, b) // (C·R·S, B·P·Q)
+		yb := d.convTmp(s.K * ld)        // (K, B·P·Q)
 		d.gemm(t, false, false, s.K, ld, crs, 1, wd, crs, col, ld, 0, yb, ld)
 		scatterBlock(t, yd, yb, s.K, pq, n0, b)
 	}
@@ -217,7 +217,7 @@ func im2colRows(col []float32, ld int, xn []float32, s gpu.ConvShape, j0, j1 int
 			if hi > lo {
 				copy(dst[lo:hi], plane[lo+off:hi+off])
 			}
-			clear(dst[max(hi, plo*q):phi*q])
+			clear(dst[max(hi, plo*q) : phi*q])
 			zeroColumns(dst, q, plo, phi, qlo, qhi)
 			continue
 		}
