@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/alexnet-go/trainer/gpu"
 )
@@ -84,17 +85,22 @@ func (d *Device) ReLU(y, x gpu.Buffer, n int) error {
 // be dy.
 func (d *Device) ReLUBackward(dx, dy, y gpu.Buffer, n int) error {
 	dxd, dyd, yd := d.data("dx", dx, n), d.data("dy", dy, n), d.data("y", y, n)
-	d.elementwise(n, func(lo, hi int) {
-		dxs, dys := dxd[lo:hi], dyd[lo:hi]
-		for i, v := range yd[lo:hi] {
-			if v > 0 {
-				dxs[i] = dys[i]
-			} else {
-				dxs[i] = 0
-			}
-		}
-	})
+	d.elementwise(n, func(lo, hi int) { reluBackward(dxd[lo:hi], dyd[lo:hi], yd[lo:hi]) })
 	return nil
+}
+
+// reluBackward sets dx[i] = dy[i] where y[i] > 0, else +0, with a mask
+// rather than a branch: y's sign is random in a net, so a branch would
+// mispredict every other value.
+func reluBackward(dx, dy, y []float32) {
+	dy, y = dy[:len(dx)], y[:len(dx)]
+	for i, v := range y {
+		var mask uint32 // a conditional move, not a branch
+		if v > 0 {
+			mask = ^uint32(0)
+		}
+		dx[i] = math.Float32frombits(math.Float32bits(dy[i]) & mask)
+	}
 }
 
 // Dropout sets mask[i] to 1/(1−P) where gpu.DropoutKeep(Seed, i, P) keeps
