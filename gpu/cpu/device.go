@@ -56,6 +56,9 @@ type Device struct {
 	// Most values of a convolution's column matrix per block of images;
 	// tests lower it to exercise several blocks on small shapes.
 	colBudget int
+	// Width of the blocks Sgemm splits a product into; tests lower it to
+	// split small products.
+	gemmTile int
 }
 
 var _ gpu.Device = (*Device)(nil)
@@ -77,6 +80,7 @@ func New(o Options) *Device {
 		grainFLOPs: grainFLOPs,
 		grainElems: grainElems,
 		colBudget:  convBlockFloats,
+		gemmTile:   gemmTileWidth,
 	}
 }
 

@@ -41,6 +41,8 @@ func testDevice(threads int, lib *blasLib) *Device {
 	d.blas, d.grainFLOPs, d.grainElems = lib, 1, 1
 	// Blocks of a few images: TestDeterminism's shape takes three.
 	d.colBudget = 20000
+	// Products split into blocks of 16 and more.
+	d.gemmTile = 16
 	return d
 }
 
