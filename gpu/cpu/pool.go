@@ -1,6 +1,10 @@
 package cpu
 
-import "github.com/alexnet-go/trainer/gpu"
+import (
+	"math/bits"
+
+	"github.com/alexnet-go/trainer/gpu"
+)
 
 // Max pooling is separable: a window's maximum is the maximum over its
 // Size columns of each column's maximum over the window's Size rows. For
@@ -50,9 +54,13 @@ func (d *Device) MaxPoolBackward(dx, dy, x, y gpu.Buffer, s gpu.PoolShape) error
 			for i := range p {
 				columnMax(vmax, xp, s, i)
 				windowMax(m, vmax, s.Size, s.Stride)
+				dyi := dyp[i*q : (i+1)*q]
+				if s.Size == 3 {
+					route3(dxp, xp, dyi, m, s, i)
+					continue
+				}
 				for j, v := range m {
-					at := firstEqual(xp, s, i, j, v)
-					dxp[at] += dyp[i*q+j]
+					dxp[firstEqual(xp, s, i, j, v)] += dyi[j]
 				}
 			}
 		}
@@ -100,9 +108,43 @@ func windowMax(m, vmax []float32, size, stride int) {
 	}
 }
 
+// route3 adds dy[j] to dxp at the first value of output (i, j)'s 3×3
+// window of xp equal to m[j], the window's maximum, for every j of row i.
+// Which of the nine comes first is found without a branch: each equality
+// is a bit of a mask, and the first set bit is the answer.
+func route3(dxp, xp, dy, m []float32, s gpu.PoolShape, i int) {
+	w, st := s.W, s.Stride
+	r0 := i * st * w
+	x0, x1, x2 := xp[r0:r0+w], xp[r0+w:r0+2*w], xp[r0+2*w:r0+3*w]
+	dy = dy[:len(m)]
+	for j, v := range m {
+		c := j * st
+		a, b, e := x0[c:c+3], x1[c:c+3], x2[c:c+3]
+		mask := eqBit(a[0], v, 0) | eqBit(a[1], v, 1) | eqBit(a[2], v, 2) |
+			eqBit(b[0], v, 3) | eqBit(b[1], v, 4) | eqBit(b[2], v, 5) |
+			eqBit(e[0], v, 6) | eqBit(e[1], v, 7) | eqBit(e[2], v, 8)
+		if mask == 0 { // a NaN in the window
+			dxp[argmax(xp, s, i, j)] += dy[j]
+			continue
+		}
+		k := bits.TrailingZeros32(mask)
+		dxp[r0+k/3*w+c+k%3] += dy[j]
+	}
+}
+
+// eqBit returns 1<<k if x == v, else 0, without a branch.
+func eqBit(x, v float32, k uint) uint32 {
+	var b uint32
+	if x == v {
+		b = 1
+	}
+	return b << k
+}
+
 // firstEqual returns the index in plane xp (H, W) of the first value, in
 // row-major order, of output (i, j)'s window that equals v, its maximum;
-// with a NaN in the window, the first maximum as argmax finds it.
+// with a NaN in the window, the first maximum as argmax finds it. route3
+// is the same for 3×3 windows without branches.
 func firstEqual(xp []float32, s gpu.PoolShape, i, j int, v float32) int {
 	at := i*s.Stride*s.W + j*s.Stride
 	for r := range s.Size {
