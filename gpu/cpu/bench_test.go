@@ -200,3 +200,30 @@ func BenchmarkConvSmall(b *testing.B) {
 		})
 	}
 }
+
+// alexnetConvs are alexnet's convolutions, one tower, at batch 32.
+var alexnetConvs = []struct {
+	name string
+	s    gpu.ConvShape
+}{
+	{"conv1", gpu.ConvShape{N: 32, C: 3, H: 227, W: 227, K: 48, R: 11, S: 11, Stride: 4, Pad: 0}},
+	{"conv2", gpu.ConvShape{N: 32, C: 48, H: 27, W: 27, K: 128, R: 5, S: 5, Stride: 1, Pad: 2}},
+	{"conv3", gpu.ConvShape{N: 32, C: 256, H: 13, W: 13, K: 192, R: 3, S: 3, Stride: 1, Pad: 1}},
+	{"conv5", gpu.ConvShape{N: 32, C: 192, H: 13, W: 13, K: 128, R: 3, S: 3, Stride: 1, Pad: 1}},
+}
+
+// BenchmarkConvAlexNet times alexnet's convolutions (one tower, batch 32)
+// on one thread, each direction.
+func BenchmarkConvAlexNet(b *testing.B) {
+	d := New(Options{Threads: 1})
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, c := range alexnetConvs {
+		s := c.s
+		x, w, y := upload(b, d, randSlice(r, s.XLen())), upload(b, d, randSlice(r, s.WLen())), upload(b, d, randSlice(r, s.YLen()))
+		opBench(b, c.name+"/", float64(s.FLOPs())/1e9, "GFLOP", []namedOp{
+			{"forward", func() error { return d.Conv(y, x, w, s) }},
+			{"backward-data", func() error { return d.ConvBackwardData(x, y, w, s) }},
+			{"backward-filter", func() error { return d.ConvBackwardFilter(w, y, x, s) }},
+		})
+	}
+}

@@ -130,6 +130,29 @@ func (d *Device) im2col(t int, xd []float32, s gpu.ConvShape, n0, b int) []float
 	crs, pq, xs := s.C*s.R*s.S, s.P()*s.Q(), s.C*s.H*s.W
 	ld := b * pq
 	col := d.convCol(crs * ld)
+	if s.Stride > 1 {
+		// Each input row split by column phase first, so that every row
+		// of the column matrix is copied, not gathered element by element.
+		st, hw := s.Stride, s.H*s.W
+		l := (s.W + st - 1) / st
+		ps := s.H * st * l
+		if cap(d.phases) < b*s.C*ps {
+			d.phases = make([]float32, b*s.C*ps)
+		}
+		de := d.phases[:b*s.C*ps] // (b, C, H, Stride, l)
+		parallelFor(b*s.C, t, func(lo, hi int) {
+			for u := lo; u < hi; u++ {
+				at := (n0+u/s.C)*xs + u%s.C*hw
+				splitPhases(de[u*ps:(u+1)*ps], xd[at:at+hw], s.W, st, l)
+			}
+		})
+		parallelFor(crs, t, func(lo, hi int) {
+			for i := range b {
+				im2colPhases(col[lo*ld+i*pq:], ld, de[i*s.C*ps:(i+1)*s.C*ps], s, l, lo, hi)
+			}
+		})
+		return col
+	}
 	parallelFor(crs, t, func(lo, hi int) {
 		for i := range b {
 			n := n0 + i
@@ -137,6 +160,51 @@ func (d *Device) im2col(t int, xd []float32, s gpu.ConvShape, n0, b int) []float
 		}
 	})
 	return col
+}
+
+// splitPhases writes plane (H, W) to de (H, stride, l): row h's columns
+// ph, ph+stride, ph+2·stride, … at de[(h·stride+ph)·l:]. Entries past a
+// phase's last column are left as they are; nothing reads them.
+func splitPhases(de, plane []float32, w, stride, l int) {
+	for h := range len(plane) / w {
+		row := plane[h*w : (h+1)*w]
+		for ph := range stride {
+			out := de[(h*stride+ph)*l : (h*stride+ph+1)*l]
+			for k := range out {
+				if ph+k*stride >= w {
+					break
+				}
+				out[k] = row[ph+k*stride]
+			}
+		}
+	}
+}
+
+// im2colPhases is im2colRows for Stride > 1, reading the image split by
+// splitPhases into de (C, H, Stride, l): tap (r, t)'s output row i is
+// input row i·Stride+r−Pad at columns q·Stride+t−Pad, which is one phase
+// of that row, (t−Pad) mod Stride, from column ⌊(t−Pad)/Stride⌋ + q on.
+func im2colPhases(col []float32, ld int, de []float32, s gpu.ConvShape, l, j0, j1 int) {
+	p, q, st := s.P(), s.Q(), s.Stride
+	ps := s.H * st * l
+	for j := j0; j < j1; j++ {
+		c, r, t := j/(s.R*s.S), j/s.S%s.R, j%s.S
+		dst := col[(j-j0)*ld : (j-j0)*ld+p*q]
+		qlo, qhi := validRange(t-s.Pad, st, s.W, q)
+		plo, phi := validRange(r-s.Pad, st, s.H, p)
+		clear(dst[:plo*q])
+		clear(dst[phi*q:])
+		ph := ((t-s.Pad)%st + st) % st
+		off := (t - s.Pad - ph) / st
+		for i := plo; i < phi; i++ {
+			h := i*st + r - s.Pad
+			src := de[c*ps+(h*st+ph)*l : c*ps+(h*st+ph+1)*l]
+			row := dst[i*q : (i+1)*q]
+			clear(row[:qlo])
+			clear(row[qhi:])
+			copy(row[qlo:qhi], src[qlo+off:])
+		}
+	}
 }
 
 // col2im sets images n0…n0+b−1 of dx (N, C, H, W) from the column

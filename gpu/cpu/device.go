@@ -49,6 +49,8 @@ type Device struct {
 	// A convolution's column matrix and its block of y or dy, shared by
 	// the workers of one call (see Conv).
 	col, tmp []float32
+	// A block's images split by column phase, for strided convolutions.
+	phases []float32
 
 	// Work per goroutine below which an operation uses fewer threads;
 	// tests lower them to exercise the parallel paths on small shapes.
@@ -184,7 +186,7 @@ func (d *Device) Sync() error { return nil }
 func (d *Device) Close() error {
 	clear(d.scratch)
 	clear(d.scratch64)
-	d.col, d.tmp = nil, nil
+	d.col, d.tmp, d.phases = nil, nil, nil
 	return nil
 }
 
