@@ -45,12 +45,7 @@ func (d *Device) LRN(y, x gpu.Buffer, s gpu.LRNShape) error {
 				}
 				negPow32(f, s.Beta)
 				mul32(ch(yd, c), ch(xd, c), f)
-				if j := c + half + 1; j < s.C {
-					addSquares(sum, ch(xd, j), 1)
-				}
-				if j := c - half; j >= 0 {
-					addSquares(sum, ch(xd, j), -1)
-				}
+				slideSquares(sum, xd, base, hw, c+half+1, c-half, s.C)
 			}
 		}
 	})
@@ -95,12 +90,7 @@ func (d *Device) LRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
 					rc[i] = float64(dyc[i]) * float64(yc[i]) / sc
 				}
 				negPow32(pc, s.Beta)
-				if j := c + half + 1; j < s.C {
-					addSquares(sum, ch(xd, j), 1)
-				}
-				if j := c - half; j >= 0 {
-					addSquares(sum, ch(xd, j), -1)
-				}
+				slideSquares(sum, xd, base, hw, c+half+1, c-half, s.C)
 			}
 
 			// dx[c] from the window sum of ratio around c.
@@ -114,11 +104,13 @@ func (d *Device) LRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
 				for i, p := range pc {
 					dxc[i] = float32(float64(dyc[i])*float64(p) - coef*float64(xc[i])*sum[i])
 				}
-				if j := c + half + 1; j < s.C {
-					add64(sum, ratio(j), 1)
-				}
-				if j := c - half; j >= 0 {
-					add64(sum, ratio(j), -1)
+				switch in, out := c+half+1, c-half; {
+				case in < s.C && out >= 0:
+					slide64(sum, ratio(in), ratio(out))
+				case in < s.C:
+					add64(sum, ratio(in), 1)
+				case out >= 0:
+					add64(sum, ratio(out), -1)
 				}
 			}
 		}
@@ -132,6 +124,35 @@ func addSquares(sum []float64, v []float32, sign float64) {
 	v = v[:len(sum)]
 	for i, x := range v {
 		sum[i] += sign * (float64(x) * float64(x))
+	}
+}
+
+// slideSquares moves a window sum of squares one channel on: it adds
+// channel in's squares and subtracts channel out's, each only if it is
+// among the C channels, the channels of one block being v[base+c·hw:],
+// len(sum) values. With both, one pass does (sum + in²) − out², the same
+// bits as two.
+func slideSquares(sum []float64, v []float32, base, hw, in, out, c int) {
+	m := len(sum)
+	switch {
+	case in < c && out >= 0:
+		a, b := v[base+in*hw:][:m], v[base+out*hw:][:m]
+		for i, x := range a {
+			y := b[i]
+			sum[i] = sum[i] + float64(x)*float64(x) - float64(y)*float64(y)
+		}
+	case in < c:
+		addSquares(sum, v[base+in*hw:][:m], 1)
+	case out >= 0:
+		addSquares(sum, v[base+out*hw:][:m], -1)
+	}
+}
+
+// slide64 sets sum[i] = (sum[i] + a[i]) − b[i].
+func slide64(sum, a, b []float64) {
+	a, b = a[:len(sum)], b[:len(sum)]
+	for i, x := range a {
+		sum[i] = sum[i] + x - b[i]
 	}
 }
 
