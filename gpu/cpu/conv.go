@@ -97,12 +97,22 @@ func (d *Device) ConvBackwardFilter(dw, dy, x gpu.Buffer, s gpu.ConvShape) error
 // 1 MiB beat 2, 4 and 8 MiB on every layer of alexnet-small.)
 const convBlockFloats = 1 << 18
 
+// convMinDepth is the fewest rows of the column matrix (C·R·S) for which
+// a convolution takes several images per product.
+const convMinDepth = 64
+
 // convBlock returns how many images one product of a convolution covers:
 // as many as fit the device's column budget, at least one, spread evenly
 // over the blocks. It depends on the shape and the budget alone, never on
 // the thread count.
 func (d *Device) convBlock(s gpu.ConvShape) int {
-	per := s.C * s.R * s.S * s.P() * s.Q()
+	crs := s.C * s.R * s.S
+	if crs < convMinDepth {
+		// Products this shallow gain nothing from width, and lose the
+		// block's extra passes (alexnet-small's conv1: 25 taps).
+		return 1
+	}
+	per := crs * s.P() * s.Q()
 	nb := max(1, min(s.N, d.colBudget/max(1, per)))
 	blocks := (s.N + nb - 1) / nb
 	return (s.N + blocks - 1) / blocks
