@@ -22,46 +22,76 @@ import "github.com/alexnet-go/trainer/gpu"
 // rate.
 
 // Conv computes y (N, K, P, Q) = x (N, C, H, W) ⋆ w (K, C, R, S), the
-// cross-correlation documented on gpu.Ops.
+// cross-correlation documented on gpu.Ops. With at least as many blocks of
+// images as threads, each thread takes whole blocks; otherwise the threads
+// share each block's work. Either way every block is the same product.
 func (d *Device) Conv(y, x, w gpu.Buffer, s gpu.ConvShape) error {
 	validate(s)
 	yd := d.data("y", y, s.YLen()) // (N, K, P, Q)
 	xd := d.data("x", x, s.XLen()) // (N, C, H, W)
 	wd := d.data("w", w, s.WLen()) // (K, C, R, S)
-	crs, pq := s.C*s.R*s.S, s.P()*s.Q()
-	t := d.flopThreads(s.FLOPs())
-	nb := d.convBlock(s)
-	for n0 := 0; n0 < s.N; n0 += nb {
-		b := min(nb, s.N-n0)
+	d.byBlocks(s, func(t int, sc *convScratch, n0, b int) {
+		crs, pq := s.C*s.R*s.S, s.P()*s.Q()
 		ld := b * pq
-		col := d.im2col(t, xd, s, n0, b) // (C·R·S, B·P·Q)
-		yb := d.convTmp(s.K * ld)        // (K, B·P·Q)
+		col := d.im2col(t, sc, xd, s, n0, b) // (C·R·S, B·P·Q)
+		yb := grow(&sc.tmp, s.K*ld)          // (K, B·P·Q)
 		d.gemm(t, false, false, s.K, ld, crs, 1, wd, crs, col, ld, 0, yb, ld)
 		scatterBlock(t, yd, yb, s.K, pq, n0, b)
-	}
+	})
 	return nil
 }
 
 // ConvBackwardData computes dx (N, C, H, W) from dy (N, K, P, Q) and
-// w (K, C, R, S): dx = col2im(wᵀ·dy), summing where taps overlap.
+// w (K, C, R, S): dx = col2im(wᵀ·dy), summing where taps overlap. It
+// splits the work as Conv does.
 func (d *Device) ConvBackwardData(dx, dy, w gpu.Buffer, s gpu.ConvShape) error {
 	validate(s)
 	dxd := d.data("dx", dx, s.XLen()) // (N, C, H, W)
 	dyd := d.data("dy", dy, s.YLen()) // (N, K, P, Q)
 	wd := d.data("w", w, s.WLen())    // (K, C, R, S)
-	crs, pq := s.C*s.R*s.S, s.P()*s.Q()
-	t := d.flopThreads(s.FLOPs())
-	nb := d.convBlock(s)
-	for n0 := 0; n0 < s.N; n0 += nb {
-		b := min(nb, s.N-n0)
+	d.byBlocks(s, func(t int, sc *convScratch, n0, b int) {
+		crs, pq := s.C*s.R*s.S, s.P()*s.Q()
 		ld := b * pq
-		dyb := d.convTmp(s.K * ld) // (K, B·P·Q)
+		dyb := grow(&sc.tmp, s.K*ld) // (K, B·P·Q)
 		gatherBlock(t, dyb, dyd, s.K, pq, n0, b)
-		dcol := d.convCol(crs * ld) // (C·R·S, B·P·Q)
+		dcol := grow(&sc.col, crs*ld) // (C·R·S, B·P·Q)
 		d.gemm(t, true, false, crs, ld, s.K, 1, wd, crs, dyb, ld, 0, dcol, ld)
 		d.col2im(t, dxd, dcol, s, n0, b)
-	}
+	})
 	return nil
+}
+
+// byBlocks runs fn on every block of images of a convolution: on whole
+// blocks per thread, fn told to use one thread and the worker's scratch,
+// when there are at least as many blocks as threads, else block after
+// block, fn told to use all the threads.
+func (d *Device) byBlocks(s gpu.ConvShape, fn func(t int, sc *convScratch, n0, b int)) {
+	t := d.flopThreads(s.FLOPs())
+	nb := d.convBlock(s)
+	blocks := (s.N + nb - 1) / nb
+	if t > 1 && blocks >= t {
+		parallelWorkers(blocks, t, func(wk, lo, hi int) {
+			for i := lo; i < hi; i++ {
+				fn(1, &d.convs[wk], i*nb, min(nb, s.N-i*nb))
+			}
+		})
+		return
+	}
+	for n0 := 0; n0 < s.N; n0 += nb {
+		fn(t, &d.convs[0], n0, min(nb, s.N-n0))
+	}
+}
+
+// convScratch is one worker's memory for a block of a convolution: the
+// column matrix, the block of y or dy, and the phases of strided inputs.
+type convScratch struct{ col, tmp, phases []float32 }
+
+// grow returns the first n values of *p, reallocated if it is shorter.
+func grow(p *[]float32, n int) []float32 {
+	if cap(*p) < n {
+		*p = make([]float32, n)
+	}
+	return (*p)[:n]
 }
 
 // ConvBackwardFilter computes dw (K, C, R, S) = Σ_n dy[n]·col[n]ᵀ from
@@ -78,9 +108,10 @@ func (d *Device) ConvBackwardFilter(dw, dy, x gpu.Buffer, s gpu.ConvShape) error
 	for n0 := 0; n0 < s.N; n0 += nb {
 		b := min(nb, s.N-n0)
 		ld := b * pq
-		dyb := d.convTmp(s.K * ld) // (K, B·P·Q)
+		sc := &d.convs[0]
+		dyb := grow(&sc.tmp, s.K*ld) // (K, B·P·Q)
 		gatherBlock(t, dyb, dyd, s.K, pq, n0, b)
-		col := d.im2col(t, xd, s, n0, b) // (C·R·S, B·P·Q)
+		col := d.im2col(t, sc, xd, s, n0, b) // (C·R·S, B·P·Q)
 		beta := float32(1)
 		if n0 == 0 {
 			beta = 0
@@ -118,38 +149,19 @@ func (d *Device) convBlock(s gpu.ConvShape) int {
 	return (s.N + blocks - 1) / blocks
 }
 
-// convCol returns the device's column-matrix scratch, n values.
-func (d *Device) convCol(n int) []float32 {
-	if cap(d.col) < n {
-		d.col = make([]float32, n)
-	}
-	return d.col[:n]
-}
-
-// convTmp returns the device's scratch for a block of y or dy, n values.
-func (d *Device) convTmp(n int) []float32 {
-	if cap(d.tmp) < n {
-		d.tmp = make([]float32, n)
-	}
-	return d.tmp[:n]
-}
-
 // im2col returns the column matrix (C·R·S, b·P·Q) of images n0…n0+b−1 of
-// x (N, C, H, W), its rows split over t threads.
-func (d *Device) im2col(t int, xd []float32, s gpu.ConvShape, n0, b int) []float32 {
+// x (N, C, H, W), in sc, its rows split over t threads.
+func (d *Device) im2col(t int, sc *convScratch, xd []float32, s gpu.ConvShape, n0, b int) []float32 {
 	crs, pq, xs := s.C*s.R*s.S, s.P()*s.Q(), s.C*s.H*s.W
 	ld := b * pq
-	col := d.convCol(crs * ld)
+	col := grow(&sc.col, crs*ld)
 	if s.Stride > 1 {
 		// Each input row split by column phase first, so that every row
 		// of the column matrix is copied, not gathered element by element.
 		st, hw := s.Stride, s.H*s.W
 		l := (s.W + st - 1) / st
 		ps := s.H * st * l
-		if cap(d.phases) < b*s.C*ps {
-			d.phases = make([]float32, b*s.C*ps)
-		}
-		de := d.phases[:b*s.C*ps] // (b, C, H, Stride, l)
+		de := grow(&sc.phases, b*s.C*ps) // (b, C, H, Stride, l)
 		parallelFor(b*s.C, t, func(lo, hi int) {
 			for u := lo; u < hi; u++ {
 				at := (n0+u/s.C)*xs + u%s.C*hw

@@ -46,11 +46,8 @@ type Device struct {
 	scratch   [][]float32
 	scratch64 [][]float64
 
-	// A convolution's column matrix and its block of y or dy, shared by
-	// the workers of one call (see Conv).
-	col, tmp []float32
-	// A block's images split by column phase, for strided convolutions.
-	phases []float32
+	// A convolution's scratch per worker (see Conv).
+	convs []convScratch
 
 	// Work per goroutine below which an operation uses fewer threads;
 	// tests lower them to exercise the parallel paths on small shapes.
@@ -78,6 +75,7 @@ func New(o Options) *Device {
 		blas:      loadedBLAS(),
 		scratch:   make([][]float32, t),
 		scratch64: make([][]float64, t),
+		convs:     make([]convScratch, t),
 
 		grainFLOPs: grainFLOPs,
 		grainElems: grainElems,
@@ -186,7 +184,7 @@ func (d *Device) Sync() error { return nil }
 func (d *Device) Close() error {
 	clear(d.scratch)
 	clear(d.scratch64)
-	d.col, d.tmp, d.phases = nil, nil, nil
+	clear(d.convs)
 	return nil
 }
 
