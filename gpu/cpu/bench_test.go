@@ -3,7 +3,10 @@ package cpu
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/alexnet-go/trainer/gpu"
 )
@@ -11,6 +14,54 @@ import (
 // reportGFLOPs reports the benchmark's rate for flops per iteration.
 func reportGFLOPs(b *testing.B, flops int64) {
 	b.ReportMetric(float64(flops)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}
+
+// threadCPU returns the CPU time the calling OS thread has used. A
+// one-thread device runs every op on the calling goroutine, so with the
+// goroutine locked to its thread this is the op's own time, which other
+// processes on a shared machine inflate far less than the wall clock.
+func threadCPU() time.Duration {
+	var u syscall.Rusage
+	if err := syscall.Getrusage(1 /* RUSAGE_THREAD */, &u); err != nil {
+		return 0
+	}
+	return time.Duration(u.Utime.Nano() + u.Stime.Nano())
+}
+
+// cpuRate runs f b.N times on one locked thread and reports work per
+// iteration (in units, e.g. GFLOP) per second of the wall clock and per
+// second of that thread's CPU time ("/s-cpu").
+func cpuRate(b *testing.B, work float64, unit string, f func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	f() // warm up: page in the scratch
+	b.ResetTimer()
+	c0 := threadCPU()
+	for range b.N {
+		f()
+	}
+	c := threadCPU() - c0
+	b.ReportMetric(work*float64(b.N)/b.Elapsed().Seconds(), unit+"/s")
+	b.ReportMetric(work*float64(b.N)/c.Seconds(), unit+"/s-cpu")
+}
+
+// opBench runs each op as a sub-benchmark on one thread, reporting work
+// per call in units per second.
+func opBench(b *testing.B, prefix string, work float64, unit string, ops []namedOp) {
+	for _, op := range ops {
+		b.Run(prefix+op.name, func(b *testing.B) {
+			cpuRate(b, work, unit, func() {
+				if err := op.run(); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+	}
+}
+
+type namedOp struct {
+	name string
+	run  func() error
 }
 
 // BenchmarkSgemm times Device.Sgemm with all of the machine's threads.
@@ -71,61 +122,108 @@ func BenchmarkConv(b *testing.B) {
 	}
 }
 
-// BenchmarkLRN times LRN and LRNBackward on AlexNet's response-normalized
-// conv1 output (one tower: 48 channels of 55×55) for a batch of 32,
+// BenchmarkLRN times LRN and LRNBackward on one thread on AlexNet's
+// response-normalized conv1 output (one tower: 48 channels of 55×55) for a
+// batch of 32 and on alexnet-small's (16 channels of 32×32, batch 128),
 // reporting the rate at which values are normalized.
 func BenchmarkLRN(b *testing.B) {
-	s := gpu.LRNShape{N: 32, C: 48, H: 55, W: 55, Size: 5, Alpha: 1e-4 / 5, Beta: 0.75, K: 2}
-	d := New(Options{})
+	d := New(Options{Threads: 1})
 	r := rand.New(rand.NewPCG(1, 2))
-	x, y, dy, dx := upload(b, d, randSlice(r, s.Len())), upload(b, d, randSlice(r, s.Len())), upload(b, d, randSlice(r, s.Len())), upload(b, d, randSlice(r, s.Len()))
-	for _, op := range []struct {
+	for _, c := range []struct {
 		name string
-		run  func() error
+		s    gpu.LRNShape
 	}{
-		{"forward", func() error { return d.LRN(y, x, s) }},
-		{"backward", func() error { return d.LRNBackward(dx, dy, x, y, s) }},
+		{"alexnet-conv1", gpu.LRNShape{N: 32, C: 48, H: 55, W: 55, Size: 5, Alpha: 1e-4, Beta: 0.75, K: 2}},
+		{"small-conv1", gpu.LRNShape{N: 128, C: 16, H: 32, W: 32, Size: 5, Alpha: 1e-4, Beta: 0.75, K: 2}},
 	} {
-		b.Run(fmt.Sprintf("conv1/%s/threads=%d", op.name, d.threads), func(b *testing.B) {
-			if err := op.run(); err != nil { // warm up: page in the scratch
-				b.Fatal(err)
-			}
-			for b.Loop() {
-				if err := op.run(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(s.Len())*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gvalues/s")
+		s := c.s
+		x, y, dy, dx := upload(b, d, randSlice(r, s.Len())), upload(b, d, randSlice(r, s.Len())), upload(b, d, randSlice(r, s.Len())), upload(b, d, randSlice(r, s.Len()))
+		opBench(b, c.name+"/", float64(s.Len())/1e9, "Gvalues", []namedOp{
+			{"forward", func() error { return d.LRN(y, x, s) }},
+			{"backward", func() error { return d.LRNBackward(dx, dy, x, y, s) }},
 		})
 	}
 }
 
-// BenchmarkMaxPool times overlapping 3×3 pooling with stride 2 of AlexNet's
-// conv1 output (one tower) for a batch of 32, reporting input values per
-// second.
+// BenchmarkMaxPool times overlapping 3×3 pooling with stride 2 on one
+// thread, of AlexNet's conv1 output (one tower) for a batch of 32 and of
+// alexnet-small's for a batch of 128, reporting input values per second.
 func BenchmarkMaxPool(b *testing.B) {
-	s := gpu.PoolShape{N: 32, C: 48, H: 55, W: 55, Size: 3, Stride: 2}
-	d := New(Options{})
+	d := New(Options{Threads: 1})
 	r := rand.New(rand.NewPCG(1, 2))
-	x, dx := upload(b, d, randSlice(r, s.XLen())), upload(b, d, randSlice(r, s.XLen()))
-	y, dy := upload(b, d, randSlice(r, s.YLen())), upload(b, d, randSlice(r, s.YLen()))
-	for _, op := range []struct {
+	for _, c := range []struct {
 		name string
-		run  func() error
+		s    gpu.PoolShape
 	}{
-		{"forward", func() error { return d.MaxPool(y, x, s) }},
-		{"backward", func() error { return d.MaxPoolBackward(dx, dy, x, y, s) }},
+		{"alexnet-pool1", gpu.PoolShape{N: 32, C: 48, H: 55, W: 55, Size: 3, Stride: 2}},
+		{"small-pool1", gpu.PoolShape{N: 128, C: 16, H: 32, W: 32, Size: 3, Stride: 2}},
 	} {
-		b.Run(fmt.Sprintf("pool1/%s/threads=%d", op.name, d.threads), func(b *testing.B) {
-			if err := op.run(); err != nil { // warm up: page in the scratch
-				b.Fatal(err)
-			}
-			for b.Loop() {
-				if err := op.run(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(s.XLen())*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gvalues/s")
+		s := c.s
+		x, dx := upload(b, d, randSlice(r, s.XLen())), upload(b, d, randSlice(r, s.XLen()))
+		y, dy := upload(b, d, randSlice(r, s.YLen())), upload(b, d, randSlice(r, s.YLen()))
+		opBench(b, c.name+"/", float64(s.XLen())/1e9, "Gvalues", []namedOp{
+			{"forward", func() error { return d.MaxPool(y, x, s) }},
+			{"backward", func() error { return d.MaxPoolBackward(dx, dy, x, y, s) }},
+		})
+	}
+}
+
+// smallConvs are alexnet-small's convolutions, one tower, at batch 128.
+var smallConvs = []struct {
+	name string
+	s    gpu.ConvShape
+}{
+	{"conv1", gpu.ConvShape{N: 128, C: 1, H: 32, W: 32, K: 16, R: 5, S: 5, Stride: 1, Pad: 2}},
+	{"conv2", gpu.ConvShape{N: 128, C: 16, H: 15, W: 15, K: 32, R: 5, S: 5, Stride: 1, Pad: 2}},
+	{"conv3", gpu.ConvShape{N: 128, C: 64, H: 7, W: 7, K: 48, R: 3, S: 3, Stride: 1, Pad: 1}},
+	{"conv4", gpu.ConvShape{N: 128, C: 48, H: 7, W: 7, K: 48, R: 3, S: 3, Stride: 1, Pad: 1}},
+	{"conv5", gpu.ConvShape{N: 128, C: 48, H: 7, W: 7, K: 32, R: 3, S: 3, Stride: 1, Pad: 1}},
+}
+
+// BenchmarkConvSmall times each of alexnet-small's convolutions (one
+// tower, batch 128) on one thread, each direction, beside the rate of a
+// square SGEMM on the same thread in the same run.
+func BenchmarkConvSmall(b *testing.B) {
+	d := New(Options{Threads: 1})
+	r := rand.New(rand.NewPCG(1, 2))
+	b.Run("sgemm-512", func(b *testing.B) {
+		a, x, c := randSlice(r, 512*512), randSlice(r, 512*512), make([]float32, 512*512)
+		cpuRate(b, 2*512*512*512/1e9, "GFLOP", func() { d.Sgemm(false, false, 512, 512, 512, 1, a, 512, x, 512, 0, c, 512) })
+	})
+	for _, c := range smallConvs {
+		s := c.s
+		x, w, y := upload(b, d, randSlice(r, s.XLen())), upload(b, d, randSlice(r, s.WLen())), upload(b, d, randSlice(r, s.YLen()))
+		opBench(b, c.name+"/", float64(s.FLOPs())/1e9, "GFLOP", []namedOp{
+			{"forward", func() error { return d.Conv(y, x, w, s) }},
+			{"backward-data", func() error { return d.ConvBackwardData(x, y, w, s) }},
+			{"backward-filter", func() error { return d.ConvBackwardFilter(w, y, x, s) }},
+		})
+	}
+}
+
+// alexnetConvs are alexnet's convolutions, one tower, at batch 32.
+var alexnetConvs = []struct {
+	name string
+	s    gpu.ConvShape
+}{
+	{"conv1", gpu.ConvShape{N: 32, C: 3, H: 227, W: 227, K: 48, R: 11, S: 11, Stride: 4, Pad: 0}},
+	{"conv2", gpu.ConvShape{N: 32, C: 48, H: 27, W: 27, K: 128, R: 5, S: 5, Stride: 1, Pad: 2}},
+	{"conv3", gpu.ConvShape{N: 32, C: 256, H: 13, W: 13, K: 192, R: 3, S: 3, Stride: 1, Pad: 1}},
+	{"conv5", gpu.ConvShape{N: 32, C: 192, H: 13, W: 13, K: 128, R: 3, S: 3, Stride: 1, Pad: 1}},
+}
+
+// BenchmarkConvAlexNet times alexnet's convolutions (one tower, batch 32)
+// on one thread, each direction.
+func BenchmarkConvAlexNet(b *testing.B) {
+	d := New(Options{Threads: 1})
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, c := range alexnetConvs {
+		s := c.s
+		x, w, y := upload(b, d, randSlice(r, s.XLen())), upload(b, d, randSlice(r, s.WLen())), upload(b, d, randSlice(r, s.YLen()))
+		opBench(b, c.name+"/", float64(s.FLOPs())/1e9, "GFLOP", []namedOp{
+			{"forward", func() error { return d.Conv(y, x, w, s) }},
+			{"backward-data", func() error { return d.ConvBackwardData(x, y, w, s) }},
+			{"backward-filter", func() error { return d.ConvBackwardFilter(w, y, x, s) }},
 		})
 	}
 }

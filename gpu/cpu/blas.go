@@ -222,7 +222,7 @@ func (d *Device) gemm(t int, transA, transB bool, m, n, k int, alpha float32, a 
 		return
 	}
 	if n >= m {
-		tiles := gemmTiles(n)
+		tiles := d.gemmTiles(n)
 		parallelFor(tiles, t, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				j0, j1 := i*n/tiles, (i+1)*n/tiles
@@ -231,7 +231,7 @@ func (d *Device) gemm(t int, transA, transB bool, m, n, k int, alpha float32, a 
 		})
 		return
 	}
-	tiles := gemmTiles(m)
+	tiles := d.gemmTiles(m)
 	parallelFor(tiles, t, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			i0, i1 := i*m/tiles, (i+1)*m/tiles
@@ -246,10 +246,16 @@ const maxTiles = 16
 
 // gemmTiles is the number of blocks Sgemm splits a dimension of size n
 // into: a function of the shape alone, so that every thread count computes
-// the same products and so the same bits.
-func gemmTiles(n int) int {
-	return max(1, min(maxTiles, n/128))
+// the same products and so the same bits. Blocks are about 1024 wide: a
+// one-thread device pays for every block in packing and narrow panels
+// (blocks of 128 cost the convolutions' products a quarter of their rate).
+func (d *Device) gemmTiles(n int) int {
+	return max(1, min(maxTiles, n/d.gemmTile))
 }
+
+// gemmTileWidth is the width of Sgemm's blocks; tests lower it (see
+// Device.gemmTile).
+const gemmTileWidth = 1024
 
 // rowsFrom returns matrix a, stored row-major with leading dimension ld,
 // from its row i on, or from its column i on when transposed: the operand

@@ -2,158 +2,274 @@ package cpu
 
 import "github.com/alexnet-go/trainer/gpu"
 
-// Convolution is lowered to matrix products (im2col). For one image the
-// column matrix col (C·R·S, P·Q) holds in row (c,r,s) the input pixels that
-// tap (r,s) of channel c meets at every output position, zero in the
-// padding. Then, per image n,
+// Convolution is lowered to matrix products (im2col), a block of images
+// at a time. For a block of B images the column matrix col (C·R·S, B·P·Q)
+// holds in row (c,r,s), column (n,p,q) the input pixel of image n that tap
+// (r,s) of channel c meets at output position (p,q), zero in the padding.
+// With dy and y gathered the same way, (K, B·P·Q), each direction is one
+// product per block:
 //
-//	y[n] (K, P·Q)      = w (K, C·R·S) · col[n]
-//	dcol (C·R·S, P·Q)  = wᵀ · dy[n],   dx[n] = col2im(dcol)
-//	dw (K, C·R·S)     += dy[n] · col[n]ᵀ
+//	y (K, B·P·Q)      = w (K, C·R·S) · col
+//	dcol (C·R·S, B·P·Q) = wᵀ · dy,   dx = col2im(dcol)
+//	dw (K, C·R·S)    += dy · colᵀ
 //
-// A 1×1 convolution with stride 1 and no padding needs no lowering: col[n]
-// is x[n] itself.
+// B depends on the shape alone (see convBlock), and every product is split
+// over the threads by Device.gemm into blocks that depend on the shape
+// alone, so the results are the same, bit for bit, for any thread count.
+// The copies between the (N, K, P, Q) tensors and the block's (K, B·P·Q)
+// matrices cost a pass over y or dy; the products they buy are B times
+// wider than one image's, which is what keeps small layers near the GEMM
+// rate.
 
 // Conv computes y (N, K, P, Q) = x (N, C, H, W) ⋆ w (K, C, R, S), the
-// cross-correlation documented on gpu.Ops, one image per thread or, with
-// fewer images than threads, each image split over the threads. With at
-// least as many images as threads, the result is the same, bit for bit,
-// for any thread count.
+// cross-correlation documented on gpu.Ops. With at least as many blocks of
+// images as threads, each thread takes whole blocks; otherwise the threads
+// share each block's work. Either way every block is the same product.
 func (d *Device) Conv(y, x, w gpu.Buffer, s gpu.ConvShape) error {
 	validate(s)
 	yd := d.data("y", y, s.YLen()) // (N, K, P, Q)
 	xd := d.data("x", x, s.XLen()) // (N, C, H, W)
 	wd := d.data("w", w, s.WLen()) // (K, C, R, S)
-	crs, pq := s.C*s.R*s.S, s.P()*s.Q()
-	xs, ys := s.C*s.H*s.W, s.K*pq
-	direct := isPointwise(s)
-	t := d.flopThreads(s.FLOPs())
-	if byImage(s.N, t) {
-		parallelWorkers(s.N, t, func(wk, lo, hi int) {
-			for n := lo; n < hi; n++ {
-				col := xd[n*xs : (n+1)*xs]
-				if !direct {
-					col = d.buf32(wk, crs*pq)
-					im2colRows(col, xd[n*xs:(n+1)*xs], s, 0, crs)
-				}
-				sgemm(d.blas, false, false, s.K, pq, crs, 1, wd, crs, col, pq, 0, yd[n*ys:(n+1)*ys], pq)
-			}
-		})
-		return nil
-	}
-	for n := range s.N {
-		col := xd[n*xs : (n+1)*xs]
-		if !direct {
-			col = d.buf32(0, crs*pq)
-			xn := xd[n*xs : (n+1)*xs]
-			parallelFor(crs, t, func(lo, hi int) { im2colRows(col[lo*pq:hi*pq], xn, s, lo, hi) })
-		}
-		d.Sgemm(false, false, s.K, pq, crs, 1, wd, crs, col, pq, 0, yd[n*ys:(n+1)*ys], pq)
-	}
+	d.byBlocks(s, func(t int, sc *convScratch, n0, b int) {
+		crs, pq := s.C*s.R*s.S, s.P()*s.Q()
+		ld := b * pq
+		col := d.im2col(t, sc, xd, s, n0, b) // (C·R·S, B·P·Q)
+		yb := grow(&sc.tmp, s.K*ld)          // (K, B·P·Q)
+		d.gemm(t, false, false, s.K, ld, crs, 1, wd, crs, col, ld, 0, yb, ld)
+		scatterBlock(t, yd, yb, s.K, pq, n0, b)
+	})
 	return nil
 }
 
 // ConvBackwardData computes dx (N, C, H, W) from dy (N, K, P, Q) and
-// w (K, C, R, S): dx[n] = col2im(wᵀ·dy[n]), summing where taps overlap.
-// It splits the work as Conv does.
+// w (K, C, R, S): dx = col2im(wᵀ·dy), summing where taps overlap. It
+// splits the work as Conv does.
 func (d *Device) ConvBackwardData(dx, dy, w gpu.Buffer, s gpu.ConvShape) error {
 	validate(s)
 	dxd := d.data("dx", dx, s.XLen()) // (N, C, H, W)
 	dyd := d.data("dy", dy, s.YLen()) // (N, K, P, Q)
 	wd := d.data("w", w, s.WLen())    // (K, C, R, S)
-	crs, pq, rs := s.C*s.R*s.S, s.P()*s.Q(), s.R*s.S
-	xs, ys := s.C*s.H*s.W, s.K*pq
-	direct := isPointwise(s)
-	t := d.flopThreads(s.FLOPs())
-	if byImage(s.N, t) {
-		parallelWorkers(s.N, t, func(wk, lo, hi int) {
-			for n := lo; n < hi; n++ {
-				dxn := dxd[n*xs : (n+1)*xs]
-				if direct {
-					sgemm(d.blas, true, false, crs, pq, s.K, 1, wd, crs, dyd[n*ys:(n+1)*ys], pq, 0, dxn, pq)
-					continue
-				}
-				dcol := d.buf32(wk, crs*pq)
-				sgemm(d.blas, true, false, crs, pq, s.K, 1, wd, crs, dyd[n*ys:(n+1)*ys], pq, 0, dcol, pq)
-				clear(dxn)
-				col2imRows(dxn, dcol, s, 0, crs)
-			}
-		})
-		return nil
-	}
-	for n := range s.N {
-		dxn := dxd[n*xs : (n+1)*xs]
-		if direct {
-			d.Sgemm(true, false, crs, pq, s.K, 1, wd, crs, dyd[n*ys:(n+1)*ys], pq, 0, dxn, pq)
-			continue
-		}
-		dcol := d.buf32(0, crs*pq)
-		d.Sgemm(true, false, crs, pq, s.K, 1, wd, crs, dyd[n*ys:(n+1)*ys], pq, 0, dcol, pq)
-		// Channel c's rows of dcol land only in channel c of dx.
-		parallelFor(s.C, t, func(lo, hi int) {
-			clear(dxn[lo*s.H*s.W : hi*s.H*s.W])
-			col2imRows(dxn, dcol[lo*rs*pq:hi*rs*pq], s, lo*rs, hi*rs)
-		})
-	}
+	d.byBlocks(s, func(t int, sc *convScratch, n0, b int) {
+		crs, pq := s.C*s.R*s.S, s.P()*s.Q()
+		ld := b * pq
+		dyb := grow(&sc.tmp, s.K*ld) // (K, B·P·Q)
+		gatherBlock(t, dyb, dyd, s.K, pq, n0, b)
+		dcol := grow(&sc.col, crs*ld) // (C·R·S, B·P·Q)
+		d.gemm(t, true, false, crs, ld, s.K, 1, wd, crs, dyb, ld, 0, dcol, ld)
+		d.col2im(t, dxd, dcol, s, n0, b)
+	})
 	return nil
 }
 
+// byBlocks runs fn on every block of images of a convolution: on whole
+// blocks per thread, fn told to use one thread and the worker's scratch,
+// when there are at least as many blocks as threads, else block after
+// block, fn told to use all the threads.
+func (d *Device) byBlocks(s gpu.ConvShape, fn func(t int, sc *convScratch, n0, b int)) {
+	t := d.flopThreads(s.FLOPs())
+	nb := d.convBlock(s)
+	blocks := (s.N + nb - 1) / nb
+	if t > 1 && blocks >= t {
+		parallelWorkers(blocks, t, func(wk, lo, hi int) {
+			for i := lo; i < hi; i++ {
+				fn(1, &d.convs[wk], i*nb, min(nb, s.N-i*nb))
+			}
+		})
+		return
+	}
+	for n0 := 0; n0 < s.N; n0 += nb {
+		fn(t, &d.convs[0], n0, min(nb, s.N-n0))
+	}
+}
+
+// convScratch is one worker's memory for a block of a convolution: the
+// column matrix, the block of y or dy, and the phases of strided inputs.
+type convScratch struct{ col, tmp, phases []float32 }
+
+// grow returns the first n values of *p, reallocated if it is shorter.
+func grow(p *[]float32, n int) []float32 {
+	if cap(*p) < n {
+		*p = make([]float32, n)
+	}
+	return (*p)[:n]
+}
+
 // ConvBackwardFilter computes dw (K, C, R, S) = Σ_n dy[n]·col[n]ᵀ from
-// dy (N, K, P, Q) and x (N, C, H, W). dw's columns (c,r,s) are cut into
-// blocks that depend on the shape alone; each thread owns some blocks and
-// sums the images into them in order. There is no reduction between
-// threads, and the result is the same, bit for bit, for any thread count.
+// dy (N, K, P, Q) and x (N, C, H, W), one product per block of images,
+// accumulated into dw block after block in order.
 func (d *Device) ConvBackwardFilter(dw, dy, x gpu.Buffer, s gpu.ConvShape) error {
 	validate(s)
 	dwd := d.data("dw", dw, s.WLen()) // (K, C, R, S)
 	dyd := d.data("dy", dy, s.YLen()) // (N, K, P, Q)
 	xd := d.data("x", x, s.XLen())    // (N, C, H, W)
 	crs, pq := s.C*s.R*s.S, s.P()*s.Q()
-	xs, ys := s.C*s.H*s.W, s.K*pq
-	direct := isPointwise(s)
 	t := d.flopThreads(s.FLOPs())
-	tiles := filterTiles(crs)
-	parallelWorkers(tiles, t, func(wk, lo, hi int) {
-		var col []float32
-		if !direct {
-			col = d.buf32(wk, (crs/tiles+1)*pq)
+	nb := d.convBlock(s)
+	for n0 := 0; n0 < s.N; n0 += nb {
+		b := min(nb, s.N-n0)
+		ld := b * pq
+		sc := &d.convs[0]
+		dyb := grow(&sc.tmp, s.K*ld) // (K, B·P·Q)
+		gatherBlock(t, dyb, dyd, s.K, pq, n0, b)
+		col := d.im2col(t, sc, xd, s, n0, b) // (C·R·S, B·P·Q)
+		beta := float32(1)
+		if n0 == 0 {
+			beta = 0
 		}
-		for n := range s.N {
-			xn, dyn := xd[n*xs:(n+1)*xs], dyd[n*ys:(n+1)*ys]
-			beta := float32(1)
-			if n == 0 {
-				beta = 0
-			}
-			for i := lo; i < hi; i++ {
-				j0, j1 := i*crs/tiles, (i+1)*crs/tiles
-				if direct {
-					col = xn[j0*pq:]
-				} else {
-					im2colRows(col, xn, s, j0, j1)
-				}
-				sgemm(d.blas, false, true, s.K, j1-j0, pq, 1, dyn, pq, col, pq, beta, dwd[j0:], crs)
-			}
-		}
-	})
+		d.gemm(t, false, true, s.K, crs, ld, 1, dyb, ld, col, ld, beta, dwd, crs)
+	}
 	return nil
 }
 
-// filterTiles is the number of blocks of columns ConvBackwardFilter splits
-// dw into: a function of the shape alone, so that every thread count
-// computes the same products and so the same bits.
-func filterTiles(crs int) int {
-	return max(1, min(maxTiles, crs/32))
+// convBlockFloats is the column matrix's size a block of images aims at:
+// 1 MiB, so that the matrix, written by im2col and read by the GEMM right
+// after, stays in a core's L2 cache, while the block is still wide enough
+// to keep the GEMM near its peak. (On the 2-core Xeon of bench/results,
+// 1 MiB beat 2, 4 and 8 MiB on every layer of alexnet-small.)
+const convBlockFloats = 1 << 18
+
+// convMinDepth is the fewest rows of the column matrix (C·R·S) for which
+// a convolution takes several images per product.
+const convMinDepth = 64
+
+// convBlock returns how many images one product of a convolution covers:
+// as many as fit the device's column budget, at least one, spread evenly
+// over the blocks. It depends on the shape and the budget alone, never on
+// the thread count.
+func (d *Device) convBlock(s gpu.ConvShape) int {
+	crs := s.C * s.R * s.S
+	if crs < convMinDepth {
+		// Products this shallow gain nothing from width, and lose the
+		// block's extra passes (alexnet-small's conv1: 25 taps).
+		return 1
+	}
+	per := crs * s.P() * s.Q()
+	nb := max(1, min(s.N, d.colBudget/max(1, per)))
+	blocks := (s.N + nb - 1) / nb
+	return (s.N + blocks - 1) / blocks
 }
 
-// byImage reports whether n images go one per thread over t threads rather
-// than each image split over all t. Per image, the product is then one call
-// whatever t is, and gives the same bits for any thread count.
-func byImage(n, t int) bool { return n >= t }
+// im2col returns the column matrix (C·R·S, b·P·Q) of images n0…n0+b−1 of
+// x (N, C, H, W), in sc, its rows split over t threads.
+func (d *Device) im2col(t int, sc *convScratch, xd []float32, s gpu.ConvShape, n0, b int) []float32 {
+	crs, pq, xs := s.C*s.R*s.S, s.P()*s.Q(), s.C*s.H*s.W
+	ld := b * pq
+	col := grow(&sc.col, crs*ld)
+	if s.Stride > 1 {
+		// Each input row split by column phase first, so that every row
+		// of the column matrix is copied, not gathered element by element.
+		st, hw := s.Stride, s.H*s.W
+		l := (s.W + st - 1) / st
+		ps := s.H * st * l
+		de := grow(&sc.phases, b*s.C*ps) // (b, C, H, Stride, l)
+		parallelFor(b*s.C, t, func(lo, hi int) {
+			for u := lo; u < hi; u++ {
+				at := (n0+u/s.C)*xs + u%s.C*hw
+				splitPhases(de[u*ps:(u+1)*ps], xd[at:at+hw], s.W, st, l)
+			}
+		})
+		parallelFor(crs, t, func(lo, hi int) {
+			for i := range b {
+				im2colPhases(col[lo*ld+i*pq:], ld, de[i*s.C*ps:(i+1)*s.C*ps], s, l, lo, hi)
+			}
+		})
+		return col
+	}
+	parallelFor(crs, t, func(lo, hi int) {
+		for i := range b {
+			n := n0 + i
+			im2colRows(col[lo*ld+i*pq:], ld, xd[n*xs:(n+1)*xs], s, lo, hi)
+		}
+	})
+	return col
+}
 
-// isPointwise reports a 1×1 convolution with stride 1 and no padding, for
-// which the column matrix of an image is the image.
-func isPointwise(s gpu.ConvShape) bool {
-	return s.R == 1 && s.S == 1 && s.Stride == 1 && s.Pad == 0
+// splitPhases writes plane (H, W) to de (H, stride, l): row h's columns
+// ph, ph+stride, ph+2·stride, … at de[(h·stride+ph)·l:]. Entries past a
+// phase's last column are left as they are; nothing reads them.
+func splitPhases(de, plane []float32, w, stride, l int) {
+	for h := range len(plane) / w {
+		row := plane[h*w : (h+1)*w]
+		for ph := range stride {
+			out := de[(h*stride+ph)*l : (h*stride+ph+1)*l]
+			for k := range out {
+				if ph+k*stride >= w {
+					break
+				}
+				out[k] = row[ph+k*stride]
+			}
+		}
+	}
+}
+
+// im2colPhases is im2colRows for Stride > 1, reading the image split by
+// splitPhases into de (C, H, Stride, l): tap (r, t)'s output row i is
+// input row i·Stride+r−Pad at columns q·Stride+t−Pad, which is one phase
+// of that row, (t−Pad) mod Stride, from column ⌊(t−Pad)/Stride⌋ + q on.
+func im2colPhases(col []float32, ld int, de []float32, s gpu.ConvShape, l, j0, j1 int) {
+	p, q, st := s.P(), s.Q(), s.Stride
+	ps := s.H * st * l
+	for j := j0; j < j1; j++ {
+		c, r, t := j/(s.R*s.S), j/s.S%s.R, j%s.S
+		dst := col[(j-j0)*ld : (j-j0)*ld+p*q]
+		qlo, qhi := validRange(t-s.Pad, st, s.W, q)
+		plo, phi := validRange(r-s.Pad, st, s.H, p)
+		clear(dst[:plo*q])
+		clear(dst[phi*q:])
+		ph := ((t-s.Pad)%st + st) % st
+		off := (t - s.Pad - ph) / st
+		for i := plo; i < phi; i++ {
+			h := i*st + r - s.Pad
+			src := de[c*ps+(h*st+ph)*l : c*ps+(h*st+ph+1)*l]
+			row := dst[i*q : (i+1)*q]
+			clear(row[:qlo])
+			clear(row[qhi:])
+			copy(row[qlo:qhi], src[qlo+off:])
+		}
+	}
+}
+
+// col2im sets images n0…n0+b−1 of dx (N, C, H, W) from the column
+// matrix dcol (C·R·S, b·P·Q), its channels split over t threads: channel
+// c's rows of dcol land only in channel c of dx.
+func (d *Device) col2im(t int, dxd, dcol []float32, s gpu.ConvShape, n0, b int) {
+	rs, pq, hw := s.R*s.S, s.P()*s.Q(), s.H*s.W
+	ld := b * pq
+	parallelFor(s.C, t, func(lo, hi int) {
+		for i := range b {
+			dxn := dxd[(n0+i)*s.C*hw : (n0+i+1)*s.C*hw]
+			clear(dxn[lo*hw : hi*hw])
+			col2imRows(dxn, dcol[lo*rs*ld+i*pq:], ld, s, lo*rs, hi*rs)
+		}
+	})
+}
+
+// gatherBlock copies images n0…n0+b−1 of v (N, K, PQ) into m (K, b·PQ),
+// rows split over t threads.
+func gatherBlock(t int, m, v []float32, k, pq, n0, b int) {
+	ld := b * pq
+	parallelFor(k, t, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			for i := range b {
+				at := ((n0+i)*k + r) * pq
+				copy(m[r*ld+i*pq:r*ld+(i+1)*pq], v[at:at+pq])
+			}
+		}
+	})
+}
+
+// scatterBlock is gatherBlock's inverse: it copies m (K, b·PQ) into
+// images n0…n0+b−1 of v (N, K, PQ).
+func scatterBlock(t int, v, m []float32, k, pq, n0, b int) {
+	ld := b * pq
+	parallelFor(k, t, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			for i := range b {
+				at := ((n0+i)*k + r) * pq
+				copy(v[at:at+pq], m[r*ld+i*pq:r*ld+(i+1)*pq])
+			}
+		}
+	})
 }
 
 // validRange returns the output indices [lo, hi) among 0…n−1 whose input
@@ -170,18 +286,32 @@ func validRange(off, stride, size, n int) (lo, hi int) {
 	return lo, hi
 }
 
-// im2colRows writes rows j0…j1−1 of image xn's column matrix to col
-// ((j1−j0), P·Q). xn is one image (C, H, W).
-func im2colRows(col, xn []float32, s gpu.ConvShape, j0, j1 int) {
+// im2colRows writes rows j0…j1−1 of image xn's column matrix into col,
+// row j−j0 at col[(j−j0)·ld:], P·Q values. xn is one image (C, H, W).
+func im2colRows(col []float32, ld int, xn []float32, s gpu.ConvShape, j0, j1 int) {
 	p, q, hw := s.P(), s.Q(), s.H*s.W
 	for j := j0; j < j1; j++ {
 		c, r, t := j/(s.R*s.S), j/s.S%s.R, j%s.S
 		plane := xn[c*hw : (c+1)*hw]
-		dst := col[(j-j0)*p*q : (j-j0+1)*p*q]
+		dst := col[(j-j0)*ld : (j-j0)*ld+p*q]
 		qlo, qhi := validRange(t-s.Pad, s.Stride, s.W, q)
 		plo, phi := validRange(r-s.Pad, s.Stride, s.H, p)
 		clear(dst[:plo*q])
 		clear(dst[phi*q:])
+		if s.Stride == 1 && q == s.W {
+			// Row i of the tap is row i+r−Pad of the plane shifted by
+			// t−Pad: one copy of the valid rows, then zeros where the
+			// shift wrapped around a row's end.
+			off := (r-s.Pad)*s.W + t - s.Pad
+			lo, hi := max(plo*q, -off), min(phi*q, hw-off)
+			clear(dst[plo*q : max(lo, plo*q)])
+			if hi > lo {
+				copy(dst[lo:hi], plane[lo+off:hi+off])
+			}
+			clear(dst[max(hi, plo*q) : phi*q])
+			zeroColumns(dst, q, plo, phi, qlo, qhi)
+			continue
+		}
 		for i := plo; i < phi; i++ {
 			row := dst[i*q : (i+1)*q]
 			src := plane[(i*s.Stride+r-s.Pad)*s.W:]
@@ -200,25 +330,53 @@ func im2colRows(col, xn []float32, s gpu.ConvShape, j0, j1 int) {
 	}
 }
 
-// col2imRows adds rows j0…j1−1 of a column matrix, dcol ((j1−j0), P·Q), to
-// the pixels of image dxn (C, H, W) they came from.
-func col2imRows(dxn, dcol []float32, s gpu.ConvShape, j0, j1 int) {
+// zeroColumns zeros columns [0, qlo) and [qhi, q) of rows plo…phi−1 of
+// m, a matrix of rows of q values.
+func zeroColumns(m []float32, q, plo, phi, qlo, qhi int) {
+	if qlo == 0 && qhi == q {
+		return
+	}
+	for i := plo; i < phi; i++ {
+		row := m[i*q : (i+1)*q]
+		for k := range row[:qlo] {
+			row[k] = 0
+		}
+		for k := range row[qhi:] {
+			row[qhi+k] = 0
+		}
+	}
+}
+
+// col2imRows adds rows j0…j1−1 of a column matrix, row j−j0 at
+// dcol[(j−j0)·ld:], P·Q values, to the pixels of image dxn (C, H, W) they
+// came from. With stride 1 and Q = W it zeros the entries of dcol that
+// fall in the padding, which it may then overwrite.
+func col2imRows(dxn, dcol []float32, ld int, s gpu.ConvShape, j0, j1 int) {
 	p, q, hw := s.P(), s.Q(), s.H*s.W
 	for j := j0; j < j1; j++ {
 		c, r, t := j/(s.R*s.S), j/s.S%s.R, j%s.S
 		plane := dxn[c*hw : (c+1)*hw]
-		src := dcol[(j-j0)*p*q : (j-j0+1)*p*q]
+		src := dcol[(j-j0)*ld : (j-j0)*ld+p*q]
 		qlo, qhi := validRange(t-s.Pad, s.Stride, s.W, q)
 		plo, phi := validRange(r-s.Pad, s.Stride, s.H, p)
+		if s.Stride == 1 && q == s.W {
+			// im2colRows' shifted copy in reverse: the entries that
+			// wrapped around a row's end are zeroed, so one add over the
+			// valid rows adds nothing there.
+			zeroColumns(src, q, plo, phi, qlo, qhi)
+			off := (r-s.Pad)*s.W + t - s.Pad
+			lo, hi := max(plo*q, -off), min(phi*q, hw-off)
+			if hi > lo {
+				addTo(plane[lo+off:hi+off], src[lo:hi])
+			}
+			continue
+		}
 		for i := plo; i < phi; i++ {
 			row := src[i*q : (i+1)*q]
 			dst := plane[(i*s.Stride+r-s.Pad)*s.W:]
 			iw := qlo*s.Stride + t - s.Pad
 			if s.Stride == 1 {
-				dst := dst[iw : iw+qhi-qlo]
-				for k, v := range row[qlo:qhi] {
-					dst[k] += v
-				}
+				addTo(dst[iw:iw+qhi-qlo], row[qlo:qhi])
 				continue
 			}
 			for k := qlo; k < qhi; k++ {
@@ -226,5 +384,13 @@ func col2imRows(dxn, dcol []float32, s gpu.ConvShape, j0, j1 int) {
 				iw += s.Stride
 			}
 		}
+	}
+}
+
+// addTo sets dst[i] += src[i] for every i of dst.
+func addTo(dst, src []float32) {
+	src = src[:len(dst)]
+	for i, v := range src {
+		dst[i] += v
 	}
 }

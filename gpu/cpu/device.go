@@ -46,9 +46,18 @@ type Device struct {
 	scratch   [][]float32
 	scratch64 [][]float64
 
+	// A convolution's scratch per worker (see Conv).
+	convs []convScratch
+
 	// Work per goroutine below which an operation uses fewer threads;
 	// tests lower them to exercise the parallel paths on small shapes.
 	grainFLOPs, grainElems int64
+	// Most values of a convolution's column matrix per block of images;
+	// tests lower it to exercise several blocks on small shapes.
+	colBudget int
+	// Width of the blocks Sgemm splits a product into; tests lower it to
+	// split small products.
+	gemmTile int
 }
 
 var _ gpu.Device = (*Device)(nil)
@@ -66,9 +75,12 @@ func New(o Options) *Device {
 		blas:      loadedBLAS(),
 		scratch:   make([][]float32, t),
 		scratch64: make([][]float64, t),
+		convs:     make([]convScratch, t),
 
 		grainFLOPs: grainFLOPs,
 		grainElems: grainElems,
+		colBudget:  convBlockFloats,
+		gemmTile:   gemmTileWidth,
 	}
 }
 
@@ -172,6 +184,7 @@ func (d *Device) Sync() error { return nil }
 func (d *Device) Close() error {
 	clear(d.scratch)
 	clear(d.scratch64)
+	clear(d.convs)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/alexnet-go/trainer/gpu"
 )
@@ -48,15 +49,16 @@ func (d *Device) BiasBackward(db, dy gpu.Buffer, s gpu.BiasShape) error {
 // sum64 returns Σ v in float64, in four interleaved partial sums.
 func sum64(v []float32) float64 {
 	var s0, s1, s2, s3 float64
-	i := 0
-	for ; i+4 <= len(v); i += 4 {
-		s0 += float64(v[i])
-		s1 += float64(v[i+1])
-		s2 += float64(v[i+2])
-		s3 += float64(v[i+3])
+	for len(v) >= 4 {
+		w := v[:4]
+		s0 += float64(w[0])
+		s1 += float64(w[1])
+		s2 += float64(w[2])
+		s3 += float64(w[3])
+		v = v[4:]
 	}
-	for ; i < len(v); i++ {
-		s0 += float64(v[i])
+	for _, x := range v {
+		s0 += float64(x)
 	}
 	return (s0 + s1) + (s2 + s3)
 }
@@ -84,17 +86,22 @@ func (d *Device) ReLU(y, x gpu.Buffer, n int) error {
 // be dy.
 func (d *Device) ReLUBackward(dx, dy, y gpu.Buffer, n int) error {
 	dxd, dyd, yd := d.data("dx", dx, n), d.data("dy", dy, n), d.data("y", y, n)
-	d.elementwise(n, func(lo, hi int) {
-		dxs, dys := dxd[lo:hi], dyd[lo:hi]
-		for i, v := range yd[lo:hi] {
-			if v > 0 {
-				dxs[i] = dys[i]
-			} else {
-				dxs[i] = 0
-			}
-		}
-	})
+	d.elementwise(n, func(lo, hi int) { reluBackward(dxd[lo:hi], dyd[lo:hi], yd[lo:hi]) })
 	return nil
+}
+
+// reluBackward sets dx[i] = dy[i] where y[i] > 0, else +0, with a mask
+// rather than a branch: y's sign is random in a net, so a branch would
+// mispredict every other value.
+func reluBackward(dx, dy, y []float32) {
+	dy, y = dy[:len(dx)], y[:len(dx)]
+	for i, v := range y {
+		var mask uint32 // a conditional move, not a branch
+		if v > 0 {
+			mask = ^uint32(0)
+		}
+		dx[i] = math.Float32frombits(math.Float32bits(dy[i]) & mask)
+	}
 }
 
 // Dropout sets mask[i] to 1/(1−P) where gpu.DropoutKeep(Seed, i, P) keeps
@@ -107,16 +114,18 @@ func (d *Device) Dropout(y, mask, x gpu.Buffer, s gpu.DropoutShape) error {
 	yd, md, xd := d.data("y", y, s.N), d.data("mask", mask, s.N), d.data("x", x, s.N)
 	scale := 1 / (1 - s.P)
 	d.elementwise(s.N, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
+		ys := yd[lo:hi]
+		ms, xs := md[lo:hi][:len(ys)], xd[lo:hi][:len(ys)]
+		for i := range ys {
 			m := float32(1)
 			if s.P > 0 {
 				m = 0
-				if gpu.DropoutKeep(s.Seed, i, s.P) {
+				if gpu.DropoutKeep(s.Seed, lo+i, s.P) {
 					m = scale
 				}
 			}
-			md[i] = m
-			yd[i] = xd[i] * m
+			ms[i] = m
+			ys[i] = xs[i] * m
 		}
 	})
 	return nil
@@ -204,13 +213,14 @@ func (d *Device) SGD(w, v, dw gpu.Buffer, s gpu.SGDShape) error {
 	wd, vd, gd := d.data("w", w, s.N), d.data("v", v, s.N), d.data("dw", dw, s.N)
 	decay := float32(s.WeightDecay * s.LR)
 	d.elementwise(s.N, func(lo, hi int) {
-		vs, gs := vd[lo:hi], gd[lo:hi]
-		for i, x := range wd[lo:hi] {
+		ws := wd[lo:hi]
+		vs, gs := vd[lo:hi][:len(ws)], gd[lo:hi][:len(ws)]
+		for i, x := range ws {
 			// Each product is rounded on its own (no fused multiply-add)
 			// so that the result does not depend on the compiler.
 			vi := float32(s.Momentum*vs[i]) - float32(decay*x) - float32(s.LR*gs[i])
 			vs[i] = vi
-			wd[lo+i] = x + vi
+			ws[i] = x + vi
 		}
 	})
 	return nil

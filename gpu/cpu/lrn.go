@@ -1,10 +1,6 @@
 package cpu
 
-import (
-	"math"
-
-	"github.com/alexnet-go/trainer/gpu"
-)
+import "github.com/alexnet-go/trainer/gpu"
 
 // Local response normalization (the paper, §3.3), with half = Size/2:
 //
@@ -15,9 +11,11 @@ import (
 //
 // The window is symmetric, so "c in window(j)" is again j = c−half…c+half.
 // Both sums slide along the channels in float64: one add and one subtract
-// per channel whatever Size is. Work is split into blocks of lrnBlock
-// pixels of one image, all channels.
-const lrnBlock = 64
+// per channel whatever Size is. scale^−Beta is taken in float32 (four at a
+// time in SSE for the paper's β = ¾, see pow34), a few ulps from the
+// float64 power. Work is split into blocks of lrnBlock pixels of one image,
+// all channels.
+const lrnBlock = 128
 
 // LRN sets y (N, C, H, W) to the local response normalization of
 // x (N, C, H, W) across channels.
@@ -27,36 +25,27 @@ func (d *Device) LRN(y, x gpu.Buffer, s gpu.LRNShape) error {
 	xd := d.data("x", x, s.Len()) // (N, C, H, W)
 	hw, half := s.H*s.W, s.Size/2
 	alpha, k := float64(s.Alpha), float64(s.K)
-	beta := float64(s.Beta)
 	blocks := (hw + lrnBlock - 1) / lrnBlock
 	t := d.elemThreads(4 * int64(s.Len()))
 	parallelWorkers(s.N*blocks, t, func(wk, lo, hi int) {
-		buf := d.buf64(wk, 2*lrnBlock)
+		buf, fbuf := d.buf64(wk, lrnBlock), d.buf32(wk, lrnBlock)
 		for u := lo; u < hi; u++ {
 			p0 := u % blocks * lrnBlock
 			m := min(lrnBlock, hw-p0)
 			base := u/blocks*s.C*hw + p0
 			ch := func(v []float32, c int) []float32 { return v[base+c*hw : base+c*hw+m] }
-			sum, f := buf[:m], buf[lrnBlock:lrnBlock+m]
+			sum, f := buf[:m], fbuf[:m]
 			clear(sum)
 			for c := range min(half, s.C-1) + 1 {
 				addSquares(sum, ch(xd, c), 1)
 			}
 			for c := range s.C {
 				for i, v := range sum {
-					f[i] = k + alpha*v
+					f[i] = float32(k + alpha*v)
 				}
-				negPow(f, beta)
-				yc := ch(yd, c)
-				for i, v := range ch(xd, c) {
-					yc[i] = float32(float64(v) * f[i])
-				}
-				if j := c + half + 1; j < s.C {
-					addSquares(sum, ch(xd, j), 1)
-				}
-				if j := c - half; j >= 0 {
-					addSquares(sum, ch(xd, j), -1)
-				}
+				negPow32(f, s.Beta)
+				mul32(ch(yd, c), ch(xd, c), f)
+				slideSquares(sum, xd, base, hw, c+half+1, c-half, s.C)
 			}
 		}
 	})
@@ -73,40 +62,35 @@ func (d *Device) LRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
 	yd := d.data("y", y, s.Len())    // (N, C, H, W)
 	hw, half := s.H*s.W, s.Size/2
 	alpha, k := float64(s.Alpha), float64(s.K)
-	beta := float64(s.Beta)
-	coef := 2 * alpha * beta
+	coef := 2 * alpha * float64(s.Beta)
 	blocks := (hw + lrnBlock - 1) / lrnBlock
 	t := d.elemThreads(8 * int64(s.Len()))
 	parallelWorkers(s.N*blocks, t, func(wk, lo, hi int) {
-		buf := d.buf64(wk, (2*s.C+1)*lrnBlock)
+		buf, pbuf := d.buf64(wk, (s.C+1)*lrnBlock), d.buf32(wk, s.C*lrnBlock)
 		for u := lo; u < hi; u++ {
 			p0 := u % blocks * lrnBlock
 			m := min(lrnBlock, hw-p0)
 			base := u/blocks*s.C*hw + p0
 			ch := func(v []float32, c int) []float32 { return v[base+c*hw : base+c*hw+m] }
 			sum := buf[:m]
-			scale := func(c int) []float64 { return buf[lrnBlock*(1+c):][:m] }
-			ratio := func(c int) []float64 { return buf[lrnBlock*(1+s.C+c):][:m] }
+			ratio := func(c int) []float64 { return buf[lrnBlock*(1+c):][:m] }
+			power := func(c int) []float32 { return pbuf[lrnBlock*c:][:m] }
 
-			// ratio[c] = dy[c]·y[c]/scale[c], then scale[c] becomes
-			// scale[c]^−β.
+			// ratio[c] = dy[c]·y[c]/scale[c] and power[c] = scale[c]^−β.
 			clear(sum)
 			for c := range min(half, s.C-1) + 1 {
 				addSquares(sum, ch(xd, c), 1)
 			}
 			for c := range s.C {
-				sc, rc, dyc, yc := scale(c), ratio(c), ch(dyd, c), ch(yd, c)
-				for i := range sc {
-					sc[i] = k + alpha*sum[i]
-					rc[i] = float64(dyc[i]) * float64(yc[i]) / sc[i]
+				pc, rc, dyc, yc := power(c), ratio(c), ch(dyd, c), ch(yd, c)
+				rc, dyc, yc = rc[:len(pc)], dyc[:len(pc)], yc[:len(pc)]
+				for i, v := range sum[:len(pc)] {
+					sc := k + alpha*v
+					pc[i] = float32(sc)
+					rc[i] = float64(dyc[i]) * float64(yc[i]) / sc
 				}
-				negPow(sc, beta)
-				if j := c + half + 1; j < s.C {
-					addSquares(sum, ch(xd, j), 1)
-				}
-				if j := c - half; j >= 0 {
-					addSquares(sum, ch(xd, j), -1)
-				}
+				negPow32(pc, s.Beta)
+				slideSquares(sum, xd, base, hw, c+half+1, c-half, s.C)
 			}
 
 			// dx[c] from the window sum of ratio around c.
@@ -115,15 +99,18 @@ func (d *Device) LRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
 				add64(sum, ratio(c), 1)
 			}
 			for c := range s.C {
-				sc, dxc, dyc, xc := scale(c), ch(dxd, c), ch(dyd, c), ch(xd, c)
-				for i := range dxc {
-					dxc[i] = float32(float64(dyc[i])*sc[i] - coef*float64(xc[i])*sum[i])
+				pc, dxc, dyc, xc := power(c), ch(dxd, c), ch(dyd, c), ch(xd, c)
+				dxc, dyc, xc, sum := dxc[:len(pc)], dyc[:len(pc)], xc[:len(pc)], sum[:len(pc)]
+				for i, p := range pc {
+					dxc[i] = float32(float64(dyc[i])*float64(p) - coef*float64(xc[i])*sum[i])
 				}
-				if j := c + half + 1; j < s.C {
-					add64(sum, ratio(j), 1)
-				}
-				if j := c - half; j >= 0 {
-					add64(sum, ratio(j), -1)
+				switch in, out := c+half+1, c-half; {
+				case in < s.C && out >= 0:
+					slide64(sum, ratio(in), ratio(out))
+				case in < s.C:
+					add64(sum, ratio(in), 1)
+				case out >= 0:
+					add64(sum, ratio(out), -1)
 				}
 			}
 		}
@@ -140,6 +127,35 @@ func addSquares(sum []float64, v []float32, sign float64) {
 	}
 }
 
+// slideSquares moves a window sum of squares one channel on: it adds
+// channel in's squares and subtracts channel out's, each only if it is
+// among the C channels, the channels of one block being v[base+c·hw:],
+// len(sum) values. With both, one pass does (sum + in²) − out², the same
+// bits as two.
+func slideSquares(sum []float64, v []float32, base, hw, in, out, c int) {
+	m := len(sum)
+	switch {
+	case in < c && out >= 0:
+		a, b := v[base+in*hw:][:m], v[base+out*hw:][:m]
+		for i, x := range a {
+			y := b[i]
+			sum[i] = sum[i] + float64(x)*float64(x) - float64(y)*float64(y)
+		}
+	case in < c:
+		addSquares(sum, v[base+in*hw:][:m], 1)
+	case out >= 0:
+		addSquares(sum, v[base+out*hw:][:m], -1)
+	}
+}
+
+// slide64 sets sum[i] = (sum[i] + a[i]) − b[i].
+func slide64(sum, a, b []float64) {
+	a, b = a[:len(sum)], b[:len(sum)]
+	for i, x := range a {
+		sum[i] = sum[i] + x - b[i]
+	}
+}
+
 // add64 adds sign·v[i] to sum[i].
 func add64(sum, v []float64, sign float64) {
 	v = v[:len(sum)]
@@ -148,30 +164,10 @@ func add64(sum, v []float64, sign float64) {
 	}
 }
 
-// negPow replaces each v[i] > 0 by v[i]^−beta, with the common exponents
-// done in square roots rather than math.Pow.
-func negPow(v []float64, beta float64) {
-	switch beta {
-	case 0:
-		for i := range v {
-			v[i] = 1
-		}
-	case 0.5:
-		for i, x := range v {
-			v[i] = 1 / math.Sqrt(x)
-		}
-	case 0.75: // the paper's β
-		for i, x := range v {
-			r := math.Sqrt(x)
-			v[i] = 1 / (r * math.Sqrt(r))
-		}
-	case 1:
-		for i, x := range v {
-			v[i] = 1 / x
-		}
-	default:
-		for i, x := range v {
-			v[i] = math.Pow(x, -beta)
-		}
+// mul32 sets y[i] = x[i]·f[i] for every i of f.
+func mul32(y, x, f []float32) {
+	y, x = y[:len(f)], x[:len(f)]
+	for i, v := range f {
+		y[i] = x[i] * v
 	}
 }

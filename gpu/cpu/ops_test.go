@@ -17,7 +17,8 @@ import (
 // Each op is checked against a float64 reference written from the formula
 // in its doc comment, on every backend (the loaded BLAS and gonum) and
 // several thread counts, with the parallel grains lowered to 1 so that
-// small shapes take the parallel paths too.
+// small shapes take the parallel paths too, and with the convolutions'
+// blocks of images made small so that they take several.
 
 // testDevices returns devices of 1, 2 and 3 threads on the loaded BLAS and
 // on gonum, splitting work as finely as they can.
@@ -38,6 +39,10 @@ func testDevices() []*Device {
 func testDevice(threads int, lib *blasLib) *Device {
 	d := New(Options{Threads: threads})
 	d.blas, d.grainFLOPs, d.grainElems = lib, 1, 1
+	// Blocks of a few images: TestDeterminism's shape takes two of three.
+	d.colBudget = 40000
+	// Products split into blocks of 16 and more.
+	d.gemmTile = 16
 	return d
 }
 
@@ -258,6 +263,7 @@ var convShapes = []gpu.ConvShape{
 	{N: 1, C: 3, H: 27, W: 25, K: 5, R: 11, S: 11, Stride: 4, Pad: 0},
 	{N: 5, C: 4, H: 6, W: 6, K: 3, R: 3, S: 3, Stride: 3, Pad: 2},
 	{N: 2, C: 2, H: 4, W: 5, K: 3, R: 2, S: 3, Stride: 1, Pad: 3},
+	{N: 7, C: 8, H: 10, W: 9, K: 5, R: 3, S: 3, Stride: 1, Pad: 1}, // test devices: blocks of 4 and 3 images
 }
 
 func at(s gpu.ConvShape, n, c, h, w int) int { return ((n*s.C+c)*s.H+h)*s.W + w }
@@ -323,7 +329,7 @@ func must(t testing.TB, err error) {
 // requires bitwise-equal results, across thread counts too.
 func TestDeterminism(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	s := gpu.ConvShape{N: 6, C: 7, H: 13, W: 11, K: 20, R: 3, S: 3, Stride: 1, Pad: 1}
+	s := gpu.ConvShape{N: 6, C: 8, H: 13, W: 11, K: 20, R: 3, S: 3, Stride: 1, Pad: 1}
 	x, w, dy := randSlice(r, s.XLen()), randSlice(r, s.WLen()), randSlice(r, s.YLen())
 	ls := gpu.LinearShape{N: 9, In: 70, Out: 45}
 	lx, lw, ldy := randSlice(r, ls.N*ls.In), randSlice(r, ls.Out*ls.In), randSlice(r, ls.N*ls.Out)
@@ -345,23 +351,28 @@ func TestDeterminism(t *testing.T) {
 	}
 	names := []string{"y", "dx", "dw", "linear dx", "linear dw", "linear db"}
 
-	// With fewer images than threads, each image is split over the
-	// threads: the same bits again on a rerun, though not across counts.
+	// With fewer images than threads, the one image's products are split
+	// over the threads: the same bits again, on a rerun and across counts.
 	small := gpu.ConvShape{N: 1, C: 9, H: 20, W: 20, K: 40, R: 3, S: 3, Stride: 1, Pad: 1}
 	sx, sw, sdy := randSlice(r, small.XLen()), randSlice(r, small.WLen()), randSlice(r, small.YLen())
-	for _, d := range testDevices() {
-		var prev [][]float32
-		for range 2 {
-			y, dx := alloc(t, d, small.YLen()), alloc(t, d, small.XLen())
-			must(t, d.Conv(y, upload(t, d, sx), upload(t, d, sw), small))
-			must(t, d.ConvBackwardData(dx, upload(t, d, sdy), upload(t, d, sw), small))
-			got := [][]float32{data(y), data(dx)}
-			for i := range prev {
-				if !slices.Equal(got[i], prev[i]) {
-					t.Errorf("%s threads=%d N=1: %s differs bitwise on a rerun", d.blas.desc[:6], d.threads, names[i])
+	for _, devs := range [][]*Device{testDevices()[:3], testDevices()[3:]} {
+		var first [][]float32
+		for _, d := range devs {
+			for rep := range 2 {
+				y, dx, dw := alloc(t, d, small.YLen()), alloc(t, d, small.XLen()), alloc(t, d, small.WLen())
+				must(t, d.Conv(y, upload(t, d, sx), upload(t, d, sw), small))
+				must(t, d.ConvBackwardData(dx, upload(t, d, sdy), upload(t, d, sw), small))
+				must(t, d.ConvBackwardFilter(dw, upload(t, d, sdy), upload(t, d, sx), small))
+				got := [][]float32{data(y), data(dx), data(dw)}
+				if first == nil {
+					first = got
+				}
+				for i := range got {
+					if !slices.Equal(got[i], first[i]) {
+						t.Errorf("%s threads=%d N=1 run %d: %s differs bitwise from threads=1", d.blas.desc[:6], d.threads, rep, names[i])
+					}
 				}
 			}
-			prev = got
 		}
 	}
 

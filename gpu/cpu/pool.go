@@ -1,6 +1,18 @@
 package cpu
 
-import "github.com/alexnet-go/trainer/gpu"
+import (
+	"math/bits"
+
+	"github.com/alexnet-go/trainer/gpu"
+)
+
+// Max pooling is separable: a window's maximum is the maximum over its
+// Size columns of each column's maximum over the window's Size rows. For
+// output row i both passes run over whole rows: first the column maxima of
+// input rows i·Stride … i·Stride+Size−1 (vmax, W values), then the window
+// maxima of vmax. Both loops are branch-free (the builtin max), which on
+// random data is what matters: a branch per comparison mispredicts every
+// few windows. A NaN in a window makes its maximum NaN.
 
 // MaxPool sets y (N, C, P, Q) to the maxima of x (N, C, H, W) over
 // Size×Size windows every Stride pixels. Planes are split over the threads.
@@ -9,13 +21,13 @@ func (d *Device) MaxPool(y, x gpu.Buffer, s gpu.PoolShape) error {
 	yd := d.data("y", y, s.YLen()) // (N, C, P, Q)
 	xd := d.data("x", x, s.XLen()) // (N, C, H, W)
 	p, q, hw := s.P(), s.Q(), s.H*s.W
-	d.planes(s, func(lo, hi int) {
+	d.planes(s, func(wk, lo, hi int) {
+		vmax := d.buf32(wk, s.W)
 		for pl := lo; pl < hi; pl++ {
 			xp, yp := xd[pl*hw:(pl+1)*hw], yd[pl*p*q:(pl+1)*p*q]
 			for i := range p {
-				for j := range q {
-					yp[i*q+j] = xp[argmax(xp, s, i, j)]
-				}
+				columnMax(vmax, xp, s, i)
+				windowMax(yp[i*q:(i+1)*q], vmax, s.Size, s.Stride)
 			}
 		}
 	})
@@ -23,8 +35,9 @@ func (d *Device) MaxPool(y, x gpu.Buffer, s gpu.PoolShape) error {
 }
 
 // MaxPoolBackward sets dx (N, C, H, W) to dy (N, C, P, Q) routed to the
-// first maximum of each window of x (N, C, H, W), summed where windows
-// overlap. The maxima are found again in x; y is not read.
+// first maximum, in row-major order, of each window of x (N, C, H, W),
+// summed where windows overlap. The maxima are found again in x; y is not
+// read.
 func (d *Device) MaxPoolBackward(dx, dy, x, y gpu.Buffer, s gpu.PoolShape) error {
 	validate(s)
 	dxd := d.data("dx", dx, s.XLen()) // (N, C, H, W)
@@ -32,13 +45,22 @@ func (d *Device) MaxPoolBackward(dx, dy, x, y gpu.Buffer, s gpu.PoolShape) error
 	xd := d.data("x", x, s.XLen())    // (N, C, H, W)
 	d.data("y", y, s.YLen())
 	p, q, hw := s.P(), s.Q(), s.H*s.W
-	d.planes(s, func(lo, hi int) {
+	d.planes(s, func(wk, lo, hi int) {
+		buf := d.buf32(wk, s.W+q)
+		vmax, m := buf[:s.W], buf[s.W:]
 		for pl := lo; pl < hi; pl++ {
 			xp, dxp, dyp := xd[pl*hw:(pl+1)*hw], dxd[pl*hw:(pl+1)*hw], dyd[pl*p*q:(pl+1)*p*q]
 			clear(dxp)
 			for i := range p {
-				for j := range q {
-					dxp[argmax(xp, s, i, j)] += dyp[i*q+j]
+				columnMax(vmax, xp, s, i)
+				windowMax(m, vmax, s.Size, s.Stride)
+				dyi := dyp[i*q : (i+1)*q]
+				if s.Size == 3 {
+					route3(dxp, xp, dyi, m, s, i)
+					continue
+				}
+				for j, v := range m {
+					dxp[firstEqual(xp, s, i, j, v)] += dyi[j]
 				}
 			}
 		}
@@ -46,14 +68,99 @@ func (d *Device) MaxPoolBackward(dx, dy, x, y gpu.Buffer, s gpu.PoolShape) error
 	return nil
 }
 
-// planes runs fn over the N·C planes of a pooling, split over the threads.
-func (d *Device) planes(s gpu.PoolShape, fn func(lo, hi int)) {
+// planes runs fn over the N·C planes of a pooling, split over the threads;
+// fn learns its worker index for scratch.
+func (d *Device) planes(s gpu.PoolShape, fn func(wk, lo, hi int)) {
 	work := int64(s.YLen()) * int64(s.Size*s.Size)
-	parallelFor(s.N*s.C, d.elemThreads(work), fn)
+	parallelWorkers(s.N*s.C, d.elemThreads(work), fn)
+}
+
+// columnMax sets vmax[w] to the maximum of column w over the rows of plane
+// xp (H, W) that output row i's windows cover.
+func columnMax(vmax, xp []float32, s gpu.PoolShape, i int) {
+	r0 := i * s.Stride * s.W
+	copy(vmax, xp[r0:r0+s.W])
+	for r := 1; r < s.Size; r++ {
+		row := xp[r0+r*s.W : r0+(r+1)*s.W]
+		row = row[:len(vmax)]
+		for k, v := range row {
+			vmax[k] = max(vmax[k], v)
+		}
+	}
+}
+
+// windowMax sets m[j] to the maximum of vmax[j·stride … j·stride+size−1].
+func windowMax(m, vmax []float32, size, stride int) {
+	if size == 3 { // AlexNet's overlapping pooling
+		for j := range m {
+			w := vmax[j*stride : j*stride+3]
+			m[j] = max(w[0], w[1], w[2])
+		}
+		return
+	}
+	for j := range m {
+		w := vmax[j*stride : j*stride+size]
+		v := w[0]
+		for _, u := range w[1:] {
+			v = max(v, u)
+		}
+		m[j] = v
+	}
+}
+
+// route3 adds dy[j] to dxp at the first value of output (i, j)'s 3×3
+// window of xp equal to m[j], the window's maximum, for every j of row i.
+// Which of the nine comes first is found without a branch: each equality
+// is a bit of a mask, and the first set bit is the answer.
+func route3(dxp, xp, dy, m []float32, s gpu.PoolShape, i int) {
+	w, st := s.W, s.Stride
+	r0 := i * st * w
+	x0, x1, x2 := xp[r0:r0+w], xp[r0+w:r0+2*w], xp[r0+2*w:r0+3*w]
+	dy = dy[:len(m)]
+	for j, v := range m {
+		c := j * st
+		a, b, e := x0[c:c+3], x1[c:c+3], x2[c:c+3]
+		mask := eqBit(a[0], v, 0) | eqBit(a[1], v, 1) | eqBit(a[2], v, 2) |
+			eqBit(b[0], v, 3) | eqBit(b[1], v, 4) | eqBit(b[2], v, 5) |
+			eqBit(e[0], v, 6) | eqBit(e[1], v, 7) | eqBit(e[2], v, 8)
+		if mask == 0 { // a NaN in the window
+			dxp[argmax(xp, s, i, j)] += dy[j]
+			continue
+		}
+		k := bits.TrailingZeros32(mask)
+		dxp[r0+k/3*w+c+k%3] += dy[j]
+	}
+}
+
+// eqBit returns 1<<k if x == v, else 0, without a branch.
+func eqBit(x, v float32, k uint) uint32 {
+	var b uint32
+	if x == v {
+		b = 1
+	}
+	return b << k
+}
+
+// firstEqual returns the index in plane xp (H, W) of the first value, in
+// row-major order, of output (i, j)'s window that equals v, its maximum;
+// with a NaN in the window, the first maximum as argmax finds it. route3
+// is the same for 3×3 windows without branches.
+func firstEqual(xp []float32, s gpu.PoolShape, i, j int, v float32) int {
+	at := i*s.Stride*s.W + j*s.Stride
+	for r := range s.Size {
+		row := xp[at+r*s.W : at+r*s.W+s.Size]
+		for c, u := range row {
+			if u == v {
+				return at + r*s.W + c
+			}
+		}
+	}
+	return argmax(xp, s, i, j)
 }
 
 // argmax returns the index in plane xp (H, W) of the first maximum, in
-// row-major order, of output (i, j)'s window.
+// row-major order, of output (i, j)'s window, comparing with > so that a
+// NaN is never the maximum unless it comes first.
 func argmax(xp []float32, s gpu.PoolShape, i, j int) int {
 	at := i*s.Stride*s.W + j*s.Stride
 	best, v := at, xp[at]
