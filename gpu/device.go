@@ -80,6 +80,18 @@ type VendorOps interface {
 	VendorMaxPoolBackward(dx, dy, x, y Buffer, s PoolShape) error
 }
 
+// Stager is implemented by a device that copies host data into its memory
+// on a stream of its own, through page-locked staging memory, so that the
+// next batch travels while the device computes (a GPU). parallel's
+// Runner.Stage uses it where a device has it, and plain Upload elsewhere.
+type Stager interface {
+	// StageUpload copies src into dst once the device's work up to after
+	// (an event it recorded; nil for none) is done, without waiting for
+	// any later work, and returns an event that work reading dst must
+	// Wait on. src may be reused as soon as it returns.
+	StageUpload(dst Buffer, src []float32, after Event) (Event, error)
+}
+
 // Mark is a timestamp a Timer recorded.
 type Mark interface{}
 

@@ -43,7 +43,15 @@ type slot struct {
 	raw, params map[*node]gpu.Buffer // per input node: the packed bytes, (N, 3+C)
 	labels      gpu.Buffer           // (N) on the logits' device
 	n           int
+	// order is, per device that copies with its own stream (gpu.Stager),
+	// when the slot's copies are done (ready: the step waits on it) and
+	// when the last step that read the slot is done with it (freed: the
+	// next copies into it wait on it). Each device's worker touches only
+	// its own entry.
+	order map[gpu.Device]*slotOrder
 }
+
+type slotOrder struct{ ready, freed gpu.Event }
 
 // SetAugment prepares the runner to train on raw batches (Batch.Raw,
 // Batch.Params) rendered as a says, allocating Slots staging buffers on
@@ -73,7 +81,12 @@ func (r *Runner) SetAugment(a Augment) error {
 		return b, nil
 	}
 	for k := range g.slots {
-		sl := &slot{raw: map[*node]gpu.Buffer{}, params: map[*node]gpu.Buffer{}}
+		sl := &slot{raw: map[*node]gpu.Buffer{}, params: map[*node]gpu.Buffer{}, order: map[gpu.Device]*slotOrder{}}
+		for _, d := range r.devs {
+			if _, ok := d.(gpu.Stager); ok {
+				sl.order[d] = &slotOrder{}
+			}
+		}
 		var err error
 		for _, in := range r.inputs {
 			if sl.raw[in], err = alloc(in.dev, s.SrcLen()); err != nil {
@@ -166,19 +179,34 @@ func (r *Runner) Stage(b Batch) error {
 	labels := make([]float32, b.N)
 	copy(labels, b.Labels)
 	err := r.all(func(_ context.Context, wk *worker) error {
+		// A device with a copy stream (gpu.Stager) copies while it
+		// computes, after the last step that read the slot; the others
+		// upload in order on their stream.
+		d := wk.dev
+		up := d.Upload
+		if st, ok := d.(gpu.Stager); ok {
+			o := sl.order[d]
+			up = func(dst gpu.Buffer, src []float32) error {
+				ev, err := st.StageUpload(dst, src, o.freed)
+				if ev != nil {
+					o.ready = ev // the copies are in order: the last event covers them all
+				}
+				return err
+			}
+		}
 		for _, in := range r.inputs {
 			if in.w != wk {
 				continue
 			}
-			if err := in.dev.Upload(sl.raw[in], b.Raw); err != nil {
+			if err := up(sl.raw[in], b.Raw); err != nil {
 				return err
 			}
-			if err := in.dev.Upload(sl.params[in], b.Params); err != nil {
+			if err := up(sl.params[in], b.Params); err != nil {
 				return err
 			}
 		}
 		if r.logits.w == wk {
-			return r.logits.dev.Upload(sl.labels, labels)
+			return up(sl.labels, labels)
 		}
 		return nil
 	})
@@ -237,5 +265,35 @@ func (r *Runner) render(in *node, sl *slot, N int) error {
 			return fmt.Errorf("parallel: mean on %s: %w", d.Name(), err)
 		}
 	}
+	return nil
+}
+
+// awaitSlot makes wk's device wait for sl's copies before the step reads
+// them (only a device with a copy stream of its own needs to).
+func (r *Runner) awaitSlot(wk *worker, sl *slot) error {
+	if sl == nil {
+		return nil
+	}
+	if o := sl.order[wk.dev]; o != nil && o.ready != nil {
+		return wk.dev.Wait(o.ready)
+	}
+	return nil
+}
+
+// releaseSlot records, on wk's device, that the step has enqueued all its
+// reads of sl: the next copies into sl wait for that point.
+func (r *Runner) releaseSlot(wk *worker, sl *slot) error {
+	if sl == nil {
+		return nil
+	}
+	o := sl.order[wk.dev]
+	if o == nil {
+		return nil
+	}
+	ev, err := wk.dev.Record()
+	if err != nil {
+		return err
+	}
+	o.ready, o.freed = nil, ev
 	return nil
 }

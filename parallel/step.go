@@ -82,10 +82,16 @@ func (r *Runner) Start(b Batch, lr float32) (*Pending, error) {
 	}
 	r.step++
 	err := r.all(func(ctx context.Context, wk *worker) error {
+		if err := r.awaitSlot(wk, sl); err != nil {
+			return err
+		}
 		if err := r.forward(ctx, wk, b, sl, true, nil); err != nil {
 			return err
 		}
 		if err := r.backward(ctx, wk, b.N, lr); err != nil {
+			return err
+		}
+		if err := r.releaseSlot(wk, sl); err != nil {
 			return err
 		}
 		if r.logits.w != wk {
@@ -166,7 +172,15 @@ func (r *Runner) Eval(b Batch) (Result, error) {
 		r.stepLabels = sl.labels
 	}
 	var res Result
-	err := r.all(func(ctx context.Context, wk *worker) error { return r.forward(ctx, wk, b, sl, false, &res) })
+	err := r.all(func(ctx context.Context, wk *worker) error {
+		if err := r.awaitSlot(wk, sl); err != nil {
+			return err
+		}
+		if err := r.forward(ctx, wk, b, sl, false, &res); err != nil {
+			return err
+		}
+		return r.releaseSlot(wk, sl)
+	})
 	return res, err
 }
 

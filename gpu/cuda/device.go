@@ -95,6 +95,8 @@ type Device struct {
 
 	sgdTable *Buffer // SGDMulti's table of tensors (sgdmulti.go)
 
+	stage *stager // page-locked staging and a copy stream, made by the first StageUpload
+
 	closed bool
 }
 
@@ -253,6 +255,9 @@ func (d *Device) Close() error {
 	if d.sgdTable != nil {
 		_ = d.drv.cuMemFree(d.sgdTable.ptr)
 		d.sgdTable = nil
+	}
+	if e := d.closeStage(); err == nil {
+		err = e
 	}
 	// The convolution descriptors are small and not freed: cuDNN's
 	// destroy calls are not bound.
@@ -517,11 +522,17 @@ func (d *Device) record(flags uint32) (*event, error) {
 	if err != nil {
 		return nil, err
 	}
+	return d.recordOn(d.stream, flags)
+}
+
+// recordOn creates an event with flags and records it on stream, with d's
+// context current. The event is destroyed when it is garbage.
+func (d *Device) recordOn(stream uintptr, flags uint32) (*event, error) {
 	e := &event{dev: d}
 	if err := d.drv.check(d.drv.cuEventCreate(&e.ev, flags), "cuEventCreate on "+d.name); err != nil {
 		return nil, err
 	}
-	if err := d.drv.check(d.drv.cuEventRecord(e.ev, d.stream), "cuEventRecord on "+d.name); err != nil {
+	if err := d.drv.check(d.drv.cuEventRecord(e.ev, stream), "cuEventRecord on "+d.name); err != nil {
 		_ = d.drv.cuEventDestroy(e.ev)
 		return nil, err
 	}

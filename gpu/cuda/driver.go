@@ -89,6 +89,8 @@ type driver struct {
 	cuMemAlloc               func(p *uint64, bytes uint64) Result
 	cuMemFree                func(p uint64) Result
 	cuMemGetInfo             func(free, total *uint64) Result
+	cuMemHostAlloc           func(p *unsafe.Pointer, bytes uint64, flags uint32) Result
+	cuMemFreeHost            func(p unsafe.Pointer) Result
 	cuMemcpyHtoDAsync        func(dst uint64, src unsafe.Pointer, bytes uint64, stream uintptr) Result
 	cuMemcpyDtoHAsync        func(dst unsafe.Pointer, src uint64, bytes uint64, stream uintptr) Result
 	cuMemcpyDtoDAsync        func(dst, src uint64, bytes uint64, stream uintptr) Result
@@ -147,6 +149,8 @@ func openDriver(e env) (*driver, error) {
 	b.bind(&d.cuMemAlloc, "cuMemAlloc_v2")
 	b.bind(&d.cuMemFree, "cuMemFree_v2")
 	b.bind(&d.cuMemGetInfo, "cuMemGetInfo_v2")
+	b.bind(&d.cuMemHostAlloc, "cuMemHostAlloc")
+	b.bind(&d.cuMemFreeHost, "cuMemFreeHost")
 	b.bind(&d.cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2")
 	b.bind(&d.cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2")
 	b.bind(&d.cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2")

@@ -86,12 +86,13 @@ type hostGPU struct {
 	launched map[string]int    // launches per kernel
 	dnn      *hostDNN
 	blasMode map[uintptr]int32
+	pinned   map[uintptr][]byte // cuMemHostAlloc's page-locked memory (mapped)
 }
 
 // newHostGPU returns a host GPU with sms multiprocessors. k may be nil.
 func newHostGPU(t *testing.T, k *hostKernels, sms int) *hostGPU {
 	g := &hostGPU{t: t, kernels: k, mem: map[uint64]*region{}, streams: map[uintptr]bool{}, events: map[uintptr]bool{},
-		funcName: map[uintptr]string{}, names: map[uint64]string{}, blasMode: map[uintptr]int32{}, launched: map[string]int{}}
+		funcName: map[uintptr]string{}, names: map[uint64]string{}, blasMode: map[uintptr]int32{}, launched: map[string]int{}, pinned: map[uintptr][]byte{}}
 	g.gc = &gpuContext{ctx: 0xc0, funcs: map[string]uintptr{}, info: Info{Name: "host", Memory: 1 << 34, Major: 9, Minor: 0, SMs: sms}}
 	for _, s := range kernels.Sources() {
 		for _, name := range kernels.Kernels(s.Code) {
@@ -327,6 +328,31 @@ func (g *hostGPU) driver() *driver {
 				w[i] = v
 			}
 			return g.stream(s)
+		},
+		cuMemHostAlloc: func(p *unsafe.Pointer, bytes uint64, flags uint32) Result {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			if bytes == 0 {
+				return cudaErrorInvalidValue
+			}
+			m, err := syscall.Mmap(-1, 0, int(bytes), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+			if err != nil {
+				return cudaErrorOutOfMemory
+			}
+			*p = unsafe.Pointer(&m[0])
+			g.pinned[uintptr(*p)] = m
+			return cudaSuccess
+		},
+		cuMemFreeHost: func(p unsafe.Pointer) Result {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			m, ok := g.pinned[uintptr(p)]
+			if !ok {
+				return cudaErrorInvalidValue
+			}
+			delete(g.pinned, uintptr(p))
+			_ = syscall.Munmap(m)
+			return cudaSuccess
 		},
 		cuStreamCreate: func(s *uintptr, flags uint32) Result {
 			g.mu.Lock()
