@@ -19,6 +19,15 @@ type Options struct {
 	Seed        uint64 // dropout masks derive from it, the step and the layer
 	Momentum    float32
 	WeightDecay float32 // applied to weights, not biases (as cuda-convnet2)
+	// ImageOffset is the place of this runner's first image in a larger
+	// batch that several runners (replicas) split: a dropout mask is a
+	// function of the image's place in that batch, so the replicas draw
+	// the masks one runner of the whole batch would.
+	ImageOffset int
+	// Reduce, if not nil, is called by every worker with the gradients it
+	// is about to apply (in a fixed order), before its update: replicas
+	// average them there. worker is the worker's index in the runner.
+	Reduce func(ctx context.Context, worker int, dev gpu.Device, grads []gpu.Buffer) error
 }
 
 // Runner holds a net placed on devices, its buffers, and one worker per

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/alexnet-go/trainer/gpu"
@@ -237,6 +238,13 @@ func (r *Runner) check(b Batch, needLabels bool) error {
 	return nil
 }
 
+// dropoutOffset shifts a layer's mask to the runner's place in a batch
+// that replicas split: gpu.DropoutKeep(seed, i) draws from seed + (i+1)·γ,
+// so seed + o·γ draws for element i what seed draws for element o + i.
+func (r *Runner) dropoutOffset(features int) uint64 {
+	return uint64(r.opt.ImageOffset*features) * 0x9E3779B97F4A7C15
+}
+
 // dropoutSeed gives every (step, layer) its own mask, the same on any
 // placement.
 func (r *Runner) dropoutSeed(idx int) uint64 {
@@ -365,7 +373,7 @@ func (r *Runner) forwardNode(n *node, N int, train bool) error {
 		err = d.MaxPool(n.y, x, poolShape(l, N))
 	case model.Dropout:
 		if train {
-			err = d.Dropout(n.y, n.mask, x, gpu.DropoutShape{N: cnt, P: l.P, Seed: r.dropoutSeed(n.idx)})
+			err = d.Dropout(n.y, n.mask, x, gpu.DropoutShape{N: cnt, P: l.P, Seed: r.dropoutSeed(n.idx) + r.dropoutOffset(l.Out.Len())})
 		} else {
 			err = d.Copy(n.y, x)
 		}
@@ -439,6 +447,11 @@ func (r *Runner) backward(ctx context.Context, wk *worker, N int, lr float32) er
 	}
 	if len(ws) == 0 {
 		return nil
+	}
+	if r.opt.Reduce != nil {
+		if err := r.opt.Reduce(ctx, slices.Index(r.workers, wk), d, dws); err != nil {
+			return fmt.Errorf("parallel: reducing the gradients of %s: %w", d.Name(), err)
+		}
 	}
 	if err := d.SGDMulti(ws, vs, dws, upd); err != nil {
 		return fmt.Errorf("parallel: SGD update on %s: %w", d.Name(), err)
