@@ -7,8 +7,6 @@ import (
 	"image/color"
 	"math"
 
-	gplot "gonum.org/v1/plot"
-	"gonum.org/v1/plot/font"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
@@ -137,26 +135,7 @@ func ArmCurvesImage(arms []Arm) (image.Image, error) {
 		set = s
 	}
 
-	p := gplot.New()
-	p.Title.Text = "top-1 error: mean over seeds, band: the seeds' range"
-	p.Title.TextStyle.Font = font.From(sans, 14)
-	p.Title.Padding = vg.Points(6)
-	p.X.Label.Text = "epoch"
-	p.Y.Label.Text = "top-1 error (%)"
-	for _, ax := range []*gplot.Axis{&p.X, &p.Y} {
-		ax.Label.TextStyle.Font = font.From(sans, 12)
-		ax.Tick.Label.Font = font.From(sans, 10)
-	}
-	p.X.Tick.Marker = gplot.TickerFunc(epochTicks)
-	p.Y.Tick.Marker = gplot.TickerFunc(percentTicks)
-	p.Legend.Top = true
-	p.Legend.XOffs = -vg.Points(8)
-	p.Legend.TextStyle.Font = font.From(sans, 10)
-	p.Legend.ThumbnailWidth = vg.Points(28)
-	grid := plotter.NewGrid()
-	grid.Vertical.Color = color.Gray{0xe0}
-	grid.Horizontal.Color = color.Gray{0xe0}
-	p.Add(grid)
+	p := errorPlot("top-1 error: mean over seeds, band: the seeds' range")
 
 	// Bands first, under every line.
 	for i, c := range rep {

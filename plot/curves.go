@@ -69,26 +69,7 @@ func CurvesImage(runs []Run) (image.Image, error) {
 		}
 	}
 
-	p := gplot.New()
-	p.Title.Text = "top-1 error"
-	p.Title.TextStyle.Font = font.From(sans, 14)
-	p.Title.Padding = vg.Points(6)
-	p.X.Label.Text = "epoch"
-	p.Y.Label.Text = "top-1 error (%)"
-	for _, ax := range []*gplot.Axis{&p.X, &p.Y} {
-		ax.Label.TextStyle.Font = font.From(sans, 12)
-		ax.Tick.Label.Font = font.From(sans, 10)
-	}
-	p.X.Tick.Marker = gplot.TickerFunc(epochTicks)
-	p.Y.Tick.Marker = gplot.TickerFunc(percentTicks)
-	p.Legend.Top = true
-	p.Legend.XOffs = -vg.Points(8)
-	p.Legend.TextStyle.Font = font.From(sans, 10)
-	p.Legend.ThumbnailWidth = vg.Points(28)
-	grid := plotter.NewGrid()
-	grid.Vertical.Color = color.Gray{0xe0}
-	grid.Horizontal.Color = color.Gray{0xe0}
-	p.Add(grid)
+	p := errorPlot("top-1 error")
 
 	for i, r := range runs {
 		c := plotutil.DarkColors[i%len(plotutil.DarkColors)]
@@ -241,4 +222,30 @@ steps:
 		ticks = append(ticks, gplot.Tick{Value: i * step, Label: strconv.FormatFloat(i*step, 'f', decimals, 64)})
 	}
 	return ticks
+}
+
+// errorPlot is an empty chart of top-1 error (%) against the epoch, with
+// the house's fonts, ticks, legend and grid, titled title.
+func errorPlot(title string) *gplot.Plot {
+	p := gplot.New()
+	p.Title.Text = title
+	p.Title.TextStyle.Font = font.From(sans, 14)
+	p.Title.Padding = vg.Points(6)
+	p.X.Label.Text = "epoch"
+	p.Y.Label.Text = "top-1 error (%)"
+	for _, ax := range []*gplot.Axis{&p.X, &p.Y} {
+		ax.Label.TextStyle.Font = font.From(sans, 12)
+		ax.Tick.Label.Font = font.From(sans, 10)
+	}
+	p.X.Tick.Marker = gplot.TickerFunc(epochTicks)
+	p.Y.Tick.Marker = gplot.TickerFunc(percentTicks)
+	p.Legend.Top = true
+	p.Legend.XOffs = -vg.Points(8)
+	p.Legend.TextStyle.Font = font.From(sans, 10)
+	p.Legend.ThumbnailWidth = vg.Points(28)
+	grid := plotter.NewGrid()
+	grid.Vertical.Color = color.Gray{0xe0}
+	grid.Horizontal.Color = color.Gray{0xe0}
+	p.Add(grid)
+	return p
 }
