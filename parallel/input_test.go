@@ -109,31 +109,7 @@ func TestRawBatchesTrainAsRendered(t *testing.T) {
 					r, h := rawBatch(tc.a, in.H, net.Classes, n, uint64(s))
 					raws, rendered = append(raws, r), append(rendered, h)
 				}
-				if err := dev.Stage(raws[0]); err != nil {
-					t.Fatal(err)
-				}
-				for s := range steps {
-					if s+1 < steps {
-						if err := dev.Stage(raws[s+1]); err != nil { // batch s+1 travels while step s computes
-							t.Fatal(err)
-						}
-					}
-					p, err := dev.Start(raws[s], 0.01)
-					if err != nil {
-						t.Fatal(err)
-					}
-					want, err := host.Train(rendered[s], 0.01)
-					if err != nil {
-						t.Fatal(err)
-					}
-					got, err := p.Result()
-					if err != nil {
-						t.Fatal(err)
-					}
-					if math.Float64bits(got.Loss) != math.Float64bits(want.Loss) || got.Top1 != want.Top1 || got.Top5 != want.Top5 {
-						t.Fatalf("step %d: loss %v top-1 %d top-5 %d, want %v %d %d", s, got.Loss, got.Top1, got.Top5, want.Loss, want.Top1, want.Top5)
-					}
-				}
+				trainStaged(t, dev, host, raws, rendered)
 				if dev.Staged() != 0 {
 					t.Errorf("%d batches left staged", dev.Staged())
 				}
@@ -240,5 +216,38 @@ func TestStageErrors(t *testing.T) {
 	other, _ := rawBatch(a, net.Input.H, net.Classes, 5, 2)
 	if _, err := r.Train(other, 0.01); err == nil {
 		t.Error("Train on a batch other than the staged one succeeded")
+	}
+}
+
+// trainStaged trains dev on the raw batches, staging batch s+1 before step
+// s starts (it travels while step s computes), and host on the same
+// batches rendered on the host, and fails unless every step's loss bits,
+// top-1 and top-5 agree.
+func trainStaged(t *testing.T, dev, host *parallel.Runner, raws, rendered []parallel.Batch) {
+	t.Helper()
+	if err := dev.Stage(raws[0]); err != nil {
+		t.Fatal(err)
+	}
+	for s := range raws {
+		if s+1 < len(raws) {
+			if err := dev.Stage(raws[s+1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p, err := dev.Start(raws[s], 0.01)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := host.Train(rendered[s], 0.01)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := p.Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Float64bits(got.Loss) != math.Float64bits(want.Loss) || got.Top1 != want.Top1 || got.Top5 != want.Top5 {
+			t.Fatalf("step %d: loss %v top-1 %d top-5 %d, want %v %d %d", s, got.Loss, got.Top1, got.Top5, want.Loss, want.Top1, want.Top5)
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package parallel_test
 
 import (
-	"math"
 	"slices"
 	"testing"
 
@@ -87,31 +86,7 @@ func TestStagedCopiesTrainAsRendered(t *testing.T) {
 			r, h := rawBatch(a, net.Input.H, net.Classes, 8, uint64(s))
 			raws, rendered = append(raws, r), append(rendered, h)
 		}
-		if err := dev.Stage(raws[0]); err != nil {
-			t.Fatal(err)
-		}
-		for s := range steps {
-			if s+1 < steps {
-				if err := dev.Stage(raws[s+1]); err != nil {
-					t.Fatal(err)
-				}
-			}
-			p, err := dev.Start(raws[s], 0.01)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := host.Train(rendered[s], 0.01)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := p.Result()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if math.Float64bits(got.Loss) != math.Float64bits(want.Loss) {
-				t.Fatalf("%d tower(s), step %d: loss %v, want %v", towers, s, got.Loss, want.Loss)
-			}
-		}
+		trainStaged(t, dev, host, raws, rendered)
 		sameWeights(t, dev, host)
 		for i, sd := range sds {
 			// Each stage copies the bytes and parameters (and, on the
