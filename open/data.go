@@ -334,11 +334,12 @@ func ScoringData(t *Trained, dir string, batch int, tenCrop bool) (*Scoring, err
 	if tenCrop {
 		return nil, fmt.Errorf("--ten-crop: the weights %s were trained on a small in-memory set: %w", t.Path, ErrTenCrop)
 	}
-	if kindOf(dir) == preparedData {
+	k := kindOf(dir)
+	if k == preparedData {
 		return nil, fmt.Errorf("--data %s: prepared data, but --weights %s were trained on an in-memory set of %d×%d×%d images: give that data set's directory", dir, t.Path, pre.C, pre.ImageH, pre.ImageW)
 	}
 	load := data.LoadIDXTest
-	if kindOf(dir) == cifarData {
+	if k == cifarData {
 		load = data.LoadCIFARTest
 	}
 	test, err := load(dir)

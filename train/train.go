@@ -142,11 +142,13 @@ func NetOf(c Config) (*model.Net, error) {
 
 // Validate reports the first setting no run can use, naming its flag.
 func (c Config) Validate() error {
-	switch {
-	case model.InputSize(c.Net) == 0:
+	if model.InputSize(c.Net) == 0 {
 		return fmt.Errorf("--net %q: unknown net (known: %s)", c.Net, strings.Join(model.Names(), ", "))
-	case model.CheckOptions(c.LRN, c.Activation, c.Pool) != nil:
-		return model.CheckOptions(c.LRN, c.Activation, c.Pool)
+	}
+	if err := model.CheckOptions(c.LRN, c.Activation, c.Pool); err != nil {
+		return err
+	}
+	switch {
 	case c.Batch < 1:
 		return fmt.Errorf("--batch %d: a batch needs at least 1 image", c.Batch)
 	case c.Epochs < 1:
