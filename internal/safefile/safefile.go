@@ -88,6 +88,18 @@ func Create(path string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
+	// CreateTemp makes the file private (0600); what it replaces keeps its
+	// mode, and a new file gets the usual 0644, so that the rest of a team
+	// (or the container's other user) can read a run.
+	mode := os.FileMode(0o644)
+	if st, err := os.Stat(path); err == nil {
+		mode = st.Mode().Perm()
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
 	return &File{f: f, path: path}, nil
 }
 

@@ -182,3 +182,23 @@ func TestLockDiesWithProcess(t *testing.T) {
 	}
 	l.Close()
 }
+
+// A new file is readable by others (0644, not CreateTemp's 0600); a
+// replaced file keeps the mode it had.
+func TestFileMode(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "metrics.json")
+	if err := WriteFile(p, []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(p); st.Mode().Perm() != 0o644 {
+		t.Errorf("new file has mode %v, want 0644", st.Mode().Perm())
+	}
+	os.Chmod(p, 0o640)
+	if err := WriteFile(p, []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(p); st.Mode().Perm() != 0o640 {
+		t.Errorf("replaced file has mode %v, want its old 0640", st.Mode().Perm())
+	}
+}
