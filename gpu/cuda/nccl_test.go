@@ -87,7 +87,7 @@ func reduceAll(ctx context.Context, grp *NCCLGroup, devs []*Device, bufs [][]gpu
 // testdata/ncclcalls.golden (go test -run TestNCCLCalls -update rewrites
 // it: review the diff against nccl.h). Mistakes it was seen to fail on:
 // ncclSum for ncclAvg; the stream of replica 0 for every rank; count in
-// bytes; ncclGroupEnd forgotten after the first tensor.
+// bytes; the device copies adding replica 0's tensor twice.
 func TestNCCLCalls(t *testing.T) {
 	g := newHostGPU(t, nil, 2)
 	var out strings.Builder
@@ -260,7 +260,8 @@ func TestNCCLChoice(t *testing.T) {
 }
 
 // NCCL's failures come back as one-line errors with ncclGetErrorString's
-// text, and leave the group unusable.
+// text, and leave the group unusable. It was seen to fail with the
+// asynchronous error not asked for.
 func TestNCCLErrors(t *testing.T) {
 	g := newHostGPU(t, nil, 2)
 	devs := []*Device{g.open(Options{}), g.open(Options{})}
@@ -307,7 +308,8 @@ func TestNCCLErrors(t *testing.T) {
 // kernels, over several rounds and tensors that outgrow the scale's
 // buffer. Mistakes it was seen to fail on: the scale left out; replica
 // 0's own tensor added twice; the copy back to the other replicas left
-// out; the other replicas' streams not waited for.
+// out. (The host GPU runs each call at once: a missing stream wait needs
+// a GPU to show, TestNCCLFallback.)
 func TestNCCLCopiesAverage(t *testing.T) {
 	k := loadHostKernels(t)
 	for _, R := range []int{2, 3, 4} {
