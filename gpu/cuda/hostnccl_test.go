@@ -270,8 +270,11 @@ func (h *hostNCCL) allReduce(send, recv uint64, count uint64, dtype, op int32, c
 		return hostOp{}, ncclInvalidArgument
 	}
 	sname, ok := h.streamOf[stream]
-	if !ok {
-		sname = "an unnamed stream"
+	if !ok && h.g.streams[stream] {
+		// A stream the group made, named for the communicator it is
+		// first used with: one shared by two ranks would show.
+		sname = "the group's stream for " + c.name
+		h.streamOf[stream] = sname
 	}
 	h.record(c, "%s(send=%s, recv=%s, count=%d, %s, %s, %s, %s)", call, h.g.name(send), h.g.name(recv), count,
 		dtypeNames[dtype], opNames[op], c.name, sname)

@@ -73,10 +73,26 @@ func download(t *testing.T, devs []*Device, bufs [][]gpu.Buffer) [][][]float32 {
 // reduceAll calls Reduce from one goroutine per replica, as the replicas'
 // workers do, and returns each replica's error.
 func reduceAll(ctx context.Context, grp *NCCLGroup, devs []*Device, bufs [][]gpu.Buffer) []error {
+	return reduceEach(ctx, grp, devs, bufs, false)
+}
+
+// reduceEach is reduceAll, with ReduceAsync followed by a Wait for its
+// event if async.
+func reduceEach(ctx context.Context, grp *NCCLGroup, devs []*Device, bufs [][]gpu.Buffer, async bool) []error {
 	errs := make([]error, len(devs))
 	var wg sync.WaitGroup
 	for k, d := range devs {
-		wg.Go(func() { errs[k] = grp.Reduce(ctx, k, d, bufs[k]) })
+		wg.Go(func() {
+			if !async {
+				errs[k] = grp.Reduce(ctx, k, d, bufs[k])
+				return
+			}
+			ev, err := grp.ReduceAsync(ctx, k, d, bufs[k])
+			if err == nil && ev != nil {
+				err = d.Wait(ev)
+			}
+			errs[k] = err
+		})
 	}
 	wg.Wait()
 	return errs
@@ -125,20 +141,16 @@ func TestNCCLCalls(t *testing.T) {
 	}
 	section("Reduce([a (600), b (7), c (empty)]) on each replica's goroutine", h)
 	after := download(t, devs, bufs)
-	for i, n := range sizes {
-		for j := range n {
-			var s float64
-			for k := range devs {
-				s += float64(before[k][i][j])
-			}
-			want := float32(s / float64(len(devs)))
-			for k := range devs {
-				if after[k][i][j] != want {
-					t.Fatalf("replica %d tensor %d [%d] = %g after the all-reduce; want the mean %g", k, i, j, after[k][i][j], want)
-				}
-			}
+	checkNCCLMean(t, before, after)
+	before = after
+	for k, err := range reduceEach(context.Background(), grp, devs, bufs, true) {
+		if err != nil {
+			t.Fatalf("replica %d: %v", k, err)
 		}
 	}
+	section("ReduceAsync: the same, on a stream of the group's per device", h)
+	after = download(t, devs, bufs)
+	checkNCCLMean(t, before, after)
 	if err := grp.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -207,6 +219,26 @@ func TestNCCLCalls(t *testing.T) {
 			}
 			if a != b {
 				t.Fatalf("%s differs at line %d:\n got  %s\n want %s\n(after a reviewed change: go test -run TestNCCLCalls -update)", path, i+1, a, b)
+			}
+		}
+	}
+}
+
+// checkNCCLMean checks that every replica's tensors in after are the
+// float64 mean of before's, rounded, as the fake NCCL computes it.
+func checkNCCLMean(t *testing.T, before, after [][][]float32) {
+	t.Helper()
+	for i := range before[0] {
+		for j := range before[0][i] {
+			var s float64
+			for k := range before {
+				s += float64(before[k][i][j])
+			}
+			want := float32(s / float64(len(before)))
+			for k := range after {
+				if after[k][i][j] != want {
+					t.Fatalf("replica %d tensor %d [%d] = %g after the all-reduce; want the mean %g", k, i, j, after[k][i][j], want)
+				}
 			}
 		}
 	}
@@ -305,8 +337,8 @@ func TestNCCLErrors(t *testing.T) {
 
 // The device-copy reduction averages: every replica ends with the same
 // bits, ((g0 + g1) + g2 + …)·fl(1/R) summed in float32, on the host GPU's
-// kernels, over several rounds and tensors that outgrow the scale's
-// buffer. Mistakes it was seen to fail on: the scale left out; replica
+// kernels, over several rounds (Reduce, then ReduceAsync) and tensors
+// that outgrow the scale's buffer. Mistakes it was seen to fail on: the scale left out; replica
 // 0's own tensor added twice; the copy back to the other replicas left
 // out. (The host GPU runs each call at once: a missing stream wait needs
 // a GPU to show, TestNCCLFallback.)
@@ -325,7 +357,7 @@ func TestNCCLCopiesAverage(t *testing.T) {
 		for round, sizes := range [][]int{{1000, 7, 0, 33}, {5000, 1}} {
 			bufs := replicaBufs(t, g, devs, sizes, uint64(10*R+round))
 			before := download(t, devs, bufs)
-			for r, err := range reduceAll(context.Background(), grp, devs, bufs) {
+			for r, err := range reduceEach(context.Background(), grp, devs, bufs, round == 1) {
 				if err != nil {
 					t.Fatalf("R=%d replica %d: %v", R, r, err)
 				}

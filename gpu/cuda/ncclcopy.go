@@ -35,18 +35,20 @@ func newCopyRound(R int) *copyRound {
 	return &copyRound{ready: make(chan struct{}), done: make(chan struct{}), final: make([]gpu.Event, R), grads: make([][]gpu.Buffer, R)}
 }
 
-// copyReduce is Reduce with device copies.
-func (g *NCCLGroup) copyReduce(ctx context.Context, k int, grads []gpu.Buffer) error {
+// copyReduce is ReduceAsync with device copies: it returns the event
+// after the mean on replica 0's stream (nil for replica 0 itself, whose
+// stream computes it, and for a group of one).
+func (g *NCCLGroup) copyReduce(ctx context.Context, k int, grads []gpu.Buffer) (gpu.Event, error) {
 	R := len(g.devs)
 	if R == 1 {
-		return nil
+		return nil, nil
 	}
 	d := g.devs[k]
 	var final gpu.Event
 	if k > 0 {
 		var err error
 		if final, err = d.Record(); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	g.mu.Lock()
@@ -61,21 +63,18 @@ func (g *NCCLGroup) copyReduce(ctx context.Context, k int, grads []gpu.Buffer) e
 		select {
 		case <-r.ready:
 		case <-ctx.Done():
-			return fmt.Errorf("cuda: %s waiting for the other replicas' gradients: %w", d.name, ctx.Err())
+			return nil, fmt.Errorf("cuda: %s waiting for the other replicas' gradients: %w", d.name, ctx.Err())
 		}
 		r.mean, r.err = g.average(r)
 		close(r.done)
-		return r.err
+		return nil, r.err
 	}
 	select {
 	case <-r.done:
 	case <-ctx.Done():
-		return fmt.Errorf("cuda: %s waiting for the mean of the gradients: %w", d.name, ctx.Err())
+		return nil, fmt.Errorf("cuda: %s waiting for the mean of the gradients: %w", d.name, ctx.Err())
 	}
-	if r.err != nil {
-		return r.err
-	}
-	return d.Wait(r.mean)
+	return r.mean, r.err
 }
 
 // average enqueues the reduction of r on replica 0's stream and returns

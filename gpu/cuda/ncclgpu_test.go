@@ -53,14 +53,25 @@ func gradients(t *testing.T, devs []*cuda.Device, sizes []int, seed uint64) ([][
 	return bufs, vals
 }
 
-// reduce calls grp.Reduce from one goroutine per replica, as the
-// replicas' workers do, and downloads every replica's tensors after.
-func reduce(t *testing.T, grp *cuda.NCCLGroup, devs []*cuda.Device, bufs [][]gpu.Buffer) [][][]float32 {
+// reduce calls grp.Reduce (ReduceAsync and a Wait for its event, if
+// async) from one goroutine per replica, as the replicas' workers do, and
+// downloads every replica's tensors after.
+func reduce(t *testing.T, grp *cuda.NCCLGroup, devs []*cuda.Device, bufs [][]gpu.Buffer, async bool) [][][]float32 {
 	t.Helper()
 	errs := make([]error, len(devs))
 	var wg sync.WaitGroup
 	for k, d := range devs {
-		wg.Go(func() { errs[k] = grp.Reduce(context.Background(), k, d, bufs[k]) })
+		wg.Go(func() {
+			if !async {
+				errs[k] = grp.Reduce(context.Background(), k, d, bufs[k])
+				return
+			}
+			ev, err := grp.ReduceAsync(context.Background(), k, d, bufs[k])
+			if err == nil && ev != nil {
+				err = d.Wait(ev)
+			}
+			errs[k] = err
+		})
 	}
 	wg.Wait()
 	out := make([][][]float32, len(devs))
@@ -129,18 +140,21 @@ func TestNCCLOneRank(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ranks.Close()
-	for _, grp := range []*cuda.NCCLGroup{all, ranks} {
+	for i, grp := range []*cuda.NCCLGroup{all, ranks} {
 		t.Log(grp)
 		if !grp.UsesNCCL() {
 			t.Fatalf("one device's group does not use NCCL: %s", grp)
 		}
-		bufs, vals := gradients(t, devs, []int{1<<20 + 3, 7}, 1)
-		checkMean(t, reduce(t, grp, devs, bufs), vals, 0)
+		for _, async := range []bool{false, true} {
+			bufs, vals := gradients(t, devs, []int{1<<20 + 3, 7}, uint64(i))
+			checkMean(t, reduce(t, grp, devs, bufs, async), vals, 0)
+		}
 	}
 }
 
 // Four ranks on one GPU, where NCCL allows it (2.30 or later, with
-// NCCL_MULTI_RANK_GPU_ENABLE=1): the mean of four replicas' tensors.
+// NCCL_MULTI_RANK_GPU_ENABLE=1): the mean of four replicas' tensors, by
+// Reduce and by ReduceAsync.
 func TestNCCLMultiRankOneGPU(t *testing.T) {
 	t.Setenv("NCCL_MULTI_RANK_GPU_ENABLE", "1")
 	devs := openOn(t, 4)
@@ -158,7 +172,7 @@ func TestNCCLMultiRankOneGPU(t *testing.T) {
 	}
 	for round := range 3 {
 		bufs, vals := gradients(t, devs, []int{1<<22 + 1, 4096, 1}, uint64(round))
-		checkMean(t, reduce(t, grp, devs, bufs), vals, 1e-6)
+		checkMean(t, reduce(t, grp, devs, bufs, round == 1), vals, 1e-6)
 	}
 }
 
@@ -179,7 +193,7 @@ func TestNCCLFallback(t *testing.T) {
 	for round := range 3 {
 		sizes := []int{1<<22 + 1, 4096, 1}
 		bufs, vals := gradients(t, devs, sizes, uint64(10+round))
-		got := reduce(t, grp, devs, bufs)
+		got := reduce(t, grp, devs, bufs, round == 1)
 		checkMean(t, got, vals, 1e-6)
 		// The same bits on every replica, and those of the documented
 		// float32 sum in replica order times fl(1/4).

@@ -33,6 +33,7 @@ type NCCLGroup struct {
 	devs  []*Device
 	lib   *nccl     // nil: device copies
 	comms []uintptr // one per Device, with lib
+	side  []uintptr // per Device, the stream ReduceAsync's collectives run on; made on first use
 	how   string
 
 	mu     sync.Mutex
@@ -219,12 +220,89 @@ func (g *NCCLGroup) Reduce(ctx context.Context, replica int, dev gpu.Device, gra
 	if g.lib != nil {
 		err = g.allReduce(replica, grads)
 	} else {
-		err = g.copyReduce(ctx, replica, grads)
+		var mean gpu.Event
+		if mean, err = g.copyReduce(ctx, replica, grads); err == nil && mean != nil {
+			err = dev.Wait(mean)
+		}
 	}
 	if err != nil {
 		g.fail(err)
 	}
 	return err
+}
+
+// ReduceAsync is Reduce without making dev's stream wait for the mean, so
+// that the rest of the backward pass overlaps the collective: the
+// returned event marks the mean in grads, and work on dev that reads them
+// (the update) must Wait for it first; work that writes them must too.
+// With NCCL the all-reduce runs on a stream of the group's beside dev's,
+// after the work enqueued on dev so far; with device copies the mean is
+// computed on replica 0's stream, so replica 0 gets no overlap.
+func (g *NCCLGroup) ReduceAsync(ctx context.Context, replica int, dev gpu.Device, grads []gpu.Buffer) (gpu.Event, error) {
+	if replica < 0 || replica >= len(g.devs) || dev != gpu.Device(g.devs[replica]) {
+		panic(fmt.Sprintf("cuda: NCCL group of %s: replica %d's ReduceAsync on %v", g.names(), replica, dev))
+	}
+	g.mu.Lock()
+	err := g.broken
+	if g.closed {
+		err = errors.New("cuda: NCCL group of " + g.names() + " used after Close")
+	}
+	g.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var mean gpu.Event
+	if g.lib != nil {
+		var e *event
+		if e, err = g.allReduceAsync(replica, grads); e != nil {
+			mean = e
+		}
+	} else {
+		mean, err = g.copyReduce(ctx, replica, grads)
+	}
+	if err != nil {
+		g.fail(err)
+		return nil, err
+	}
+	return mean, nil
+}
+
+// allReduceAsync runs allReduce on replica's side stream, after the work
+// of its Device's stream so far, and returns the event after it.
+func (g *NCCLGroup) allReduceAsync(replica int, grads []gpu.Buffer) (*event, error) {
+	d := g.devs[replica]
+	done, err := d.bind()
+	defer done()
+	if err != nil {
+		return nil, err
+	}
+	g.mu.Lock()
+	if g.side == nil {
+		g.side = make([]uintptr, len(g.devs))
+	}
+	side := g.side[replica]
+	if side == 0 {
+		err = d.drv.check(d.drv.cuStreamCreate(&side, streamNonBlocking), "cuStreamCreate (NCCL) on "+d.name)
+		g.side[replica] = side
+	}
+	g.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	final, err := d.recordOn(d.stream, eventDisableTiming)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.drv.check(d.drv.cuStreamWaitEvent(side, final.ev, 0), "cuStreamWaitEvent (NCCL) on "+d.name); err != nil {
+		return nil, err
+	}
+	if err := g.enqueue(replica, grads, side); err != nil {
+		return nil, err
+	}
+	return d.recordOn(side, eventDisableTiming)
 }
 
 // fail marks the group broken by err, the first failure.
@@ -236,18 +314,25 @@ func (g *NCCLGroup) fail(err error) {
 	g.mu.Unlock()
 }
 
-// allReduce enqueues the in-place average of grads on replica's stream:
-// one ncclAllReduce per tensor, in one group, on the replica's thread.
+// allReduce enqueues the in-place average of grads on replica's stream.
 func (g *NCCLGroup) allReduce(replica int, grads []gpu.Buffer) error {
-	d, lib, comm := g.devs[replica], g.lib, g.comms[replica]
-	ptrs := make([]uint64, len(grads))
-	for i, b := range grads {
-		ptrs[i] = d.ptr(fmt.Sprintf("grads[%d]", i), b, b.Len())
-	}
+	d := g.devs[replica]
 	done, err := d.bind()
 	defer done()
 	if err != nil {
 		return err
+	}
+	return g.enqueue(replica, grads, d.stream)
+}
+
+// enqueue enqueues the in-place average of grads on stream: one
+// ncclAllReduce per tensor, in one group, on the calling thread, which
+// is locked with replica's context current.
+func (g *NCCLGroup) enqueue(replica int, grads []gpu.Buffer, stream uintptr) error {
+	d, lib, comm := g.devs[replica], g.lib, g.comms[replica]
+	ptrs := make([]uint64, len(grads))
+	for i, b := range grads {
+		ptrs[i] = d.ptr(fmt.Sprintf("grads[%d]", i), b, b.Len())
 	}
 	if err := lib.check(lib.groupStart(), "ncclGroupStart on "+d.name); err != nil {
 		return err
@@ -258,7 +343,7 @@ func (g *NCCLGroup) allReduce(replica int, grads []gpu.Buffer) error {
 		if n == 0 {
 			continue
 		}
-		if err := lib.check(lib.allReduce(p, p, uint64(n), ncclFloat32, ncclAvg, comm, d.stream),
+		if err := lib.check(lib.allReduce(p, p, uint64(n), ncclFloat32, ncclAvg, comm, stream),
 			fmt.Sprintf("ncclAllReduce(%d floats, ncclAvg) on %s", n, d.name)); err != nil {
 			first = err
 			break
@@ -302,6 +387,22 @@ func (g *NCCLGroup) release(abort bool) error {
 	}
 	g.closed = true
 	var errs []error
+	for i, s := range g.side {
+		if s == 0 {
+			continue
+		}
+		d := g.devs[i]
+		done, err := d.bind()
+		if err == nil {
+			if !abort {
+				err = d.drv.check(d.drv.cuStreamSynchronize(s), "cuStreamSynchronize (NCCL) on "+d.name)
+			}
+			_ = d.drv.cuStreamDestroy(s)
+		}
+		done()
+		errs = append(errs, err)
+		g.side[i] = 0
+	}
 	for i, c := range g.comms {
 		if c == 0 {
 			continue
