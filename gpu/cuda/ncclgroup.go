@@ -21,7 +21,13 @@ import (
 // It reduces with NCCL where NCCL takes the Devices: one rank per
 // replica, each replica's worker calling ncclAllReduce (ncclAvg, in place)
 // on its own communicator and its Device's stream, one ncclGroupStart/End
-// per call, so that several tensors go as one launch. NCCL refuses two
+// per call, so that several tensors go as one launch. NCCL keeps a
+// group's state per thread, so the call runs on one locked OS thread, and
+// the ranks, one thread each, never share a group; NCCL matches their
+// operations by order, so every replica must reduce the same tensors in
+// the same order (the runner's fixed order does). ReduceAsync runs the
+// collective on a stream of its own, for the backward pass to overlap it.
+// NCCL refuses two
 // ranks on one GPU ("--gpus 0,0,0,0") unless it is 2.30 or later and
 // NCCL_MULTI_RANK_GPU_ENABLE=1 is set; where it refuses, and where NCCL is
 // not installed but every Device is on one GPU, the group reduces with
