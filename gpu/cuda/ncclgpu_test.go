@@ -145,10 +145,7 @@ func TestNCCLOneRank(t *testing.T) {
 		if !grp.UsesNCCL() {
 			t.Fatalf("one device's group does not use NCCL: %s", grp)
 		}
-		for _, async := range []bool{false, true} {
-			bufs, vals := gradients(t, devs, []int{1<<20 + 3, 7}, uint64(i))
-			checkMean(t, reduce(t, grp, devs, bufs, async), vals, 0)
-		}
+		checkAverages(t, grp, devs, []int{1<<20 + 3, 7}, uint64(i), 0)
 	}
 }
 
@@ -170,9 +167,27 @@ func TestNCCLMultiRankOneGPU(t *testing.T) {
 	if !grp.UsesNCCL() {
 		t.Skipf("this NCCL takes no several ranks on one GPU (TestNCCLFallback covers the reduction): %s", grp)
 	}
+	checkAverages(t, grp, devs, []int{1<<22 + 1, 4096, 1}, 1, 1e-6)
+}
+
+// The same checks on the host GPU's devices over the fake NCCL, where
+// they were seen to fail with ncclSum for ncclAvg, with ReduceAsync's
+// collective on stream 0, and with the expected mean not divided by R.
+func TestNCCLMultiRankOnHostGPU(t *testing.T) {
+	devs := cuda.HostDevices(t, 4)
+	grp := cuda.HostNCCLGroup(t, devs)
+	defer grp.Close()
+	checkAverages(t, grp, devs, []int{4097, 33, 1}, 1, 1e-6)
+}
+
+// checkAverages reduces seeded random tensors of sizes over three rounds
+// (Reduce, ReduceAsync, Reduce) and compares every replica's with the
+// float64 mean, to tol relative.
+func checkAverages(t *testing.T, grp *cuda.NCCLGroup, devs []*cuda.Device, sizes []int, seed uint64, tol float64) {
+	t.Helper()
 	for round := range 3 {
-		bufs, vals := gradients(t, devs, []int{1<<22 + 1, 4096, 1}, uint64(round))
-		checkMean(t, reduce(t, grp, devs, bufs, round == 1), vals, 1e-6)
+		bufs, vals := gradients(t, devs, sizes, seed+uint64(round))
+		checkMean(t, reduce(t, grp, devs, bufs, round == 1), vals, tol)
 	}
 }
 
@@ -180,7 +195,18 @@ func TestNCCLMultiRankOneGPU(t *testing.T) {
 // tensors are uploaded on each replica's stream and not waited for, so
 // replica 0's stream must wait for the others' before adding them.
 func TestNCCLFallback(t *testing.T) {
-	devs := openOn(t, 4)
+	checkFallback(t, openOn(t, 4), []int{1<<22 + 1, 4096, 1})
+}
+
+// TestNCCLFallback's checks on the host GPU, where they were seen to fail
+// with the scale left out of the reduction, and with the expected sum
+// taken in the reverse order (its bits are the order's).
+func TestNCCLFallbackOnHostGPU(t *testing.T) {
+	checkFallback(t, cuda.HostDevices(t, 4), []int{4097, 33, 1})
+}
+
+func checkFallback(t *testing.T, devs []*cuda.Device, sizes []int) {
+	t.Helper()
 	grp, err := cuda.NewNCCLGroupCopies(devs)
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +217,6 @@ func TestNCCLFallback(t *testing.T) {
 		t.Fatalf("NewNCCLGroupCopies uses NCCL: %s", grp)
 	}
 	for round := range 3 {
-		sizes := []int{1<<22 + 1, 4096, 1}
 		bufs, vals := gradients(t, devs, sizes, uint64(10+round))
 		got := reduce(t, grp, devs, bufs, round == 1)
 		checkMean(t, got, vals, 1e-6)
