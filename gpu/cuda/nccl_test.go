@@ -414,3 +414,40 @@ func TestNCCLCopiesFailures(t *testing.T) {
 		}
 	}
 }
+
+// NewNCCLGroups groups the w-th distinct device of every replica, as the
+// runner's workers are; it leaves replicas with a non-CUDA device to the
+// caller, and refuses replicas placed differently. It was seen to fail
+// with the groups made per replica instead of per worker.
+func TestNCCLGroups(t *testing.T) {
+	g := newHostGPU(t, nil, 2)
+	d := []*Device{g.open(Options{}), g.open(Options{}), g.open(Options{}), g.open(Options{})}
+	h := newHostNCCL(g, 23004)
+	mk := func(devs []*Device) (*NCCLGroup, error) { return newNCCLGroup(devs, h.lib(), nil, multiRankOn) }
+	names := func(groups []*NCCLGroup) string {
+		var s []string
+		for _, grp := range groups {
+			s = append(s, "["+grp.names()+"]")
+			_ = grp.Close()
+		}
+		return strings.Join(s, " ")
+	}
+	groups, err := newNCCLGroups([][]gpu.Device{{d[0], d[1]}, {d[2], d[3]}}, mk)
+	if got, want := names(groups), "[cuda:host, cuda:host/2] [cuda:host/1, cuda:host/3]"; err != nil || got != want {
+		t.Errorf("two replicas of two devices: %v, groups %s; want %s", err, got, want)
+	}
+	groups, err = newNCCLGroups([][]gpu.Device{{d[0], d[0]}, {d[1], d[1]}}, mk)
+	if got, want := names(groups), "[cuda:host, cuda:host/1]"; err != nil || got != want {
+		t.Errorf("two replicas of one device each (both towers on it): %v, groups %s; want %s", err, got, want)
+	}
+	if groups, err := newNCCLGroups([][]gpu.Device{{d[0], d[1]}, {d[2], d[2]}}, mk); err == nil || groups != nil ||
+		!strings.Contains(err.Error(), "replica 1 has 1 devices, replica 0 2") {
+		t.Errorf("replicas placed differently: %v, %d groups", err, len(groups))
+	}
+	if groups, err := newNCCLGroups([][]gpu.Device{{d[0]}, {cpuDevice{}}}, mk); err != nil || groups != nil {
+		t.Errorf("a replica on a CPU device: %v, %d groups; want none, for the caller", err, len(groups))
+	}
+}
+
+// cpuDevice stands for a device of another backend.
+type cpuDevice struct{ gpu.Device }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -431,4 +432,53 @@ func (g *NCCLGroup) release(abort bool) error {
 		g.mask = nil
 	}
 	return errors.Join(errs...)
+}
+
+// NewNCCLGroups makes the gradient groups of replicas in this process,
+// replicas[k] being replica k's devices as parallel.NewReplicas takes
+// them: one group per worker, the w-th distinct device of every replica
+// (a parallel.Runner has one worker per distinct device, in order). It
+// returns nil, nil when a device is not a CUDA Device, for the caller to
+// reduce another way, and closes what it made on an error.
+func NewNCCLGroups(replicas [][]gpu.Device) ([]*NCCLGroup, error) {
+	return newNCCLGroups(replicas, NewNCCLGroup)
+}
+
+func newNCCLGroups(replicas [][]gpu.Device, group func([]*Device) (*NCCLGroup, error)) ([]*NCCLGroup, error) {
+	var workers [][]*Device // [replica][worker]
+	for k, devs := range replicas {
+		var ws []*Device
+		for _, d := range devs {
+			c, ok := d.(*Device)
+			if !ok {
+				return nil, nil
+			}
+			if !slices.Contains(ws, c) {
+				ws = append(ws, c)
+			}
+		}
+		if k > 0 && len(ws) != len(workers[0]) {
+			return nil, fmt.Errorf("cuda: replica %d has %d devices, replica 0 %d: give every replica the same placement", k, len(ws), len(workers[0]))
+		}
+		workers = append(workers, ws)
+	}
+	if len(workers) == 0 {
+		return nil, errors.New("cuda: no replicas")
+	}
+	var groups []*NCCLGroup
+	for w := range workers[0] {
+		devs := make([]*Device, len(workers))
+		for k := range workers {
+			devs[k] = workers[k][w]
+		}
+		g, err := group(devs)
+		if err != nil {
+			for _, g := range groups {
+				_ = g.Close()
+			}
+			return nil, err
+		}
+		groups = append(groups, g)
+	}
+	return groups, nil
 }
