@@ -18,6 +18,9 @@
 #      cpu,cpu, timing events, memory sharing between streams, and
 #      devices opened and closed in a loop (the driver's free memory must
 #      not fall), and cuDNN's LRN and pooling against the CPU device's;
+#      then the NCCL group (one rank; four ranks on one GPU where NCCL
+#      allows; the device-copy fallback) and, where the trainer has it,
+#      `trainer bench scale --gpus 0,0,0,0 --quick` (JSON in $LOGS/scale);
 #   4. trains alexnet-small on Fashion-MNIST for one short epoch on --gpus 0,0;
 #   5. runs the speed benchmark on placements "0;0,0", and the kernel
 #      benchmark (LRN and max pooling against cuDNN's and a device copy's
@@ -109,9 +112,9 @@ cat "$out/machine.log"
 echo "=== libraries"
 find / -xdev \( -path /proc -o -path /sys \) -prune -o \
 	\( -name 'libcuda.so*' -o -name 'libcudnn.so*' -o -name 'libcudnn_cnn.so*' -o -name 'libcublas.so*' \
-	-o -name 'libcublasLt.so*' -o -name 'libnvrtc.so*' -o -name 'libnvrtc-builtins.so*' \) -print 2>/dev/null |
+	-o -name 'libcublasLt.so*' -o -name 'libnvrtc.so*' -o -name 'libnvrtc-builtins.so*' -o -name 'libnccl.so*' \) -print 2>/dev/null |
 	sort | tee "$out/libraries.log"
-extra=$(grep -E '/(libcudnn|libcublas|libnvrtc)\.so' "$out/libraries.log" | xargs -r -n1 dirname | sort -u | paste -sd: -)
+extra=$(grep -E '/(libcudnn|libcublas|libnvrtc|libnccl)\.so' "$out/libraries.log" | xargs -r -n1 dirname | sort -u | paste -sd: -)
 if [ -n "$extra" ]; then
 	export LD_LIBRARY_PATH="$extra${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
@@ -130,6 +133,13 @@ if [ -x "$dir/cuda.test" ]; then
 		step "$t" "$dir/cuda.test" -test.v -test.run "^$t\$" -test.timeout "${timeout_s}s"
 		grep -E -- '--- FAIL' "$out/$t.log" | head -30
 	done
+	# 3b. NCCL (issue #16; libnccl.so.2 from pip's nvidia-nccl-cu13, found
+	# above): a one-rank communicator by ncclCommInitAll and by a unique
+	# id, four ranks on one GPU where this NCCL allows it (2.30 or later,
+	# with NCCL_MULTI_RANK_GPU_ENABLE=1, which the test sets; else it
+	# skips, saying why), and the device-copy reduction that replaces it.
+	step TestNCCL -t 35 "$dir/cuda.test" -test.v -test.run '^TestNCCL(OneRank|MultiRankOneGPU|Fallback)$' -test.timeout 30s
+	grep -E -- '--- (FAIL|SKIP)|NCCL [0-9]|device copies' "$out/TestNCCL.log" | head -12
 	grep -E -- '--- (FAIL|SKIP)' "$out"/Test*.log >"$out/cuda.summary" 2>/dev/null || true
 else
 	skip cuda.test "no $dir/cuda.test"
@@ -137,6 +147,16 @@ fi
 
 # has_gpu: the devices step passed and found a CUDA driver.
 has_gpu() { passed devices && ! grep -q "no CUDA driver" "$out/devices.log"; }
+
+# 3c. Replicas (issue #16), where the trainer has `bench scale`: two
+# replicas of the two-tower net on one GPU (--gpus 0,0,0,0) against one,
+# its JSON in $out/scale.
+if [ -x "$dir/trainer" ] && has_gpu && "$dir/trainer" bench --help 2>&1 | grep -qE '^[[:space:]]+scale([[:space:]]|,)'; then
+	step bench-scale -t 25 "$dir/trainer" bench scale --gpus 0,0,0,0 --quick --out "$out/scale"
+	ls "$out/scale" 2>/dev/null
+else
+	skip bench-scale "no trainer with bench scale, or no GPU found"
+fi
 
 # 4. A short training run on one GPU, both towers.
 if [ -x "$dir/trainer" ] && [ -d "$data" ] && has_gpu; then
