@@ -74,9 +74,9 @@ type Flusher interface {
 }
 
 // CollectiveTimer is a GroupReducer that reports how long its collectives
-// were in flight, summed over its members (for each member and bucket,
-// from the member's Reduce call to the mean being ready), since the last
-// call.
+// were in flight, summed over its members (for each member, the wall time
+// during which at least one of its buckets was: from its Reduce call to
+// the bucket's mean being ready), since the last call.
 type CollectiveTimer interface {
 	CollectiveTime() time.Duration
 }
@@ -474,8 +474,9 @@ type ReduceStats struct {
 	// the part of the reduction the backward pass did not hide, waits for
 	// slower replicas included.
 	Blocked time.Duration
-	// Collective is the time the collectives were in flight (from each
-	// member's Reduce call to its mean being ready), where the reducers
+	// Collective is the time the collectives were in flight (for each
+	// member, the wall time during which at least one of its buckets was,
+	// from its Reduce call to its mean being ready), where the reducers
 	// report it (CollectiveTimer); −1 where they do not.
 	Collective time.Duration
 }
@@ -691,7 +692,10 @@ func (g *reduceGroup) Flush(ctx context.Context, k int, dev gpu.Device) error {
 	g.mu.Lock()
 	bs := g.buckets[:g.next[k]]
 	g.mu.Unlock()
+	// inFlight is the wall time at least one of the member's buckets was
+	// in flight: the union of the spans from its call to its mean.
 	var inFlight time.Duration
+	var end time.Time
 	for _, b := range bs {
 		select {
 		case <-b.done:
@@ -707,7 +711,13 @@ func (g *reduceGroup) Flush(ctx context.Context, k int, dev gpu.Device) error {
 				return err
 			}
 		}
-		inFlight += b.ready.Sub(m.t0)
+		if from := m.t0; b.ready.After(end) {
+			if from.Before(end) {
+				from = end
+			}
+			inFlight += b.ready.Sub(from)
+			end = b.ready
+		}
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
