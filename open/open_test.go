@@ -150,3 +150,16 @@ func TestReplicaCount(t *testing.T) {
 		t.Errorf("four devices split in 2: %v", s)
 	}
 }
+
+// Without --gpus, a one-tower net runs as one replica on the first device
+// of the pair a two-tower net would get, and the line says so.
+func TestAutoGPUsFor(t *testing.T) {
+	pair, _ := AutoGPUs()
+	first, _, _ := strings.Cut(pair, ",")
+	if spec, why := AutoGPUsFor("alexnet-small-1gpu"); spec != first || !strings.Contains(why, "one tower") {
+		t.Errorf("alexnet-small-1gpu: %q, %q; want %q", spec, why, first)
+	}
+	if spec, _ := AutoGPUsFor("alexnet-small"); spec != pair {
+		t.Errorf("alexnet-small: %q, want %q", spec, pair)
+	}
+}
