@@ -63,8 +63,8 @@ func (ds DeviceList) Names() []string {
 // entry's CUDA ordinal, or −1 for a CPU device.
 func ParseGPUs(spec string) ([]int, error) {
 	entries := strings.Split(spec, ",")
-	if spec == "" || len(entries) > 2 {
-		return nil, fmt.Errorf("--gpus %q: give one or two devices, e.g. cpu,cpu or 0,1", spec)
+	if strings.TrimSpace(spec) == "" {
+		return nil, fmt.Errorf("--gpus %q: give one device per tower, e.g. cpu,cpu or 0,1 (a pair per replica: 0,1,2,3 is two replicas)", spec)
 	}
 	out := make([]int, len(entries))
 	for i, e := range entries {
@@ -82,14 +82,65 @@ func ParseGPUs(spec string) ([]int, error) {
 	return out, nil
 }
 
-// ForNet is the part of a --gpus value that net runs on: a one-tower net
-// takes the first device. note says so when it drops a device, else it is
-// empty.
-func ForNet(net *model.Net, spec string) (placed, note string) {
-	if first, _, two := strings.Cut(spec, ","); two && net.Towers == 1 {
-		return first, fmt.Sprintf("%s has one tower: it runs on the first device of --gpus %s", net.Name, spec)
+// ReplicaCount is how many data-parallel replicas of net a --gpus value
+// runs: a two-tower net one per pair of entries, in order (0,1,2,3 is two:
+// 0,1 and 2,3), or one on a single entry (both towers on it); a one-tower
+// net one per entry.
+func ReplicaCount(net *model.Net, spec string) (int, error) {
+	ords, err := ParseGPUs(spec)
+	if err != nil {
+		return 0, err
 	}
-	return spec, ""
+	n := len(ords)
+	if net.Towers == 1 || n == 1 {
+		return n, nil
+	}
+	if n%net.Towers != 0 {
+		return 0, fmt.Errorf("--gpus %s: %d devices for %s's %d towers: give one device per tower of each replica (%d, %d, …), or one device for both towers", spec, n, net.Name, net.Towers, net.Towers, 2*net.Towers)
+	}
+	return n / net.Towers, nil
+}
+
+// Split cuts the devices opened for a --gpus value into r lists, one per
+// replica, in the order of the entries.
+func (ds DeviceList) Split(r int) [][]gpu.Device {
+	per := len(ds) / r
+	out := make([][]gpu.Device, r)
+	for k := range out {
+		out[k] = ds[k*per : (k+1)*per]
+	}
+	return out
+}
+
+// ForNet is the part of a --gpus value that one replica of net runs on,
+// what scoring needs: a one-tower net takes the first device, a two-tower
+// net the first pair (or the single device given). note says so when it
+// drops devices, else it is empty.
+func ForNet(net *model.Net, spec string) (placed, note string) {
+	entries := strings.Split(spec, ",")
+	per := min(net.Towers, len(entries))
+	if len(entries) <= per {
+		return spec, ""
+	}
+	placed = strings.Join(entries[:per], ",")
+	if net.Towers == 1 {
+		return placed, fmt.Sprintf("%s has one tower: it runs on the first device of --gpus %s", net.Name, spec)
+	}
+	return placed, fmt.Sprintf("one replica of %s runs on the first %d devices of --gpus %s", net.Name, per, spec)
+}
+
+// AutoGPUsFor is AutoGPUs for the net named name: a one-tower net takes
+// the first device of the pair AutoGPUs picks, as one replica.
+func AutoGPUsFor(name string) (spec, why string) {
+	spec, why = AutoGPUs()
+	net, err := model.Build(name, model.Options{Channels: 1, Classes: 2})
+	if err != nil { // an unknown net: the run's checks name it
+		return spec, why
+	}
+	if placed, note := ForNet(net, spec); note != "" {
+		return placed, why + "; " + note
+	}
+	return spec, why
 }
 
 // Devices turns a --gpus value into one device per entry: "cpu" is a CPU

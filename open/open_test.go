@@ -87,7 +87,8 @@ func TestDeviceListClose(t *testing.T) {
 func TestDevicesErrors(t *testing.T) {
 	for _, tc := range []struct{ spec, want string }{
 		{"", "--gpus"},
-		{"cpu,cpu,cpu", "one or two devices"},
+		{" ", "one device per tower"},
+		{"cpu,,cpu", `"" is neither cpu nor a CUDA ordinal`},
 		{"gpu0", `"gpu0" is neither cpu nor a CUDA ordinal`},
 		{"-1", "neither cpu nor a CUDA ordinal"},
 	} {
@@ -114,5 +115,51 @@ func TestForNet(t *testing.T) {
 	}
 	if spec, note := ForNet(one, "cpu"); spec != "cpu" || note != "" {
 		t.Errorf("one tower on cpu: %q, %q", spec, note)
+	}
+	if spec, note := ForNet(two, "0,1,2,3"); spec != "0,1" || !strings.Contains(note, "first 2 devices") {
+		t.Errorf("two towers on 0,1,2,3: %q, %q", spec, note)
+	}
+	if spec, note := ForNet(two, "cpu"); spec != "cpu" || note != "" {
+		t.Errorf("two towers on cpu: %q, %q", spec, note)
+	}
+}
+
+// --gpus with 2·R entries is R replicas of a two-tower net, pairs in
+// order; R entries are R replicas of a one-tower net; a two-tower net on
+// an odd number of devices (but one) is refused, naming --gpus.
+func TestReplicaCount(t *testing.T) {
+	one, _ := model.Build("alexnet-small-1gpu", model.Options{Channels: 1, Classes: 10})
+	two, _ := model.Build("alexnet-small", model.Options{Channels: 1, Classes: 10})
+	for _, tc := range []struct {
+		net  *model.Net
+		spec string
+		want int
+	}{
+		{two, "cpu", 1}, {two, "cpu,cpu", 1}, {two, "cpu,cpu,cpu,cpu", 2}, {two, "0,1,2,3,4,5,6,7", 4}, {two, "0,0,0,0", 2},
+		{one, "cpu", 1}, {one, "cpu,cpu", 2}, {one, "0,1,2", 3},
+	} {
+		if got, err := ReplicaCount(tc.net, tc.spec); got != tc.want || err != nil {
+			t.Errorf("%s on %s: %d replicas, %v; want %d", tc.net.Name, tc.spec, got, err, tc.want)
+		}
+	}
+	if _, err := ReplicaCount(two, "cpu,cpu,cpu"); err == nil || !strings.Contains(err.Error(), "--gpus cpu,cpu,cpu: 3 devices for alexnet-small's 2 towers") {
+		t.Errorf("two towers on three devices: %v", err)
+	}
+	ds := DeviceList{closeCounter{name: "a"}, closeCounter{name: "b"}, closeCounter{name: "c"}, closeCounter{name: "d"}}
+	if s := ds.Split(2); len(s) != 2 || s[0][1] != ds[1] || s[1][0] != ds[2] || len(s[1]) != 2 {
+		t.Errorf("four devices split in 2: %v", s)
+	}
+}
+
+// Without --gpus, a one-tower net runs as one replica on the first device
+// of the pair a two-tower net would get, and the line says so.
+func TestAutoGPUsFor(t *testing.T) {
+	pair, _ := AutoGPUs()
+	first, _, _ := strings.Cut(pair, ",")
+	if spec, why := AutoGPUsFor("alexnet-small-1gpu"); spec != first || !strings.Contains(why, "one tower") {
+		t.Errorf("alexnet-small-1gpu: %q, %q; want %q", spec, why, first)
+	}
+	if spec, _ := AutoGPUsFor("alexnet-small"); spec != pair {
+		t.Errorf("alexnet-small: %q, want %q", spec, pair)
 	}
 }

@@ -24,10 +24,18 @@ type Options struct {
 	// function of the image's place in that batch, so the replicas draw
 	// the masks one runner of the whole batch would.
 	ImageOffset int
-	// Reduce, if not nil, is called by every worker with the gradients it
-	// is about to apply (in a fixed order), before its update: replicas
-	// average them there. worker is the worker's index in the runner.
-	Reduce func(ctx context.Context, worker int, dev gpu.Device, grads []gpu.Buffer) error
+	// BucketBytes is the size, in bytes of gradients, at which a worker
+	// of a replica hands the gradients made final so far to its group's
+	// reducer (a bucket: whole layers, in backward order), so that the
+	// reduction overlaps the rest of the backward pass. 0: DefaultBucketBytes.
+	BucketBytes int
+	// Reducers makes NewReplicas' group reducers, one per worker index
+	// (see GroupReducer); nil: the in-process reference, Reference.
+	Reducers ReducerFactory
+
+	// reduce, set by NewReplicas, averages each worker's gradients with
+	// the other replicas' before its update.
+	reduce workerReducer
 }
 
 // Runner holds a net placed on devices, its buffers, and one worker per

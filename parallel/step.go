@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"time"
 
 	"github.com/alexnet-go/trainer/gpu"
@@ -396,6 +395,7 @@ func (r *Runner) backward(ctx context.Context, wk *worker, N int, lr float32) er
 	d := wk.dev
 	var ws, vs, dws []gpu.Buffer
 	upd := gpu.SGDMultiShape{LR: lr, Momentum: r.opt.Momentum}
+	bk := r.buckets(ctx, wk) // nil without replicas
 	for i := len(r.nodes) - 1; i >= 0; i-- {
 		n := r.nodes[i]
 		if n.w != wk {
@@ -444,14 +444,17 @@ func (r *Runner) backward(ctx context.Context, wk *worker, N int, lr float32) er
 				}
 			}
 		}
+		if n.wt != nil {
+			if err := bk.add(n.dw, n.db); err != nil { // final now: averaged while the backward goes on
+				return err
+			}
+		}
 	}
 	if len(ws) == 0 {
 		return nil
 	}
-	if r.opt.Reduce != nil {
-		if err := r.opt.Reduce(ctx, slices.Index(r.workers, wk), d, dws); err != nil {
-			return fmt.Errorf("parallel: reducing the gradients of %s: %w", d.Name(), err)
-		}
+	if err := bk.finish(); err != nil {
+		return err
 	}
 	if err := d.SGDMulti(ws, vs, dws, upd); err != nil {
 		return fmt.Errorf("parallel: SGD update on %s: %w", d.Name(), err)

@@ -20,7 +20,6 @@ import (
 	"github.com/alexnet-go/trainer/internal/safefile"
 	"github.com/alexnet-go/trainer/metrics"
 	"github.com/alexnet-go/trainer/model"
-	"github.com/alexnet-go/trainer/parallel"
 )
 
 // The files of a run directory.
@@ -66,10 +65,17 @@ type State struct {
 	Config *Config `json:"config,omitempty"`
 }
 
+// params is where a checkpoint's weights and momentum come from: replica
+// 0 of the replicas, whose weights every replica holds alike.
+type params interface {
+	Weights() (model.Weights, error)
+	Momentum() (model.Weights, error)
+}
+
 // saveCheckpoint writes the run's state, weights and momentum (see
 // writeCheckpoint). Weights or momentum holding a NaN or an infinity are
 // never saved: the checkpoint on disk stays the last good one.
-func saveCheckpoint(dir string, net *model.Net, r *parallel.Runner, st State) error {
+func saveCheckpoint(dir string, net *model.Net, r params, st State) error {
 	w, err := r.Weights()
 	if err != nil {
 		return err

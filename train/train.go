@@ -35,7 +35,12 @@ type Config struct {
 	Activation string `json:"activation"` // "relu" or "tanh" (Figure 1's comparison)
 	Pool       string `json:"pool"`       // max pooling window/stride: "3/2" (overlapping, §3.4) or "2/2"
 	GPUs       string `json:"gpus"`
-	Threads    int    `json:"threads"`
+	// Replicas is how many data-parallel replicas GPUs runs (a pair of
+	// devices each for a two-tower net, one for a one-tower net), each on
+	// Batch/Replicas images of every batch: recorded, not chosen (0 in
+	// runs from before replicas, which ran one).
+	Replicas int `json:"replicas,omitempty"`
+	Threads  int `json:"threads"`
 	// Precision is the GPU's arithmetic for convolutions and matrix
 	// products: "fp32" (float32, matching the CPU device to float32
 	// tolerances) or "tf32" (TF32 tensor cores: faster, 10-bit mantissas
@@ -304,12 +309,21 @@ type ResumeOptions struct {
 	// Data, when not empty, is where the run's data lies now (it moved):
 	// it must hold the same data, which its fingerprint checks.
 	Data string
+	// GPUs, when not empty, is where the run continues (--gpus): other
+	// devices, or another number of replicas (see Resume).
+	GPUs string
 }
 
 // Resume continues the run in dir from its last checkpoint, with the
 // config it was started with, changed as o says. On the CPU devices the
 // continued run computes exactly what the uninterrupted run would have.
 // The data must be the run's own (config.json's data_fingerprint).
+//
+// A resume on another number of replicas (o.GPUs) is accepted, and says
+// so: the global batch, its images, their augmentations and dropout
+// masks are the same whatever the replicas, and so is the mean the update
+// follows; only the order of the gradients' sums changes, so the run
+// continues to float32 rounding, not bit for bit.
 func Resume(ctx context.Context, dir string, o ResumeOptions, log io.Writer) ([]Metrics, error) {
 	c, err := ReadConfig(dir)
 	if err != nil {
@@ -321,6 +335,9 @@ func Resume(ctx context.Context, dir string, o ResumeOptions, log io.Writer) ([]
 	}
 	if o.Data != "" {
 		c.Data = o.Data
+	}
+	if o.GPUs != "" {
+		c.GPUs = o.GPUs
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("--resume %s: %s: %v", dir, configFile, err)
@@ -337,7 +354,7 @@ func Resume(ctx context.Context, dir string, o ResumeOptions, log io.Writer) ([]
 type trainer struct {
 	c          Config
 	net        *model.Net
-	r          *parallel.Runner
+	r          *parallel.Replicas
 	tl, vl, ts data.Batcher    // training, validation, test (nil: none)
 	valSet     string          // what vl scores: open.HeldOut, …
 	raw        data.RawBatcher // tl, when the devices render its batches
@@ -371,11 +388,25 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 		c.DataFingerprint = ds.Fingerprint
 	}
 	net := ds.Net
-	spec, note := open.ForNet(net, c.GPUs)
-	if note != "" {
-		fmt.Fprintln(log, note)
+	ran := c.Replicas // what the run last ran on: 0 for a new run, or one from before replicas
+	if resume && ran == 0 {
+		// A run from before replicas ran one: a one-tower net on the
+		// first device of a pair.
+		var note string
+		if c.GPUs, note = open.ForNet(net, c.GPUs); note != "" {
+			fmt.Fprintln(log, note)
+		}
+		ran = 1
 	}
-	devs, err := open.Devices(spec, open.DeviceOptions{Threads: c.Threads, TF32: c.UsesTF32(), Deterministic: c.Deterministic})
+	R, err := open.ReplicaCount(net, c.GPUs)
+	if err != nil {
+		return nil, err
+	}
+	if c.Batch%R != 0 {
+		return nil, fmt.Errorf("--batch %d does not split evenly over the %d replicas of --gpus %s: give a multiple of %d, or other devices", c.Batch, R, c.GPUs, R)
+	}
+	c.Replicas = R
+	devs, err := open.Devices(c.GPUs, open.DeviceOptions{Threads: c.Threads, TF32: c.UsesTF32(), Deterministic: c.Deterministic})
 	if err != nil {
 		return nil, err
 	}
@@ -405,6 +436,9 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 					return nil, fmt.Errorf("--resume %s: %s's %v in the checkpoint: %s was edited since; restore it (a resume changes only --epochs, and --data for data that moved)", c.Out, configFile, err, configFile)
 				}
 			}
+			if st.Config != nil && st.Config.Replicas > 0 {
+				ran = st.Config.Replicas
+			}
 			t.st, w, mom = st, cw, cv
 			t.st.Config = nil
 			t.kept = fmt.Sprintf("the last good checkpoint (step %d) is kept in %s", st.Step, c.Out)
@@ -419,7 +453,10 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 			return nil, err
 		}
 	}
-	t.r, err = parallel.New(net, devs, w, parallel.Options{Batch: c.Batch, Seed: c.Seed, Momentum: float32(c.Momentum), WeightDecay: float32(c.WeightDecay)})
+	if resume && ran != R {
+		fmt.Fprintf(log, "resuming a run of %d replica(s) on %d (--gpus %s): the same global batch of %d images, the same images, augmentations and dropout masks; the gradients are summed in another order, so the run continues to float32 rounding, not bit for bit\n", ran, R, c.GPUs, c.Batch)
+	}
+	t.r, err = parallel.NewReplicas(net, devs.Split(R), w, parallel.Options{Batch: c.Batch, Seed: c.Seed, Momentum: float32(c.Momentum), WeightDecay: float32(c.WeightDecay)})
 	if err != nil {
 		return nil, err
 	}
@@ -444,7 +481,15 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 		}
 	}
 
-	fmt.Fprintf(log, "%s (%s params) on %s, BLAS: %s\n", net.Name, model.Commas(net.Params()), strings.Join(devs.Names(), ","), open.BLAS())
+	placed := strings.Join(devs.Names(), ",")
+	if R > 1 {
+		var each []string
+		for _, r := range devs.Split(R) {
+			each = append(each, strings.Join(open.DeviceList(r).Names(), ","))
+		}
+		placed = fmt.Sprintf("%d replicas (%s), %d images each", R, strings.Join(each, " | "), c.Batch/R)
+	}
+	fmt.Fprintf(log, "%s (%s params) on %s, BLAS: %s\n", net.Name, model.Commas(net.Params()), placed, open.BLAS())
 	fmt.Fprintf(log, "data %s: %s; run in %s\n", c.Data, ds.Desc, c.Out)
 	if resume {
 		fmt.Fprintf(log, "resuming at epoch %d, batch %d of %d (step %d)\n", t.st.Epoch, t.st.Batch, t.tl.Batches(), t.st.Step)
@@ -691,15 +736,22 @@ type Score struct {
 	Top1Err, Top5Err float64
 }
 
+// Evaluator is a placed net that scores batches: a *parallel.Runner, or
+// *parallel.Replicas, each replica scoring its part.
+type Evaluator interface {
+	Eval(parallel.Batch) (parallel.Result, error)
+	Net() *model.Net
+}
+
 // Evaluate runs the net over every image of l, without dropout.
-func Evaluate(ctx context.Context, r *parallel.Runner, l data.Batcher) (Score, error) {
+func Evaluate(ctx context.Context, r Evaluator, l data.Batcher) (Score, error) {
 	return EvaluatePatches(ctx, r, l, 1)
 }
 
 // EvaluatePatches scores images given as k consecutive patches each (k = 10
 // for the paper's ten-patch evaluation, §2): an image's prediction is the
 // average of its patches' softmax outputs.
-func EvaluatePatches(ctx context.Context, r *parallel.Runner, l data.Batcher, k int) (Score, error) {
+func EvaluatePatches(ctx context.Context, r Evaluator, l data.Batcher, k int) (Score, error) {
 	var s Score
 	var t1, t5 int
 	classes := r.Net().Classes

@@ -55,7 +55,10 @@ func TestTrainFashionMNIST(t *testing.T) {
 	if err != nil || json.Unmarshal(b, &got) != nil || !strings.HasPrefix(got.DataFingerprint, "crc32c:") {
 		t.Errorf("config.json %s does not hold the data's fingerprint (%v)", b, err)
 	}
-	if got.DataFingerprint = ""; got != c {
+	if got.Replicas != 1 {
+		t.Errorf("config.json records %d replicas for --gpus %s, want 1", got.Replicas, c.GPUs)
+	}
+	if got.DataFingerprint, got.Replicas = "", 0; got != c {
 		t.Errorf("config.json %s does not hold the run's config (%v)", b, err)
 	}
 	f, err := os.Open(filepath.Join(c.Out, "metrics.jsonl"))

@@ -50,7 +50,7 @@ func benchAblateCmd(c *cli.Context) error {
 	base.Net, base.GPUs = c.String("net"), c.String("gpus")
 	if !c.IsSet("gpus") {
 		var why string
-		base.GPUs, why = open.AutoGPUs()
+		base.GPUs, why = open.AutoGPUsFor(base.Net)
 		fmt.Fprintln(os.Stderr, "trainer:", why)
 	}
 	if err := base.Validate(); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/alexnet-go/trainer/bench"
 	"github.com/alexnet-go/trainer/open"
+	"github.com/alexnet-go/trainer/parallel"
 	"github.com/alexnet-go/trainer/train"
 )
 
@@ -34,7 +35,7 @@ func benchCommand() *cli.Command {
 		Usage: "reproducible comparisons: one tower against two, the paper's ablations, speed",
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return fmt.Errorf("bench %s: no such benchmark (use error, ablate, speed or kernels; see trainer bench --help)", c.Args().First())
+				return fmt.Errorf("bench %s: no such benchmark (use error, ablate, speed, scale or kernels; see trainer bench --help)", c.Args().First())
 			}
 			return cli.ShowSubcommandHelp(c)
 		},
@@ -66,6 +67,22 @@ func benchCommand() *cli.Command {
 				Action: benchSpeedCmd,
 			},
 			{
+				Name:  "scale",
+				Usage: "images/s of 1, 2 and 4 data-parallel replicas at the same global batch, the bytes reduced per step, the time in the collective and how much the backward pass hid, the scaling efficiency",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "net", Value: "alexnet-small", Usage: "the net"},
+					&cli.StringFlag{Name: "replicas", Value: "1,2,4", Usage: "replica counts, separated by commas"},
+					&cli.StringFlag{Name: "gpus", Usage: "devices for the most replicas, as for train (R replicas take the first R pairs); default: CPU devices, --threads each"},
+					&cli.IntFlag{Name: "batch", Value: 128, Usage: "the global batch, split over the replicas"},
+					&cli.IntFlag{Name: "repeats", Value: 5, Usage: "timed steps after the warm-up (1 step, 10 on a GPU); the median is reported"},
+					&cli.IntFlag{Name: "threads", Value: 1, Usage: "threads per CPU device"},
+					&cli.IntFlag{Name: "bucket-kb", Value: parallel.DefaultBucketBytes >> 10, Usage: "gradients handed to the reduction in buckets of about this many KiB"},
+					&cli.StringFlag{Name: "out", Value: filepath.Join("bench", "out", "scale"), Usage: "the report's `DIR`"},
+					&cli.BoolFlag{Name: "quick", Usage: "a smoke test: batch 8, 1 step, buckets of 64 KiB"},
+				},
+				Action: benchScaleCmd,
+			},
+			{
 				Name:  "kernels",
 				Usage: "LRN and max pooling, forward and backward, on conv1's and conv2's shapes: our time, cuDNN's, the bytes moved and the fraction of a device copy's bandwidth",
 				Flags: []cli.Flag{
@@ -95,6 +112,37 @@ func benchSpeedCmd(c *cli.Context) error {
 	}
 	fmt.Print(bench.SpeedMarkdown(rows))
 	fmt.Printf("\nwrote %s/speed.md, speed.json\n", o.Out)
+	return nil
+}
+
+func benchScaleCmd(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (flags start with --)", c.Args().First())
+	}
+	o := bench.ScaleOptions{Net: c.String("net"), GPUs: c.String("gpus"), Batch: c.Int("batch"), Repeats: c.Int("repeats"),
+		Threads: c.Int("threads"), BucketBytes: c.Int("bucket-kb") << 10, Out: c.String("out")}
+	for _, f := range strings.Split(c.String("replicas"), ",") {
+		r, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || r < 1 {
+			return fmt.Errorf("--replicas %q: give replica counts of at least 1, separated by commas (1,2,4)", c.String("replicas"))
+		}
+		o.Replicas = append(o.Replicas, r)
+	}
+	if c.Int("threads") < 1 {
+		return fmt.Errorf("--threads %d: give each CPU device at least 1 thread", c.Int("threads"))
+	}
+	if c.Int("bucket-kb") < 1 {
+		return fmt.Errorf("--bucket-kb %d: buckets hold at least 1 KiB", c.Int("bucket-kb"))
+	}
+	if c.Bool("quick") {
+		o.Batch, o.Repeats, o.BucketBytes = 8, 1, 64<<10
+	}
+	rows, err := bench.Scale(o)
+	if err != nil {
+		return err
+	}
+	fmt.Print(bench.ScaleMarkdown(o.Net, rows))
+	fmt.Printf("\nwrote %s/scale.md, scale.json\n", o.Out)
 	return nil
 }
 

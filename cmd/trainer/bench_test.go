@@ -60,3 +60,28 @@ func TestBenchSeedsTwice(t *testing.T) {
 		t.Errorf("--seeds 1,1: %v", err)
 	}
 }
+
+// bench scale --quick, as the README says to run it: 1, 2 and 4 replicas
+// on CPU devices, its table printed and its report written; a bad
+// --replicas is refused, naming the flag.
+func TestBenchScaleQuick(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "scale")
+	stdout, err := run(t, "bench", "scale", "--quick", "--out", out)
+	if err != nil {
+		t.Fatalf("bench scale --quick: %v\n%s", err, stdout)
+	}
+	var rows []bench.ScaleRow
+	b, err := os.ReadFile(filepath.Join(out, "scale.json"))
+	if err != nil || json.Unmarshal(b, &rows) != nil {
+		t.Fatalf("bench scale --quick: scale.json: %v", err)
+	}
+	if len(rows) != 3 || rows[2].Replicas != 4 || rows[2].Batch != 8 || len(rows[2].StepsMs) != 1 || rows[2].ReducedBytes == 0 {
+		t.Errorf("bench scale --quick: rows %+v; want 1, 2 and 4 replicas at batch 8, one step each", rows)
+	}
+	if !strings.Contains(stdout, "| 2 | `cpu,cpu,cpu,cpu` | 4 |") || !strings.Contains(stdout, "scale.md") {
+		t.Errorf("bench scale --quick printed:\n%s", stdout)
+	}
+	if _, err := run(t, "bench", "scale", "--replicas", "1,x", "--out", out); err == nil || !strings.Contains(err.Error(), "--replicas") {
+		t.Errorf("--replicas 1,x: %v", err)
+	}
+}

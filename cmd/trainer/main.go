@@ -64,7 +64,7 @@ func newApp() *cli.App {
 	d := train.Defaults()
 	trainFlags := []cli.Flag{
 		&cli.StringFlag{Name: "net", Value: d.Net, Usage: "the net: " + strings.Join(model.Names(), ", ")},
-		&cli.StringFlag{Name: "gpus", Usage: "devices, one per tower: `0,1` CUDA ordinals, 0,0 both towers on one GPU, cpu,cpu two CPU devices, one entry for both towers (default: 0,1 with two GPUs, 0,0 with one, else cpu,cpu)"},
+		&cli.StringFlag{Name: "gpus", Usage: "devices, one per tower: `0,1` CUDA ordinals, 0,0 both towers on one GPU, cpu,cpu two CPU devices, one entry for both towers; a pair per data-parallel replica (0,1,2,3: two replicas, --batch split between them; a one-tower net: one device per replica) (default: 0,1 with two GPUs, 0,0 with one, else cpu,cpu; a one-tower net the first)"},
 		&cli.IntFlag{Name: "threads", Usage: "threads per CPU device (0: share the cores)"},
 		&cli.StringFlag{Name: "precision", Value: "fp32", Usage: "the GPU's arithmetic for convolutions and matrix products: fp32, or tf32 (cuDNN and cuBLAS on TF32 tensor cores: faster; 10-bit mantissas in the products, so no longer float32-exact); bf16 is not built yet"},
 		&cli.BoolFlag{Name: "tf32", Usage: "the same as --precision tf32 (kept as an alias)"},
@@ -88,7 +88,7 @@ func newApp() *cli.App {
 		&cli.StringFlag{Name: "activation", Value: d.Activation, Usage: "after every conv and FC layer but fc8: relu (§3.1) or tanh (Figure 1's comparison)"},
 		&cli.StringFlag{Name: "pool", Value: d.Pool, Usage: "max pooling window/stride: 3/2 (overlapping, §3.4) or 2/2"},
 		&cli.StringFlag{Name: "out", Usage: "the run directory (default runs/NET-TIME); must not hold a run"},
-		&cli.StringFlag{Name: "resume", Usage: "continue the run in `DIR` from its last checkpoint, with its own config (only --epochs may change, and --data if the data moved)"},
+		&cli.StringFlag{Name: "resume", Usage: "continue the run in `DIR` from its last checkpoint, with its own config (only --epochs may change, --data if the data moved, and --gpus)"},
 		&cli.IntFlag{Name: "checkpoint-steps", Usage: "save a checkpoint every N steps (0: only by time, at each epoch's end and on SIGINT/SIGTERM)"},
 		&cli.Float64Flag{Name: "checkpoint-minutes", Value: d.CheckpointMinutes, Usage: "save a checkpoint every N minutes (0: never by time)"},
 	}
@@ -140,8 +140,8 @@ func trainCmd(c *cli.Context) error {
 	var cfg train.Config
 	if dir != "" {
 		for _, f := range c.FlagNames() {
-			if c.IsSet(f) && f != "resume" && f != "epochs" && f != "data" {
-				return fmt.Errorf("--%s with --resume: a resumed run keeps its config.json; only --epochs and --data (the same data, moved) may change", f)
+			if c.IsSet(f) && f != "resume" && f != "epochs" && f != "data" && f != "gpus" {
+				return fmt.Errorf("--%s with --resume: a resumed run keeps its config.json; only --epochs, --data (the same data, moved) and --gpus may change", f)
 			}
 		}
 	} else {
@@ -163,7 +163,7 @@ func trainCmd(c *cli.Context) error {
 		}
 		if cfg.GPUs == "" {
 			var why string
-			cfg.GPUs, why = open.AutoGPUs()
+			cfg.GPUs, why = open.AutoGPUsFor(cfg.Net)
 			fmt.Fprintln(os.Stderr, "trainer:", why)
 		}
 		if cfg.Out == "" {
@@ -193,6 +193,7 @@ func trainCmd(c *cli.Context) error {
 		if c.IsSet("data") {
 			o.Data = c.String("data")
 		}
+		o.GPUs = c.String("gpus")
 		_, err = train.Resume(ctx, dir, o, log)
 	} else {
 		_, err = train.Run(ctx, cfg, log)

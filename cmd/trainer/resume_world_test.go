@@ -92,3 +92,32 @@ func writeLabels(t *testing.T, path string, n, shift int) {
 	z.Close()
 	f.Close()
 }
+
+// trainer train --gpus with a pair per replica runs the replicas and says
+// so; --resume may take --gpus to move the run to other replicas, which
+// it says, and config.json records; a batch that does not split over the
+// replicas is one line naming --batch and --gpus.
+func TestReplicasFromTheCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	os.Mkdir(data, 0o755)
+	writeIDX(t, data, 40)
+	runDir := filepath.Join(dir, "run")
+	out, err := run(t, "train", "--net", "alexnet-small", "--gpus", "cpu,cpu,cpu,cpu", "--threads", "1", "--data", data,
+		"--epochs", "1", "--batch", "10", "--out", runDir)
+	if err != nil || !strings.Contains(out, "2 replicas (cpu:0,cpu:1 | cpu:2,cpu:3), 5 images each") {
+		t.Fatalf("train on two replicas: %v\n%s", err, out)
+	}
+	out, err = run(t, "train", "--resume", runDir, "--epochs", "2", "--gpus", "cpu,cpu")
+	if err != nil || !strings.Contains(out, "resuming a run of 2 replica(s) on 1 (--gpus cpu,cpu)") {
+		t.Fatalf("resume on one replica: %v\n%s", err, out)
+	}
+	if c, _ := train.ReadConfig(runDir); c.GPUs != "cpu,cpu" || c.Replicas != 1 {
+		t.Errorf("config.json after the resume: gpus %q, replicas %d; want cpu,cpu and 1", c.GPUs, c.Replicas)
+	}
+	_, err = run(t, "train", "--net", "alexnet-small", "--gpus", "cpu,cpu,cpu,cpu,cpu,cpu", "--threads", "1", "--data", data,
+		"--epochs", "1", "--batch", "10", "--out", filepath.Join(dir, "other"))
+	if err == nil || !strings.Contains(err.Error(), "--batch 10 does not split evenly over the 3 replicas of --gpus cpu,cpu,cpu,cpu,cpu,cpu") {
+		t.Errorf("batch 10 on 3 replicas: %v", err)
+	}
+}
