@@ -135,8 +135,15 @@ func TestResumeOnOtherReplicas(t *testing.T) {
 			if _, err := Run(context.Background(), c, new(bytes.Buffer)); err != nil {
 				t.Fatal(err)
 			}
+			if gpus != c.GPUs {
+				// Refused unless asked for: it would not be bit for bit.
+				_, err := Resume(context.Background(), c.Out, ResumeOptions{Epochs: 3, GPUs: gpus}, new(bytes.Buffer))
+				if err == nil || !strings.Contains(err.Error(), "add --other-replicas") {
+					t.Fatalf("resuming 2 replicas on %s without --other-replicas: %v", gpus, err)
+				}
+			}
 			var log bytes.Buffer
-			ms, err := Resume(context.Background(), c.Out, ResumeOptions{Epochs: 3, GPUs: gpus}, &log)
+			ms, err := Resume(context.Background(), c.Out, ResumeOptions{Epochs: 3, GPUs: gpus, OtherReplicas: true}, &log)
 			if err != nil {
 				t.Fatalf("%v\n%s", err, log.String())
 			}
@@ -173,7 +180,7 @@ func TestResumeOnOtherReplicas(t *testing.T) {
 	if _, err := Run(context.Background(), c, new(bytes.Buffer)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Resume(context.Background(), c.Out, ResumeOptions{Epochs: 2, GPUs: "cpu,cpu,cpu,cpu,cpu,cpu,cpu,cpu"}, new(bytes.Buffer)); err == nil || !strings.Contains(err.Error(), "--batch 30 does not split evenly over the 4 replicas") {
+	if _, err := Resume(context.Background(), c.Out, ResumeOptions{Epochs: 2, GPUs: "cpu,cpu,cpu,cpu,cpu,cpu,cpu,cpu", OtherReplicas: true}, new(bytes.Buffer)); err == nil || !strings.Contains(err.Error(), "--batch 30 does not split evenly over the 4 replicas") {
 		t.Errorf("resuming a batch of 30 on 4 replicas: %v", err)
 	}
 }

@@ -280,7 +280,7 @@ func Run(ctx context.Context, c Config, log io.Writer) ([]Metrics, error) {
 		if err := makeRunDir(c.Out); err != nil {
 			return nil, err
 		}
-		return run(ctx, c, false, log)
+		return run(ctx, c, nil, log)
 	}()
 	lk.Close()
 	if err != nil && errors.Is(statErr, fs.ErrNotExist) {
@@ -310,8 +310,12 @@ type ResumeOptions struct {
 	// it must hold the same data, which its fingerprint checks.
 	Data string
 	// GPUs, when not empty, is where the run continues (--gpus): other
-	// devices, or another number of replicas (see Resume).
+	// devices, or another number of replicas if OtherReplicas (see Resume).
 	GPUs string
+	// OtherReplicas accepts a resume on another number of replicas than
+	// the run last trained on (--other-replicas), which continues the run
+	// to float32 rounding rather than bit for bit.
+	OtherReplicas bool
 }
 
 // Resume continues the run in dir from its last checkpoint, with the
@@ -319,11 +323,12 @@ type ResumeOptions struct {
 // continued run computes exactly what the uninterrupted run would have.
 // The data must be the run's own (config.json's data_fingerprint).
 //
-// A resume on another number of replicas (o.GPUs) is accepted, and says
-// so: the global batch, its images, their augmentations and dropout
-// masks are the same whatever the replicas, and so is the mean the update
-// follows; only the order of the gradients' sums changes, so the run
-// continues to float32 rounding, not bit for bit.
+// A resume on another number of replicas (o.GPUs) is refused unless
+// o.OtherReplicas: the global batch, its images, their augmentations and
+// dropout masks are the same whatever the replicas, and so is the mean the
+// update follows, but the order of the gradients' sums changes, so the run
+// would continue to float32 rounding, not bit for bit. With
+// o.OtherReplicas it goes on and says so.
 func Resume(ctx context.Context, dir string, o ResumeOptions, log io.Writer) ([]Metrics, error) {
 	c, err := ReadConfig(dir)
 	if err != nil {
@@ -347,7 +352,7 @@ func Resume(ctx context.Context, dir string, o ResumeOptions, log io.Writer) ([]
 		return nil, err
 	}
 	defer lk.Close()
-	return run(ctx, c, true, log)
+	return run(ctx, c, &o, log)
 }
 
 // trainer is one run in progress.
@@ -366,7 +371,9 @@ type trainer struct {
 	kept       string    // what the last checkpoint on disk holds, for messages
 }
 
-func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, error) {
+// run trains c's run: a new one when o is nil, else resumed as o allows.
+func run(ctx context.Context, c Config, o *ResumeOptions, log io.Writer) ([]Metrics, error) {
+	resume := o != nil
 	if _, err := open.ParseGPUs(c.GPUs); err != nil { // a bad --gpus fails before the data loads
 		return nil, err
 	}
@@ -452,6 +459,9 @@ func run(ctx context.Context, c Config, resume bool, log io.Writer) ([]Metrics, 
 		if err := writeMetrics(c.Out, t.st.History); err != nil {
 			return nil, err
 		}
+	}
+	if resume && ran != R && !o.OtherReplicas {
+		return nil, fmt.Errorf("--resume %s: the run trained on %d replica(s), --gpus %s has %d: the same images and masks, but the gradients would be summed in another order, so the run would continue to float32 rounding, not bit for bit; give %d replica(s), or add --other-replicas to accept that", c.Out, ran, c.GPUs, R, ran)
 	}
 	if resume && ran != R {
 		fmt.Fprintf(log, "resuming a run of %d replica(s) on %d (--gpus %s): the same global batch of %d images, the same images, augmentations and dropout masks; the gradients are summed in another order, so the run continues to float32 rounding, not bit for bit\n", ran, R, c.GPUs, c.Batch)

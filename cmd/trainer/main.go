@@ -67,6 +67,7 @@ func newApp() *cli.App {
 		&cli.StringFlag{Name: "gpus", Usage: "devices, one per tower: `0,1` CUDA ordinals, 0,0 both towers on one GPU, cpu,cpu two CPU devices, one entry for both towers; a pair per data-parallel replica (0,1,2,3: two replicas, --batch split between them; a one-tower net: one device per replica) (default: 0,1 with two GPUs, 0,0 with one, else cpu,cpu; a one-tower net the first)"},
 		&cli.IntFlag{Name: "threads", Usage: "threads per CPU device (0: share the cores)"},
 		&cli.StringFlag{Name: "precision", Value: "fp32", Usage: "the GPU's arithmetic for convolutions and matrix products: fp32, or tf32 (cuDNN and cuBLAS on TF32 tensor cores: faster; 10-bit mantissas in the products, so no longer float32-exact); bf16 is not built yet"},
+		&cli.BoolFlag{Name: "other-replicas", Usage: "with --resume: accept --gpus with another number of replicas than the run trained on (the same images and masks; the gradients summed in another order, so the run continues to float32 rounding, not bit for bit)"},
 		&cli.BoolFlag{Name: "tf32", Usage: "the same as --precision tf32 (kept as an alias)"},
 		&cli.BoolFlag{Name: "deterministic", Usage: "on the GPU, only cuDNN algorithms that give the same bits on every run (a little slower); the CPU device always does"},
 		&cli.StringFlag{Name: "data", Value: d.Data, Usage: "the data: a Fashion-MNIST/MNIST IDX or CIFAR-10 binary directory, or a folder trainer prepare wrote"},
@@ -140,7 +141,7 @@ func trainCmd(c *cli.Context) error {
 	var cfg train.Config
 	if dir != "" {
 		for _, f := range c.FlagNames() {
-			if c.IsSet(f) && f != "resume" && f != "epochs" && f != "data" && f != "gpus" {
+			if c.IsSet(f) && f != "resume" && f != "epochs" && f != "data" && f != "gpus" && f != "other-replicas" {
 				return fmt.Errorf("--%s with --resume: a resumed run keeps its config.json; only --epochs, --data (the same data, moved) and --gpus may change", f)
 			}
 		}
@@ -194,6 +195,7 @@ func trainCmd(c *cli.Context) error {
 			o.Data = c.String("data")
 		}
 		o.GPUs = c.String("gpus")
+		o.OtherReplicas = c.Bool("other-replicas")
 		_, err = train.Resume(ctx, dir, o, log)
 	} else {
 		_, err = train.Run(ctx, cfg, log)

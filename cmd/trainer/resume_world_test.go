@@ -94,8 +94,9 @@ func writeLabels(t *testing.T, path string, n, shift int) {
 }
 
 // trainer train --gpus with a pair per replica runs the replicas and says
-// so; --resume may take --gpus to move the run to other replicas, which
-// it says, and config.json records; a batch that does not split over the
+// so; --resume may take --gpus to move the run to other replicas, only
+// with --other-replicas (it is not bit for bit), which it says, and
+// config.json records; a batch that does not split over the
 // replicas is one line naming --batch and --gpus.
 func TestReplicasFromTheCommandLine(t *testing.T) {
 	dir := t.TempDir()
@@ -108,7 +109,11 @@ func TestReplicasFromTheCommandLine(t *testing.T) {
 	if err != nil || !strings.Contains(out, "2 replicas (cpu:0,cpu:1 | cpu:2,cpu:3), 5 images each") {
 		t.Fatalf("train on two replicas: %v\n%s", err, out)
 	}
-	out, err = run(t, "train", "--resume", runDir, "--epochs", "2", "--gpus", "cpu,cpu")
+	_, err = run(t, "train", "--resume", runDir, "--epochs", "2", "--gpus", "cpu,cpu")
+	if err == nil || !strings.Contains(err.Error(), "the run trained on 2 replica(s), --gpus cpu,cpu has 1") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("resume on one replica without --other-replicas: %v", err)
+	}
+	out, err = run(t, "train", "--resume", runDir, "--epochs", "2", "--gpus", "cpu,cpu", "--other-replicas")
 	if err != nil || !strings.Contains(out, "resuming a run of 2 replica(s) on 1 (--gpus cpu,cpu)") {
 		t.Fatalf("resume on one replica: %v\n%s", err, out)
 	}
