@@ -1,0 +1,346 @@
+package mpi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/alexnet-go/trainer/gpu"
+	"github.com/alexnet-go/trainer/gpu/cpu"
+)
+
+// The tests run the test binary itself under mpirun: TestMain sees
+// childEnv set and runs the named scenario as one rank, which writes what
+// it saw to the file rank<r> in the folder dirEnv names, then exits.
+const (
+	childEnv = "ALEXNET_MPI_TEST_CHILD"
+	dirEnv   = "ALEXNET_MPI_TEST_DIR"
+)
+
+// faultTimeout is the deadline of the fault scenarios' collectives.
+const faultTimeout = 3 * time.Second
+
+func TestMain(m *testing.M) {
+	if s := os.Getenv(childEnv); s != "" {
+		os.Exit(child(s))
+	}
+	os.Exit(m.Run())
+}
+
+// child runs scenario s as one rank and returns its exit status.
+func child(s string) int {
+	o := Options{}
+	if s != "collectives" {
+		o.Timeout = faultTimeout
+	}
+	w, err := Init(o)
+	if err == nil && w == nil {
+		err = errors.New("Init returned no world under mpirun")
+	}
+	rank := os.Getenv("OMPI_COMM_WORLD_RANK")
+	report := func(msg string) {
+		os.WriteFile(filepath.Join(os.Getenv(dirEnv), "rank"+rank), []byte(msg), 0o644)
+	}
+	if err != nil {
+		report("Init: " + err.Error())
+		return 2
+	}
+	if err = run(s, w); err != nil {
+		report(err.Error())
+		w.Close() // without MPI_Finalize: the world is broken
+		return 3
+	}
+	if err := w.Close(); err != nil {
+		report("Close: " + err.Error())
+		return 4
+	}
+	report("ok")
+	return 0
+}
+
+// run is scenario s's work on this rank.
+func run(s string, w *World) error {
+	switch s {
+	case "collectives":
+		return collectives(w)
+	case "kill", "stop", "hang":
+		// Both ranks take part in one collective first, so that the fault
+		// strikes a running world.
+		if err := w.Barrier(); err != nil {
+			return fmt.Errorf("first barrier: %v", err)
+		}
+		if w.Rank() == 1 {
+			switch s {
+			case "kill":
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			case "stop":
+				syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+			case "hang":
+				select {} // the MPI goroutine still answers
+			}
+		}
+		x := []float64{1}
+		return w.AllReduceFloat64(x)
+	}
+	return fmt.Errorf("no scenario %q", s)
+}
+
+// gradsOf returns rank r's gradients in the collectives scenario: seeded,
+// of lengths that the chunked gather splits unevenly.
+func gradsOf(r int, lens []int) [][]float32 {
+	rng := rand.New(rand.NewPCG(1, uint64(r)))
+	g := make([][]float32, len(lens))
+	for i, n := range lens {
+		g[i] = make([]float32, n)
+		for j := range g[i] {
+			g[i][j] = float32(rng.NormFloat64() * float64(1+i))
+		}
+	}
+	return g
+}
+
+// meanOf is the in-process reference of package parallel, from its
+// formula: every replica's value summed in replica order in float64,
+// divided by R, rounded once to float32.
+func meanOf(R int, lens []int) [][]float32 {
+	all := make([][][]float32, R)
+	for r := range R {
+		all[r] = gradsOf(r, lens)
+	}
+	mean := make([][]float32, len(lens))
+	for i, n := range lens {
+		mean[i] = make([]float32, n)
+		for j := range n {
+			var s float64
+			for r := range R {
+				s += float64(all[r][i][j])
+			}
+			mean[i][j] = float32(s / float64(R))
+		}
+	}
+	return mean
+}
+
+// collectives checks every collective against values computed here.
+func collectives(w *World) error {
+	R, r := w.Size(), w.Rank()
+	if want, _ := strconv.Atoi(os.Getenv("OMPI_COMM_WORLD_SIZE")); R != want {
+		return fmt.Errorf("Size() = %d, mpirun started %d", R, want)
+	}
+	if want, _ := strconv.Atoi(os.Getenv("OMPI_COMM_WORLD_RANK")); r != want {
+		return fmt.Errorf("Rank() = %d, mpirun says %d", r, want)
+	}
+
+	// Bcast from the last rank.
+	root := R - 1
+	buf := make([]byte, 1000)
+	want := make([]byte, len(buf))
+	for i := range want {
+		want[i] = byte(7*i + 3)
+	}
+	if r == root {
+		copy(buf, want)
+	}
+	if err := w.Bcast(buf, root); err != nil {
+		return err
+	}
+	if !bytes.Equal(buf, want) {
+		return fmt.Errorf("Bcast from rank %d: rank %d got %v…, want %v…", root, r, buf[:8], want[:8])
+	}
+
+	// Sums, rank r contributing (r+1)·x_i.
+	x64 := []float64{1, 0.1, -3.5, 1e-300}
+	x32 := []float32{1, 0.1, -3.5, 1e-30}
+	got64, got32 := make([]float64, len(x64)), make([]float32, len(x32))
+	for i := range x64 {
+		got64[i], got32[i] = float64(r+1)*x64[i], float32(r+1)*x32[i]
+	}
+	if err := w.AllReduceFloat64(got64); err != nil {
+		return err
+	}
+	if err := w.AllReduceFloat32(got32); err != nil {
+		return err
+	}
+	for i := range x64 {
+		var s64, s32 float64
+		for k := range R {
+			s64 += float64(k+1) * x64[i]
+			s32 += float64(float32(k+1) * x32[i])
+		}
+		if got64[i] != s64 || got32[i] != float32(s32) {
+			return fmt.Errorf("AllReduce on rank %d: [%d] = %v and %v, want %v and %v", r, i, got64[i], got32[i], s64, float32(s32))
+		}
+	}
+
+	// Two gradient groups reducing at once, as a two-tower replica's
+	// workers do, with gathers split into chunks.
+	chunkValues = 1000
+	lens := [][]int{{5, 2500, 37}, {1, 4097}}
+	dev := cpu.New(cpu.Options{Index: r, Threads: 1})
+	var groups []*Group
+	for range lens {
+		g, err := w.NewGroup()
+		if err != nil {
+			return err
+		}
+		groups = append(groups, g)
+	}
+	errs := make([]error, len(groups))
+	var wg sync.WaitGroup
+	for k, g := range groups {
+		wg.Go(func() { errs[k] = reduceOnce(g, dev, r, R, lens[k]) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// reduceOnce reduces rank r's gradients of lengths lens with g and
+// compares the result with the reference, bit for bit.
+func reduceOnce(g *Group, dev gpu.Device, r, R int, lens []int) error {
+	grads := gradsOf(r, lens)
+	bufs := make([]gpu.Buffer, len(lens))
+	for i, v := range grads {
+		b, err := dev.Alloc(len(v))
+		if err != nil {
+			return err
+		}
+		defer dev.Free(b)
+		if err := dev.Upload(b, v); err != nil {
+			return err
+		}
+		bufs[i] = b
+	}
+	if err := g.Reduce(context.Background(), 0, dev, bufs); err != nil {
+		return err
+	}
+	mean := meanOf(R, lens)
+	for i, b := range bufs {
+		got := make([]float32, b.Len())
+		if err := dev.Download(got, b); err != nil {
+			return err
+		}
+		for j := range got {
+			if got[j] != mean[i][j] {
+				return fmt.Errorf("Reduce on rank %d: tensor %d [%d] = %v, want %v (the in-process mean)", r, i, j, got[j], mean[i][j])
+			}
+		}
+	}
+	return nil
+}
+
+// mpirunPath returns mpirun's path, skipping the test without it (failing
+// on CI, where .ci/run installs it).
+func mpirunPath(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("mpirun")
+	if err != nil {
+		msg := "mpirun not found: apt-get install openmpi-bin libopenmpi3 to run the MPI tests"
+		if os.Getenv("CI") != "" { // .ci/run installs them
+			t.Fatal("CI: " + msg)
+		}
+		t.Skip(msg)
+	}
+	return p
+}
+
+// mpirun runs scenario s on np ranks, with mpirun's extra arguments, and
+// returns mpirun's error, its output, what every rank reported and every
+// rank's exit status ("" when its shell was killed first). The whole job is
+// bounded: a hang fails the test.
+func mpirun(t *testing.T, np int, s string, extra ...string) (error, string, []string, []string) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	args := []string{"--oversubscribe", "-np", strconv.Itoa(np), "-x", childEnv + "=" + s, "-x", dirEnv + "=" + dir}
+	// Through a shell that records the rank's exit status.
+	record := `"$0"; s=$?; echo $s > "$` + dirEnv + `/exit$OMPI_COMM_WORLD_RANK"; exit $s`
+	args = append(append(args, extra...), "/bin/sh", "-c", record, self)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, mpirunPath(t), args...)
+	cmd.Env = append(os.Environ(), "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
+		"OMPI_MCA_btl_vader_single_copy_mechanism=none")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("mpirun %s did not end within 60s: it hangs\n%s", strings.Join(args, " "), out)
+	}
+	reports, exits := make([]string, np), make([]string, np)
+	for r := range np {
+		b, _ := os.ReadFile(filepath.Join(dir, "rank"+strconv.Itoa(r)))
+		reports[r] = string(b)
+		b, _ = os.ReadFile(filepath.Join(dir, "exit"+strconv.Itoa(r)))
+		exits[r] = strings.TrimSpace(string(b))
+	}
+	return err, string(out), reports, exits
+}
+
+func TestCollectives(t *testing.T) {
+	err, out, reports, _ := mpirun(t, 3, "collectives")
+	for r, rep := range reports {
+		if rep != "ok" {
+			t.Errorf("rank %d: %q", r, rep)
+		}
+	}
+	if err != nil || t.Failed() {
+		t.Fatalf("mpirun: %v\n%s", err, out)
+	}
+}
+
+// TestFaults kills, stops or hangs rank 1 after a first collective: rank 0
+// must end its next collective with the one-line error that names rank 1,
+// and exit non-zero, whereupon the whole job ends. mpirun itself ends the
+// job when a rank dies, naming it; with --enable-recovery it lets the
+// others run on, as srun does without --kill-on-bad-exit, and the deadline
+// ends them.
+func TestFaults(t *testing.T) {
+	const silent = "did not answer within 3s (--rank-timeout): it died or is stopped (rank 0 waited in the all-reduce"
+	for _, c := range []struct {
+		name, scenario string
+		args           []string
+		want           string // in rank 0's report
+		mpirun         string // a regular expression that mpirun's output matches
+	}{
+		{"kill", "kill", nil, "", `process rank 1 with PID|Process name: \[\[\d+,\d+\],1\]`},
+		{"kill-recovery", "kill", []string{"--enable-recovery"}, silent, ""},
+		{"stop", "stop", nil, silent, ""},
+		{"hang", "hang", nil, "answers but did not reach the all-reduce within 3s (--rank-timeout): it hangs", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err, out, reports, exits := mpirun(t, 2, c.scenario, c.args...)
+			if c.mpirun != "" {
+				if err == nil || !regexp.MustCompile(c.mpirun).MatchString(out) {
+					t.Errorf("mpirun: %v, want a non-zero exit and an output that names rank 1 (%s)", err, c.mpirun)
+				}
+			}
+			if c.want != "" {
+				got := reports[0]
+				if !strings.HasPrefix(got, "mpi: rank 1 (") || !strings.Contains(got, c.want) || strings.Contains(got, "\n") {
+					t.Errorf("rank 0 reported %q, want one line naming rank 1: …%s…", got, c.want)
+				}
+				if exits[0] != "3" {
+					t.Errorf("rank 0 exited with status %q, want 3", exits[0])
+				}
+			}
+			if t.Failed() {
+				t.Logf("mpirun: %v\n%s", err, out)
+			}
+		})
+	}
+}
