@@ -66,6 +66,9 @@ func child(s string) int {
 		report("Close: " + err.Error())
 		return 4
 	}
+	// Which network namespace the rank ran in, for TestTwoHosts.
+	ns, _ := os.Readlink("/proc/self/ns/net")
+	os.WriteFile(filepath.Join(os.Getenv(dirEnv), "netns"+rank), []byte(ns), 0o644)
 	report("ok")
 	return 0
 }
@@ -255,11 +258,24 @@ func mpirunPath(t *testing.T) string {
 	return p
 }
 
-// mpirun runs scenario s on np ranks, with mpirun's extra arguments, and
-// returns mpirun's error, its output, what every rank reported and every
-// rank's exit status ("" when its shell was killed first). The whole job is
-// bounded: a hang fails the test.
-func mpirun(t *testing.T, np int, s string, extra ...string) (error, string, []string, []string) {
+// job is what an mpirun run left.
+type job struct {
+	err     error    // mpirun's
+	out     string   // mpirun's output, the ranks' included
+	reports []string // per rank, what it reported
+	exits   []string // per rank, its exit status ("" when its shell was killed first)
+	dir     string   // the folder of the ranks' files
+}
+
+// mpirun runs scenario s on np ranks, with mpirun's extra arguments. The
+// whole job is bounded: a hang fails the test.
+func mpirun(t *testing.T, np int, s string, extra ...string) job {
+	t.Helper()
+	return mpirunIn(t, nil, np, s, extra...)
+}
+
+// mpirunIn is mpirun run through the command prefix (ip netns exec …).
+func mpirunIn(t *testing.T, prefix []string, np int, s string, extra ...string) job {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -272,14 +288,15 @@ func mpirun(t *testing.T, np int, s string, extra ...string) (error, string, []s
 	args = append(append(args, extra...), "/bin/sh", "-c", record, self)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, mpirunPath(t), args...)
+	line := append(append(append([]string{}, prefix...), mpirunPath(t)), args...)
+	cmd := exec.CommandContext(ctx, line[0], line[1:]...)
 	cmd.Env = append(os.Environ(), "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
 		"OMPI_MCA_btl_vader_single_copy_mechanism=none")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
-		t.Fatalf("mpirun %s did not end within 60s: it hangs\n%s", strings.Join(args, " "), out)
+		t.Fatalf("%s did not end within 60s: it hangs\n%s", strings.Join(line, " "), out)
 	}
 	reports, exits := make([]string, np), make([]string, np)
 	for r := range np {
@@ -288,18 +305,18 @@ func mpirun(t *testing.T, np int, s string, extra ...string) (error, string, []s
 		b, _ = os.ReadFile(filepath.Join(dir, "exit"+strconv.Itoa(r)))
 		exits[r] = strings.TrimSpace(string(b))
 	}
-	return err, string(out), reports, exits
+	return job{err, string(out), reports, exits, dir}
 }
 
 func TestCollectives(t *testing.T) {
-	err, out, reports, _ := mpirun(t, 3, "collectives")
-	for r, rep := range reports {
+	j := mpirun(t, 3, "collectives")
+	for r, rep := range j.reports {
 		if rep != "ok" {
 			t.Errorf("rank %d: %q", r, rep)
 		}
 	}
-	if err != nil || t.Failed() {
-		t.Fatalf("mpirun: %v\n%s", err, out)
+	if j.err != nil || t.Failed() {
+		t.Fatalf("mpirun: %v\n%s", j.err, j.out)
 	}
 }
 
@@ -323,23 +340,23 @@ func TestFaults(t *testing.T) {
 		{"hang", "hang", nil, "answers but did not reach the all-reduce within 3s (--rank-timeout): it hangs", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			err, out, reports, exits := mpirun(t, 2, c.scenario, c.args...)
+			j := mpirun(t, 2, c.scenario, c.args...)
 			if c.mpirun != "" {
-				if err == nil || !regexp.MustCompile(c.mpirun).MatchString(out) {
-					t.Errorf("mpirun: %v, want a non-zero exit and an output that names rank 1 (%s)", err, c.mpirun)
+				if j.err == nil || !regexp.MustCompile(c.mpirun).MatchString(j.out) {
+					t.Errorf("mpirun: %v, want a non-zero exit and an output that names rank 1 (%s)", j.err, c.mpirun)
 				}
 			}
 			if c.want != "" {
-				got := reports[0]
+				got := j.reports[0]
 				if !strings.HasPrefix(got, "mpi: rank 1 (") || !strings.Contains(got, c.want) || strings.Contains(got, "\n") {
 					t.Errorf("rank 0 reported %q, want one line naming rank 1: …%s…", got, c.want)
 				}
-				if exits[0] != "3" {
-					t.Errorf("rank 0 exited with status %q, want 3", exits[0])
+				if j.exits[0] != "3" {
+					t.Errorf("rank 0 exited with status %q, want 3", j.exits[0])
 				}
 			}
 			if t.Failed() {
-				t.Logf("mpirun: %v\n%s", err, out)
+				t.Logf("mpirun: %v\n%s", j.err, j.out)
 			}
 		})
 	}
