@@ -100,6 +100,13 @@ func run(s string, w *World) error {
 	return fmt.Errorf("no scenario %q", s)
 }
 
+// nilDeref dereferences a nil pointer and returns the panic.
+func nilDeref() (err error) {
+	defer func() { err, _ = recover().(error) }()
+	var p *int
+	return fmt.Errorf("read %d", *p)
+}
+
 // gradsOf returns rank r's gradients in the collectives scenario: seeded,
 // of lengths that the chunked gather splits unevenly.
 func gradsOf(r int, lens []int) [][]float32 {
@@ -139,6 +146,11 @@ func meanOf(R int, lens []int) [][]float32 {
 // collectives checks every collective against values computed here.
 func collectives(w *World) error {
 	R, r := w.Size(), w.Rank()
+	// Go's signal handlers survive MPI_Init: a nil dereference is still a
+	// panic that recover catches, not Open MPI's backtrace and abort.
+	if err := nilDeref(); err == nil {
+		return errors.New("a nil dereference did not panic")
+	}
 	if want, _ := strconv.Atoi(os.Getenv("OMPI_COMM_WORLD_SIZE")); R != want {
 		return fmt.Errorf("Size() = %d, mpirun started %d", R, want)
 	}

@@ -126,12 +126,12 @@ func Init(o Options) (*World, error) {
 	if err != nil || ln.by == "" {
 		return nil, err
 	}
-	if !initialized.CompareAndSwap(false, true) {
-		return nil, errors.New("mpi: Init called twice (MPI starts once per process)")
-	}
 	l, err := openLib(os.Getenv(LibEnv))
 	if err != nil {
 		return nil, fmt.Errorf("mpi: started by %s (%s) but %v: apt-get install libopenmpi3 (the Open MPI of the mpirun that starts the trainer), or point %s at libmpi.so.40", ln.by, ln.env, err, LibEnv)
+	}
+	if !initialized.CompareAndSwap(false, true) {
+		return nil, errors.New("mpi: Init called twice (MPI starts once per process)")
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
@@ -454,8 +454,9 @@ func (w *World) serve(ready chan<- error) {
 // heartbeat.
 func (w *World) start() error {
 	l := w.l
-	// Open MPI catches SIGSEGV, SIGBUS, … to print its own backtrace, over
-	// Go's handlers, which turn some of them into panics; keep Go's.
+	// Open MPI may catch SIGSEGV, SIGBUS, … to print its own backtrace
+	// (4.1 leaves a handler already installed alone): keep Go's, which
+	// turn some of them into panics, whatever the version.
 	if _, ok := os.LookupEnv("OMPI_MCA_opal_signal"); !ok {
 		os.Setenv("OMPI_MCA_opal_signal", "")
 	}
