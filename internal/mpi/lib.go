@@ -19,9 +19,8 @@ var libNames = []string{"libmpi.so.40"}
 
 // Open MPI's constants (mpi.h).
 const (
-	threadFunneled = 1  // MPI_THREAD_FUNNELED
-	anySource      = -1 // MPI_ANY_SOURCE
-	success        = 0  // MPI_SUCCESS
+	threadFunneled = 1 // MPI_THREAD_FUNNELED
+	success        = 0 // MPI_SUCCESS
 	maxErrorString = 256
 	maxProcName    = 256
 )
@@ -35,21 +34,16 @@ type lib struct {
 	commWorld, errorsReturn        uintptr
 	tByte, tFloat, tDouble, tInt64 uintptr
 	initThread                     func(argc, argv unsafe.Pointer, required int32, provided *int32) int32
-	initialized, finalized         func(flag *int32) int32
 	finalize                       func() int32
-	abort                          func(comm uintptr, code int32) int32
 	commRank, commSize             func(comm uintptr, v *int32) int32
 	commSetErrhandler              func(comm, errh uintptr) int32
 	commIdup                       func(comm uintptr, newcomm *uintptr, req *uintptr) int32
-	commFree                       func(comm *uintptr) int32
 	iallgather                     func(sendbuf unsafe.Pointer, sendcount int32, sendtype uintptr, recvbuf unsafe.Pointer, recvcount int32, recvtype uintptr, comm uintptr, req *uintptr) int32
 	ibcast                         func(buf unsafe.Pointer, count int32, dtype uintptr, root int32, comm uintptr, req *uintptr) int32
 	ibarrier                       func(comm uintptr, req *uintptr) int32
 	isend                          func(buf unsafe.Pointer, count int32, dtype uintptr, dest, tag int32, comm uintptr, req *uintptr) int32
 	irecv                          func(buf unsafe.Pointer, count int32, dtype uintptr, source, tag int32, comm uintptr, req *uintptr) int32
 	test                           func(req *uintptr, flag *int32, status unsafe.Pointer) int32
-	cancel                         func(req *uintptr) int32
-	requestFree                    func(req *uintptr) int32
 	errorString                    func(code int32, s *byte, n *int32) int32
 	libraryVersion, processorName  func(s *byte, n *int32) int32
 	version                        string
@@ -73,23 +67,17 @@ func openLib(override string) (*lib, error) {
 		b.data(&l.tDouble, "ompi_mpi_double")
 		b.data(&l.tInt64, "ompi_mpi_int64_t")
 		b.fn(&l.initThread, "MPI_Init_thread")
-		b.fn(&l.initialized, "MPI_Initialized")
-		b.fn(&l.finalized, "MPI_Finalized")
 		b.fn(&l.finalize, "MPI_Finalize")
-		b.fn(&l.abort, "MPI_Abort")
 		b.fn(&l.commRank, "MPI_Comm_rank")
 		b.fn(&l.commSize, "MPI_Comm_size")
 		b.fn(&l.commSetErrhandler, "MPI_Comm_set_errhandler")
 		b.fn(&l.commIdup, "MPI_Comm_idup")
-		b.fn(&l.commFree, "MPI_Comm_free")
 		b.fn(&l.iallgather, "MPI_Iallgather")
 		b.fn(&l.ibcast, "MPI_Ibcast")
 		b.fn(&l.ibarrier, "MPI_Ibarrier")
 		b.fn(&l.isend, "MPI_Isend")
 		b.fn(&l.irecv, "MPI_Irecv")
 		b.fn(&l.test, "MPI_Test")
-		b.fn(&l.cancel, "MPI_Cancel")
-		b.fn(&l.requestFree, "MPI_Request_free")
 		b.fn(&l.errorString, "MPI_Error_string")
 		b.fn(&l.libraryVersion, "MPI_Get_library_version")
 		b.fn(&l.processorName, "MPI_Get_processor_name")

@@ -49,10 +49,7 @@ func child(s string) int {
 	if err == nil && w == nil {
 		err = errors.New("Init returned no world under mpirun")
 	}
-	rank := os.Getenv("OMPI_COMM_WORLD_RANK")
-	report := func(msg string) {
-		os.WriteFile(filepath.Join(os.Getenv(dirEnv), "rank"+rank), []byte(msg), 0o644)
-	}
+	report := func(msg string) { writeReport("rank", msg) }
 	if err != nil {
 		report("Init: " + err.Error())
 		return 2
@@ -68,9 +65,14 @@ func child(s string) int {
 	}
 	// Which network namespace the rank ran in, for TestTwoHosts.
 	ns, _ := os.Readlink("/proc/self/ns/net")
-	os.WriteFile(filepath.Join(os.Getenv(dirEnv), "netns"+rank), []byte(ns), 0o644)
+	writeReport("netns", ns)
 	report("ok")
 	return 0
+}
+
+// writeReport writes a file of this rank's report.
+func writeReport(kind, msg string) {
+	os.WriteFile(filepath.Join(os.Getenv(dirEnv), kind+os.Getenv("OMPI_COMM_WORLD_RANK")), []byte(msg), 0o644)
 }
 
 // run is scenario s's work on this rank.
@@ -78,6 +80,8 @@ func run(s string, w *World) error {
 	switch s {
 	case "collectives":
 		return collectives(w)
+	case "bench":
+		return benchReduce(w)
 	case "kill", "stop", "hang":
 		// Both ranks take part in one collective first, so that the fault
 		// strikes a running world.
@@ -156,6 +160,10 @@ func collectives(w *World) error {
 	}
 	if want, _ := strconv.Atoi(os.Getenv("OMPI_COMM_WORLD_RANK")); r != want {
 		return fmt.Errorf("Rank() = %d, mpirun says %d", r, want)
+	}
+
+	if d, want := w.Describe(), fmt.Sprintf("rank %d of %d on ", r, R); !strings.HasPrefix(d, want) || !strings.Contains(d, "Open MPI") {
+		return fmt.Errorf("Describe() = %q, want %q… naming Open MPI", d, want)
 	}
 
 	// Bcast from the last rank.
@@ -257,7 +265,7 @@ func reduceOnce(g *Group, dev gpu.Device, r, R int, lens []int) error {
 
 // mpirunPath returns mpirun's path, skipping the test without it (failing
 // on CI, where .ci/run installs it).
-func mpirunPath(t *testing.T) string {
+func mpirunPath(t testing.TB) string {
 	t.Helper()
 	p, err := exec.LookPath("mpirun")
 	if err != nil {
@@ -281,13 +289,13 @@ type job struct {
 
 // mpirun runs scenario s on np ranks, with mpirun's extra arguments. The
 // whole job is bounded: a hang fails the test.
-func mpirun(t *testing.T, np int, s string, extra ...string) job {
+func mpirun(t testing.TB, np int, s string, extra ...string) job {
 	t.Helper()
 	return mpirunIn(t, nil, np, s, extra...)
 }
 
 // mpirunIn is mpirun run through the command prefix (ip netns exec …).
-func mpirunIn(t *testing.T, prefix []string, np int, s string, extra ...string) job {
+func mpirunIn(t testing.TB, prefix []string, np int, s string, extra ...string) job {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -372,4 +380,49 @@ func TestFaults(t *testing.T) {
 			}
 		})
 	}
+}
+
+// benchValues is the size of the gradients BenchmarkGroupReduce reduces:
+// the two-tower net's, one tower's worth (alexnet: 61M parameters).
+const benchValues = 30 << 20
+
+// benchReduce times Group.Reduce of benchValues values from a CPU device
+// and reports the seconds per reduction.
+func benchReduce(w *World) error {
+	n, _ := strconv.Atoi(os.Getenv("ALEXNET_MPI_BENCH_N"))
+	dev := cpu.New(cpu.Options{Threads: 1})
+	b, err := dev.Alloc(benchValues)
+	if err != nil {
+		return err
+	}
+	defer dev.Free(b)
+	dev.Fill(b, float32(w.Rank()))
+	g, err := w.NewGroup()
+	if err != nil {
+		return err
+	}
+	if err := w.Barrier(); err != nil {
+		return err
+	}
+	start := time.Now()
+	for range n {
+		if err := g.Reduce(context.Background(), 0, dev, []gpu.Buffer{b}); err != nil {
+			return err
+		}
+	}
+	writeReport("seconds", fmt.Sprint(time.Since(start).Seconds()/float64(n)))
+	return nil
+}
+
+// BenchmarkGroupReduce reduces one tower's gradients (benchValues
+// float32) between two ranks on this machine, through shared memory.
+func BenchmarkGroupReduce(b *testing.B) {
+	j := mpirun(b, 2, "bench", "-x", "ALEXNET_MPI_BENCH_N="+strconv.Itoa(b.N))
+	if j.err != nil || j.reports[0] != "ok" {
+		b.Fatalf("mpirun: %v %q\n%s", j.err, j.reports, j.out)
+	}
+	out, _ := os.ReadFile(filepath.Join(j.dir, "seconds0"))
+	sec, _ := strconv.ParseFloat(string(out), 64)
+	b.ReportMetric(sec, "s/reduce")
+	b.ReportMetric(4*benchValues/sec/1e9, "GB/s")
 }

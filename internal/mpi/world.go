@@ -367,6 +367,12 @@ func (w *World) collective(ctx context.Context, comm int, what string, post func
 		}
 		o.deadline = time.Now().Add(w.timeout)
 		w.pending = append(w.pending, o)
+		// Tell the others at once that this rank has come.
+		for r, p := range w.peers {
+			if p != nil && !p.byeSent && w.tested(&p.sendReq) {
+				w.send(r, 0)
+			}
+		}
 		return nil
 	})
 	if err == nil {
@@ -428,12 +434,29 @@ func (w *World) serve(ready chan<- error) {
 			w.beat(now)
 			next = now.Add(w.interval)
 		}
-		w.poll(now)
 		wait := time.Until(next)
 		if len(w.pending) > 0 {
-			wait, sleep = min(wait, sleep), min(2*sleep, pollMax)
+			w.receive(now)
+			w.poll(now)
+			// MPI moves data only inside MPI calls: while every rank is
+			// in a collective, test it without pause; while some are yet
+			// to come, ever less often.
+			if w.arrived() {
+				sleep = 0
+			} else {
+				sleep = min(max(2*sleep, pollMin), pollMax)
+			}
+			wait = min(wait, sleep)
 		}
-		timer.Reset(max(wait, 0))
+		if wait <= 0 {
+			select {
+			case f := <-w.calls:
+				f()
+			default:
+			}
+			continue
+		}
+		timer.Reset(wait)
 		select {
 		case f := <-w.calls:
 			f()
@@ -572,6 +595,24 @@ func (w *World) send(r int, flags int64) {
 	p.sendBuf[0], p.sendBuf[1] = flags, int64(len(w.entered))
 	copy(p.sendBuf[2:], w.entered)
 	w.l.isend(unsafe.Pointer(&p.sendBuf[0]), int32(2+len(w.entered)), w.l.tInt64, int32(r), hbTag, w.hbComm, &p.sendReq)
+}
+
+// arrived reports whether, as far as the heartbeat says, every rank has
+// entered one of the collectives in flight.
+func (w *World) arrived() bool {
+	for _, o := range w.pending {
+		all := true
+		for _, p := range w.peers {
+			if p != nil && (o.comm >= len(p.entered) || p.entered[o.comm] < o.seq) {
+				all = false
+				break
+			}
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 // poll tests the collectives in flight and ends those that completed,
