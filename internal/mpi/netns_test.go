@@ -73,25 +73,41 @@ exec %s netns exec $ns /bin/sh -c "$*"
 	if err := os.WriteFile(agent, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	j := mpirunIn(t, []string{ip, "netns", "exec", nsA}, 2, "collectives",
-		"--host", hostA+","+hostB, "--mca", "plm_rsh_agent", agent,
-		"--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", subnet+".0/24",
-		"--mca", "oob_tcp_if_include", subnet+".0/24")
-	for r, rep := range j.reports {
-		if rep != "ok" {
-			t.Errorf("rank %d: %q", r, rep)
+	hosts := func(t *testing.T, s string, extra ...string) job {
+		args := append([]string{"--host", hostA + "," + hostB, "--mca", "plm_rsh_agent", agent,
+			"--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", subnet + ".0/24",
+			"--mca", "oob_tcp_if_include", subnet + ".0/24"}, extra...)
+		return mpirunIn(t, []string{ip, "netns", "exec", nsA}, 2, s, args...)
+	}
+	t.Run("collectives", func(t *testing.T) {
+		j := hosts(t, "collectives")
+		for r, rep := range j.reports {
+			if rep != "ok" {
+				t.Errorf("rank %d: %q", r, rep)
+			}
 		}
-	}
-	if j.err != nil || t.Failed() {
-		t.Fatalf("mpirun: %v\n%s", j.err, j.out)
-	}
-	var ns [2]string
-	for r := range ns {
-		b, _ := os.ReadFile(filepath.Join(j.dir, fmt.Sprint("netns", r)))
-		ns[r] = string(b)
-	}
-	self, _ := os.Readlink("/proc/self/ns/net")
-	if ns[0] == "" || ns[0] == ns[1] || ns[0] == self || ns[1] == self {
-		t.Errorf("the ranks ran in network namespaces %q and %q (the test's is %q), want two others", ns[0], ns[1], self)
-	}
+		if j.err != nil || t.Failed() {
+			t.Fatalf("mpirun: %v\n%s", j.err, j.out)
+		}
+		var ns [2]string
+		for r := range ns {
+			b, _ := os.ReadFile(filepath.Join(j.dir, fmt.Sprint("netns", r)))
+			ns[r] = string(b)
+		}
+		self, _ := os.Readlink("/proc/self/ns/net")
+		if ns[0] == "" || ns[0] == ns[1] || ns[0] == self || ns[1] == self {
+			t.Errorf("the ranks ran in network namespaces %q and %q (the test's is %q), want two others", ns[0], ns[1], self)
+		}
+	})
+	// A rank that dies on the other host: its TCP connections close.
+	t.Run("kill", func(t *testing.T) {
+		j := hosts(t, "kill", "--enable-recovery")
+		want := "did not answer within 3s (--rank-timeout): it died or is stopped"
+		if got := j.reports[0]; !strings.HasPrefix(got, "mpi: rank 1 (") || !strings.Contains(got, want) || j.exits[0] != "3" {
+			t.Errorf("rank 0 reported %q and exited with status %q, want one line naming rank 1: …%s…, and 3", got, j.exits[0], want)
+		}
+		if t.Failed() {
+			t.Logf("mpirun: %v\n%s", j.err, j.out)
+		}
+	})
 }
