@@ -310,8 +310,15 @@ func mpirunIn(t testing.TB, prefix []string, np int, s string, extra ...string) 
 	defer cancel()
 	line := append(append(append([]string{}, prefix...), mpirunPath(t)), args...)
 	cmd := exec.CommandContext(ctx, line[0], line[1:]...)
+	// A session folder of its own: mpiruns started at once race to
+	// create the shared one. Short, for the sockets' paths.
+	session, err := os.MkdirTemp("", "ompi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(session)
 	cmd.Env = append(os.Environ(), "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
-		"OMPI_MCA_btl_vader_single_copy_mechanism=none")
+		"OMPI_MCA_btl_vader_single_copy_mechanism=none", "OMPI_MCA_orte_tmpdir_base="+session)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	out, err := cmd.CombinedOutput()
@@ -360,6 +367,7 @@ func TestFaults(t *testing.T) {
 		{"hang", "hang", nil, "answers but did not reach the all-reduce within 3s (--rank-timeout): it hangs", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel() // each mostly waits for its deadline
 			j := mpirun(t, 2, c.scenario, c.args...)
 			if c.mpirun != "" {
 				if j.err == nil || !regexp.MustCompile(c.mpirun).MatchString(j.out) {

@@ -15,6 +15,7 @@ import (
 // agent that runs the command in the namespace the host address names, as
 // ssh would on another machine.
 func TestTwoHosts(t *testing.T) {
+	t.Parallel() // with TestFaults, which mostly waits
 	mpirunPath(t)
 	ip, err := exec.LookPath("ip")
 	if err != nil {
