@@ -19,13 +19,16 @@ type op struct {
 }
 
 // Bcast copies root's buf into every other rank's buf; every rank passes
-// a buffer of the same length.
+// a buffer of the same length (checked first).
 func (w *World) Bcast(buf []byte, root int) error {
-	if w == nil || len(buf) == 0 {
+	if w == nil {
 		return nil
 	}
 	if root < 0 || root >= w.size {
 		return fmt.Errorf("mpi: broadcast from rank %d in a world of %d", root, w.size)
+	}
+	if err := w.checkLengths(context.Background(), 0, "broadcast", int64(len(buf)), 1); err != nil {
+		return err
 	}
 	const chunk = 1 << 30 // MPI counts are C ints
 	for lo := 0; lo < len(buf); lo += chunk {
@@ -133,7 +136,7 @@ func (w *World) checkLengths(ctx context.Context, comm int, what string, n, tens
 	}
 	for r := range w.size {
 		if all[2*r] != n || all[2*r+1] != tensors {
-			err := fmt.Errorf("mpi: rank %d reduces %d values in %d tensors, rank %d %d in %d: every rank must run the same net", r, all[2*r], all[2*r+1], w.rank, n, tensors)
+			err := fmt.Errorf("mpi: %s: rank %d passes %d values in %d tensors, rank %d %d in %d: every rank must pass the same lengths (run the same net)", what, r, all[2*r], all[2*r+1], w.rank, n, tensors)
 			w.fail(err)
 			return err
 		}

@@ -30,7 +30,7 @@ func (w *World) post(r int) {
 	w.l.irecv(unsafe.Pointer(&p.recvBuf[0]), hbMax, w.l.tInt64, int32(r), hbTag, w.hbComm, &p.recvReq)
 }
 
-// done reports whether req completed (clearing it) or is empty.
+// tested reports whether req completed (clearing it) or is empty.
 func (w *World) tested(req *uintptr) bool {
 	if *req == 0 {
 		return true
@@ -98,7 +98,7 @@ func (e *RankError) Error() string { return e.msg }
 // blame names the ranks that keep o from completing: those whose heartbeat
 // went silent, else those whose heartbeat says they have not entered it.
 func (w *World) blame(o *op, now time.Time) *RankError {
-	var silent, behind []int
+	var closed, silent, behind []int
 	var lastHeard time.Duration
 	for r, p := range w.peers {
 		if p == nil {
@@ -106,6 +106,8 @@ func (w *World) blame(o *op, now time.Time) *RankError {
 		}
 		age := now.Sub(p.lastHeard)
 		switch {
+		case p.bye:
+			closed = append(closed, r)
 		case age > staleBeat*w.interval:
 			silent = append(silent, r)
 			lastHeard = max(lastHeard, age)
@@ -115,6 +117,10 @@ func (w *World) blame(o *op, now time.Time) *RankError {
 	}
 	e := &RankError{Timeout: w.timeout}
 	switch {
+	case len(closed) > 0:
+		e.Ranks, e.Answering = closed, true
+		e.msg = fmt.Sprintf("mpi: %s closed MPI while rank %d waited in the %s: the ranks ran different collectives (a bug), or %s gave up first",
+			w.ranks(closed), w.rank, o.what, pick(len(closed), "it", "they"))
 	case len(silent) > 0:
 		e.Ranks = silent
 		e.msg = fmt.Sprintf("mpi: %s did not answer within %v (%s): %s (rank %d waited in the %s; last heard %v ago)",
@@ -177,6 +183,9 @@ func (w *World) farewell() error {
 			return nil
 		}
 		if now.After(deadline) {
+			if len(missing) == 0 { // only this rank's last heartbeats are in flight
+				return nil
+			}
 			return &RankError{Ranks: missing, Timeout: w.timeout, msg: fmt.Sprintf("mpi: %s did not close within %v (%s): it died, is stopped or did not finish (rank %d waited)",
 				w.ranks(missing), w.timeout, w.flag, w.rank)}
 		}

@@ -82,6 +82,8 @@ func run(s string, w *World) error {
 		return collectives(w)
 	case "bench":
 		return benchReduce(w)
+	case "mismatch":
+		return w.AllReduceFloat32(make([]float32, 3+w.Rank()))
 	case "kill", "stop", "hang":
 		// Both ranks take part in one collective first, so that the fault
 		// strikes a running world.
@@ -344,6 +346,29 @@ func TestCollectives(t *testing.T) {
 	}
 	if j.err != nil || t.Failed() {
 		t.Fatalf("mpirun: %v\n%s", j.err, j.out)
+	}
+}
+
+// Ranks that pass different lengths fail at once, saying so (a rank may
+// be ended by mpirun before it reports).
+func TestMismatch(t *testing.T) {
+	t.Parallel()
+	j := mpirun(t, 2, "mismatch")
+	reported := 0
+	for r, want := range []string{
+		"mpi: all-reduce: rank 1 passes 4 values in 1 tensors, rank 0 3 in 1: every rank must pass the same lengths",
+		"mpi: all-reduce: rank 0 passes 3 values in 1 tensors, rank 1 4 in 1: every rank must pass the same lengths",
+	} {
+		if j.reports[r] == "" {
+			continue
+		}
+		reported++
+		if !strings.HasPrefix(j.reports[r], want) || j.exits[r] != "3" {
+			t.Errorf("rank %d reported %q and exited with %q, want %q… and 3", r, j.reports[r], j.exits[r], want)
+		}
+	}
+	if j.err == nil || reported == 0 {
+		t.Errorf("mpirun: %v, with %d reports; want a failure and at least one report\n%s", j.err, reported, j.out)
 	}
 }
 
