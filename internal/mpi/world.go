@@ -28,6 +28,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -179,13 +181,41 @@ func (w *World) Timeout() time.Duration {
 }
 
 // Describe says which MPI library the world runs on, its rank, size and
-// host, e.g. "rank 0 of 2 on node1 (Open MPI v4.1.4, …, /usr/lib/…/libmpi.so.40.30.4)".
+// host, e.g. "rank 0 of 2 on node1 (Open MPI v4.1.4, /usr/lib/…/libmpi.so.40.30.4)",
+// and whether the launcher bound the process to fewer CPUs than the host has.
 func (w *World) Describe() string {
 	if w == nil {
 		return "a single process (no MPI)"
 	}
 	v, _, _ := strings.Cut(w.l.version, ",")
-	return fmt.Sprintf("rank %d of %d on %s (%s, %s)", w.rank, w.size, w.hosts[w.rank], v, w.l.path)
+	d := fmt.Sprintf("rank %d of %d on %s (%s, %s)", w.rank, w.size, w.hosts[w.rank], v, w.l.path)
+	if n, all := runtime.NumCPU(), onlineCPUs(); n < all {
+		d += fmt.Sprintf(", bound to %d of the host's %d CPUs (mpirun binds each process to a core unless told --bind-to none)", n, all)
+	}
+	return d
+}
+
+// onlineCPUs counts the host's CPUs (/sys/devices/system/cpu/online, e.g.
+// "0-63" or "0,2-5"), or returns 0 when it cannot tell.
+func onlineCPUs() int {
+	b, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, part := range strings.Split(strings.TrimSpace(string(b)), ",") {
+		lo, hi, found := strings.Cut(part, "-")
+		if !found {
+			hi = lo
+		}
+		a, err1 := strconv.Atoi(lo)
+		z, err2 := strconv.Atoi(hi)
+		if err1 != nil || err2 != nil || z < a {
+			return 0
+		}
+		n += z - a + 1
+	}
+	return n
 }
 
 // Close ends MPI (MPI_Finalize) once every rank has called Close: each
