@@ -28,9 +28,9 @@ func (w *World) call(f func() error) error {
 // serve is the MPI goroutine: it starts MPI on its own OS thread, then runs
 // the calls sent to it, polls the collectives in flight and exchanges the
 // heartbeat until Close stops it.
-func (w *World) serve(ready chan<- error) {
+func (w *World) serve(ready chan<- error, startTimeout time.Duration) {
 	runtime.LockOSThread() // for good: the thread ends with the goroutine
-	if err := w.start(); err != nil {
+	if err := w.start(startTimeout); err != nil {
 		close(w.done)
 		ready <- err
 		return
@@ -84,8 +84,8 @@ func (w *World) serve(ready chan<- error) {
 }
 
 // start initialises MPI on the calling (locked) thread and starts the
-// heartbeat.
-func (w *World) start() error {
+// heartbeat, waiting for the other ranks no longer than timeout.
+func (w *World) start(timeout time.Duration) error {
 	l := w.l
 	// Open MPI may catch SIGSEGV, SIGBUS, … to print its own backtrace
 	// (4.1 leaves a handler already installed alone): keep Go's, which
@@ -117,7 +117,7 @@ func (w *World) start() error {
 	if err := l.check(l.commIdup(l.commWorld, &w.hbComm, &req), "MPI_Comm_idup"); err != nil {
 		return err
 	}
-	if err := w.waitLocal(&req, "start-up"); err != nil {
+	if err := w.waitLocal(&req, timeout); err != nil {
 		return err
 	}
 	now := time.Now()
@@ -131,10 +131,10 @@ func (w *World) start() error {
 	return nil
 }
 
-// waitLocal polls req on the MPI goroutine until it completes or the
-// deadline passes, without naming ranks (for start-up and shut-down).
-func (w *World) waitLocal(req *uintptr, what string) error {
-	deadline := time.Now().Add(w.timeout)
+// waitLocal polls req on the MPI goroutine until it completes or timeout
+// passes, without naming ranks: the heartbeat does not run yet.
+func (w *World) waitLocal(req *uintptr, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for sleep := pollMin; ; sleep = min(2*sleep, pollMax) {
 		var flag int32
 		if err := w.l.check(w.l.test(req, &flag, nil), "MPI_Test"); err != nil {
@@ -145,7 +145,7 @@ func (w *World) waitLocal(req *uintptr, what string) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("mpi: the %s did not complete within %v (%s): a rank did not start or stopped answering", what, w.timeout, w.flag)
+			return fmt.Errorf("mpi: MPI did not start within %v: a rank did not start, died or is stopped", timeout)
 		}
 		time.Sleep(sleep)
 	}

@@ -45,6 +45,9 @@ type Options struct {
 	// Timeout bounds every collective: how long a rank waits for the
 	// others before it gives up with a *RankError. 0 means DefaultTimeout.
 	Timeout time.Duration
+	// StartTimeout bounds Init's wait for every rank to start MPI, which
+	// on a cluster can take longer than a collective. 0 means Timeout.
+	StartTimeout time.Duration
 	// Flag is the command-line flag that sets Timeout, named in errors;
 	// "--rank-timeout" when empty.
 	Flag string
@@ -117,10 +120,21 @@ func Init(o Options) (*World, error) {
 		done:      make(chan struct{}),
 		finalized: make(chan error, 1),
 	}
+	start := o.StartTimeout
+	if start <= 0 {
+		start = o.Timeout
+	}
 	ready := make(chan error, 1)
-	go w.serve(ready)
-	if err := <-ready; err != nil {
-		return nil, err
+	go w.serve(ready, start)
+	// MPI_Init_thread waits for every rank and cannot be interrupted: a
+	// rank that never starts leaves the MPI goroutine there for good.
+	select {
+	case err := <-ready:
+		if err != nil {
+			return nil, err
+		}
+	case <-time.After(start):
+		return nil, fmt.Errorf("mpi: MPI did not start within %v: a rank did not start, died or is stopped", start)
 	}
 	if ln.size > 0 && ln.size != w.size {
 		w.Close()
