@@ -12,8 +12,8 @@ import (
 // rank order in float64 and divided by the world's size, which is exactly
 // what the in-process reduction of package parallel does with its
 // replicas in replica order. Rank r is therefore replica r, and R
-// processes of one replica each train bit for bit as one process of R
-// replicas.
+// processes of one replica each apply the bits of the mean that one
+// process of R replicas applies.
 //
 // A group has a communicator of its own: the groups of a replica's
 // workers (one per tower) reduce concurrently, each one call at a time.
