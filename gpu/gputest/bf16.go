@@ -63,7 +63,7 @@ var bf16Suite = []struct {
 	{"Dropout", []string{"Dropout"}, bf16Dropout},
 	{"SoftmaxCrossEntropy", []string{"SoftmaxCrossEntropy", "SoftmaxCrossEntropyBackward"}, bf16Softmax},
 	{"ConcatSplit", []string{"Concat", "Split"}, checkConcatSplit}, // bf16 in, the same bf16 out
-	{"SGD", []string{"SGD"}, checkSGD},                            // float32 masters: unchanged
+	{"SGD", []string{"SGD"}, checkSGD},                             // float32 masters: unchanged
 	{"SGDMulti", []string{"SGDMulti"}, checkSGDMulti},
 	{"Augment", []string{"Augment"}, bf16Augment},
 }
