@@ -66,7 +66,7 @@ func newApp() *cli.App {
 		&cli.StringFlag{Name: "net", Value: d.Net, Usage: "the net: " + strings.Join(model.Names(), ", ")},
 		&cli.StringFlag{Name: "gpus", Usage: "devices, one per tower: `0,1` CUDA ordinals, 0,0 both towers on one GPU, cpu,cpu two CPU devices, one entry for both towers (default: 0,1 with two GPUs, 0,0 with one, else cpu,cpu)"},
 		&cli.IntFlag{Name: "threads", Usage: "threads per CPU device (0: share the cores)"},
-		&cli.StringFlag{Name: "precision", Value: "fp32", Usage: "the GPU's arithmetic for convolutions and matrix products: fp32, or tf32 (cuDNN and cuBLAS on TF32 tensor cores: faster; 10-bit mantissas in the products, so no longer float32-exact); bf16 is not built yet"},
+		&cli.StringFlag{Name: "precision", Value: "fp32", Usage: "the arithmetic: fp32; tf32 (the GPU's convolutions and matrix products on TF32 tensor cores: faster; 10-bit mantissas in the products, so no longer float32-exact); or bf16 (activations, their gradients and the weights' working copies rounded to bfloat16, with float32 sums, master weights and momentum; the CPU devices round at the same points as the GPU)"},
 		&cli.BoolFlag{Name: "tf32", Usage: "the same as --precision tf32 (kept as an alias)"},
 		&cli.BoolFlag{Name: "deterministic", Usage: "on the GPU, only cuDNN algorithms that give the same bits on every run (a little slower); the CPU device always does"},
 		&cli.StringFlag{Name: "data", Value: d.Data, Usage: "the data: a Fashion-MNIST/MNIST IDX or CIFAR-10 binary directory, or a folder trainer prepare wrote"},
