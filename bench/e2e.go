@@ -38,7 +38,7 @@ func dataNet(name string, o SpeedOptions) (*model.Net, error) {
 // is wall time from one step's end to the next's, so it includes any
 // wait for data; DataWaitMs is that wait alone.
 func endToEnd(name, place string, o SpeedOptions) (SpeedRow, error) {
-	row := SpeedRow{Net: name, Placement: place, Mode: "end-to-end", Precision: "fp32", Batch: o.Batch}
+	row := SpeedRow{Net: name, Placement: place, Mode: "end-to-end", Precision: o.precision(), Batch: o.Batch}
 	ds, err := open.Data(dataOptions(name, o))
 	if err != nil {
 		return row, fmt.Errorf("bench speed --data %s: %w", o.Data, err)
@@ -46,7 +46,7 @@ func endToEnd(name, place string, o SpeedOptions) (SpeedRow, error) {
 	defer ds.Close()
 	net := ds.Net
 	spec, _ := open.ForNet(net, place)
-	devs, err := open.Devices(spec, open.DeviceOptions{Threads: o.Threads})
+	devs, err := open.Devices(spec, open.DeviceOptions{Threads: o.Threads, Precision: o.Precision})
 	if errors.Is(err, open.ErrNoCUDA) || errors.Is(err, open.ErrNoSuchGPU) {
 		row.Skipped = "no such device here"
 		return row, nil

@@ -34,6 +34,17 @@ type SpeedOptions struct {
 	// Workers is the loader's goroutines in the end-to-end rows (0: one
 	// per core).
 	Workers int
+	// Precision is the arithmetic, as train's --precision: "fp32" (or ""),
+	// "tf32" or "bf16".
+	Precision string
+}
+
+// precision is o.Precision, "fp32" when empty.
+func (o SpeedOptions) precision() string {
+	if o.Precision == "" {
+		return "fp32"
+	}
+	return o.Precision
 }
 
 // SpeedRow is one net on one placement. A placement this build or machine
@@ -47,7 +58,7 @@ type SpeedRow struct {
 	// and again: the step alone) or "end-to-end" (from Data through the
 	// loader, uploads and augmentation included).
 	Mode      string `json:"mode"`
-	Precision string `json:"precision"` // "fp32"
+	Precision string `json:"precision"` // "fp32", "tf32" or "bf16"
 	Batch     int    `json:"batch"`
 	// DataWaitMs is, end to end, the mean time per timed step the loop
 	// waited for the loader's next batch; 0 in synthetic rows.
@@ -108,9 +119,9 @@ func Speed(o SpeedOptions) ([]SpeedRow, error) {
 			in.Labels[i] = float32(rng.IntN(net.Classes))
 		}
 		for _, place := range o.Placements {
-			row := SpeedRow{Net: name, Placement: place, Mode: "synthetic", Precision: "fp32", Batch: o.Batch}
+			row := SpeedRow{Net: name, Placement: place, Mode: "synthetic", Precision: o.precision(), Batch: o.Batch}
 			spec, _ := open.ForNet(net, place)
-			devs, err := open.Devices(spec, open.DeviceOptions{Threads: o.Threads})
+			devs, err := open.Devices(spec, open.DeviceOptions{Threads: o.Threads, Precision: o.Precision})
 			if errors.Is(err, open.ErrNoCUDA) || errors.Is(err, open.ErrNoSuchGPU) {
 				row.Skipped = "no CUDA driver found"
 				if errors.Is(err, open.ErrNoSuchGPU) {

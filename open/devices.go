@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/alexnet-go/trainer/gpu"
+	"github.com/alexnet-go/trainer/gpu/bf16"
 	"github.com/alexnet-go/trainer/gpu/cpu"
 	"github.com/alexnet-go/trainer/gpu/cuda"
 	"github.com/alexnet-go/trainer/model"
@@ -34,6 +35,10 @@ type DeviceOptions struct {
 	// TF32 lets the CUDA devices use TF32 tensor cores; Deterministic
 	// restricts cuDNN to algorithms that give the same bits on every run.
 	TF32, Deterministic bool
+	// Precision is "fp32" (or ""), "tf32" (TF32 as if TF32 were set) or
+	// "bf16": every device, CPU or CUDA, wrapped by bf16.Wrap, so that
+	// both round to bfloat16 at the same points (package gpu/bf16).
+	Precision string
 }
 
 // DeviceList is what Devices opened, in the order of the --gpus entries.
@@ -152,6 +157,11 @@ func Devices(spec string, o DeviceOptions) (DeviceList, error) {
 	if err != nil {
 		return nil, err
 	}
+	switch o.Precision {
+	case "", "fp32", "tf32", "bf16":
+	default:
+		return nil, fmt.Errorf("--precision %q: use fp32, tf32 or bf16", o.Precision)
+	}
 	threads := o.Threads
 	if threads < 0 {
 		return nil, fmt.Errorf("--threads %d: must be 0 (share the cores) or more", threads)
@@ -180,10 +190,10 @@ func Devices(spec string, o DeviceOptions) (DeviceList, error) {
 	devs := make(DeviceList, 0, len(ordinals))
 	for i, ord := range ordinals {
 		if ord < 0 {
-			devs = append(devs, cpu.New(cpu.Options{Index: i, Threads: threads}))
+			devs = append(devs, o.wrap(cpu.New(cpu.Options{Index: i, Threads: threads})))
 			continue
 		}
-		d, err := cuda.Open(ord, cuda.Options{TF32: o.TF32, Deterministic: o.Deterministic})
+		d, err := cuda.Open(ord, cuda.Options{TF32: o.TF32 || o.Precision == "tf32", Deterministic: o.Deterministic})
 		if err != nil {
 			devs.Close()
 			if errors.Is(err, cuda.ErrNoDriver) {
@@ -191,9 +201,17 @@ func Devices(spec string, o DeviceOptions) (DeviceList, error) {
 			}
 			return nil, fmt.Errorf("--gpus %s: %w", spec, err)
 		}
-		devs = append(devs, d)
+		devs = append(devs, o.wrap(d))
 	}
 	return devs, nil
+}
+
+// wrap returns d in o's precision.
+func (o DeviceOptions) wrap(d gpu.Device) gpu.Device {
+	if o.Precision == "bf16" {
+		return bf16.Wrap(d)
+	}
+	return d
 }
 
 // AutoGPUs is the placement when --gpus is not given: one tower per GPU on

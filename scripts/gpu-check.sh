@@ -37,6 +37,17 @@
 #   6. where python3 has PyTorch with CUDA (PYTORCH=1, the default): the
 #      PyTorch twin's parity against our forward pass (CPU and CUDA devices)
 #      and its training-step speed beside ours, from the same run;
+#   7. the precisions (issue #12): the bf16 tests of cuda.test, a step of
+#      PREC_NETS (alexnet) on 0 and 0,0 in each of fp32 (step 5's rows),
+#      PRECISIONS (tf32 bf16) beside PyTorch's best formulation in the same
+#      precision (scripts/precision-summary.py writes
+#      $LOGS/speed-precision.json and fails a ratio under 1.3), and
+#      alexnet-small trained in fp32 and bf16, three seeds each
+#      (scripts/precision-convergence.sh, CONVERGENCE=0 skips it; it gets
+#      what is left of the budget, at most CONV_DEADLINE=240 s). A trainer
+#      without `bench speed --precision` skips it. Dry run without a GPU:
+#      PREC_PLACEMENTS='cpu;cpu,cpu' PREC_NETS=alexnet-small
+#      PREC_TORCH_DEVICE=cpu CONV_GPUS=cpu,cpu CONV_LIMIT=512 CONV_EPOCHS=1;
 #
 # and prints a table of each step's result and time. Logs go to
 # $LOGS (default DIR/check-<time>). It exits non-zero if any step failed.
@@ -233,6 +244,54 @@ if [ "${PYTORCH:-1}" = 1 ] && [ -x "$dir/trainer" ] && has_torch; then
 	step speed-twin-small -t 90 $S --net alexnet-small --grouped
 else
 	skip pytorch "PYTORCH=0, no trainer, or no python3 with torch and CUDA"
+fi
+
+# 7. Precisions (issue #12): bf16's GPU tests, a training step in each
+# precision beside PyTorch's best formulation in the same precision, and
+# bf16's convergence against fp32's. Guarded: a trainer from before
+# `bench speed --precision` skips it all.
+precs=${PRECISIONS:-tf32 bf16}
+prec_nets=${PREC_NETS:-alexnet}
+if [ -x "$dir/cuda.test" ] && has_gpu; then
+	for t in TestConformanceBF16 TestTwoTowersBF16MatchCPU; do
+		step "$t" "$dir/cuda.test" -test.v -test.run "^$t\$" -test.timeout "${timeout_s}s"
+		grep -E -- '--- FAIL' "$out/$t.log" | head -30
+	done
+else
+	skip bf16-cuda-tests "no $dir/cuda.test, or no GPU found"
+fi
+if [ -x "$dir/trainer" ] && "$dir/trainer" bench speed --help 2>&1 | grep -q -- '--precision' &&
+	{ has_gpu || [ -n "${PREC_PLACEMENTS:-}" ]; }; then
+	reports=() tlogs=()
+	# fp32: step 5's rows and step 6's PyTorch twins where they ran.
+	[ -f "$out/speed/speed.json" ] && [ -z "${PREC_PLACEMENTS:-}" ] && reports+=("$out/speed/speed.json")
+	for f in "$out"/speed-twin-*.log; do [ -f "$f" ] && tlogs+=("$f"); done
+	for p in $precs; do
+		step "speed-$p" "$dir/trainer" bench speed --precision "$p" --placements "${PREC_PLACEMENTS:-0;0,0}" --nets "$prec_nets" --batch "$batch" --repeats "$repeats" --out "$out/speed-$p"
+		[ -f "$out/speed-$p/speed.json" ] && reports+=("$out/speed-$p/speed.json")
+		if [ "${PYTORCH:-1}" = 1 ] && { has_torch || [ -n "${PREC_TORCH_DEVICE:-}" ]; }; then
+			for n in ${prec_nets//,/ }; do
+				# Both formulations; bf16 under torch.compile where it works.
+				step "torch-$n-$p" -t 240 "$py" "$here/../bench/pytorch/speed.py" --net "$n" --device "${PREC_TORCH_DEVICE:-cuda}" --grouped --precision "$p" --batch "$batch" --repeats "$repeats"
+				tlogs+=("$out/torch-$n-$p.log")
+			done
+		fi
+	done
+	if [ "${#reports[@]}" -gt 0 ]; then
+		step precision-summary -t 30 "$py" "$here/precision-summary.py" --out "$out/speed-precision.json" "${reports[@]}" --torch "${tlogs[@]}"
+	fi
+else
+	skip precision-speed "no $dir/trainer, one without bench speed --precision, or no GPU found"
+fi
+left=$((budget - ($(date +%s) - started)))
+conv_deadline=$((left - 60 < ${CONV_DEADLINE:-240} ? left - 60 : ${CONV_DEADLINE:-240}))
+if [ "${CONVERGENCE:-1}" = 1 ] && [ -x "$dir/trainer" ] && [ -d "$data" ] && { has_gpu || [ -n "${CONV_GPUS:-}" ]; } &&
+	"$dir/trainer" train --help 2>&1 | grep -q 'bf16' && [ "$conv_deadline" -ge 60 ]; then
+	step bf16-convergence -t $((conv_deadline + 45)) env GPUS="${CONV_GPUS:-0,0}" DEADLINE="$conv_deadline" \
+		LIMIT="${CONV_LIMIT:-0}" EPOCHS="${CONV_EPOCHS:-4}" PYTHON="$py" \
+		"$here/precision-convergence.sh" "$dir/trainer" "$data" "$out/convergence"
+else
+	skip bf16-convergence "CONVERGENCE=0, no trainer with --precision bf16, no data at $data, no GPU found, or under 2 minutes of the budget left"
 fi
 
 echo

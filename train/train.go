@@ -41,10 +41,13 @@ type Config struct {
 	// runs from before replicas, which ran one).
 	Replicas int `json:"replicas,omitempty"`
 	Threads  int `json:"threads"`
-	// Precision is the GPU's arithmetic for convolutions and matrix
-	// products: "fp32" (float32, matching the CPU device to float32
-	// tolerances) or "tf32" (TF32 tensor cores: faster, 10-bit mantissas
-	// in the products); "bf16" is refused, not built yet. TF32 is its
+	// Precision is the arithmetic: "fp32" (float32, matching the CPU
+	// device to float32 tolerances), "tf32" (the GPU's convolutions and
+	// matrix products on TF32 tensor cores: faster, 10-bit mantissas in
+	// the products) or "bf16" (activations, their gradients and the
+	// weights' working copies rounded to bfloat16, float32 sums, master
+	// weights and momentum: package gpu/bf16, on CPU and CUDA devices
+	// alike). TF32 is its
 	// older spelling (--tf32), as config.json files from before it hold
 	// it. Deterministic restricts cuDNN to algorithms that give the same
 	// bits on every run.
@@ -101,10 +104,14 @@ func Defaults() Config {
 // --precision tf32, or its alias --tf32.
 func (c Config) UsesTF32() bool { return c.Precision == "tf32" || c.TF32 }
 
-// precision is c's Precision with the alias resolved: "fp32" or "tf32".
+// precision is c's Precision with the alias resolved: "fp32", "tf32" or
+// "bf16".
 func (c Config) precision() string {
-	if c.UsesTF32() {
+	switch {
+	case c.UsesTF32():
 		return "tf32"
+	case c.Precision == "bf16":
+		return "bf16"
 	}
 	return "fp32"
 }
@@ -178,12 +185,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--lr-drops %d: must be 0 (no limit) or more", c.LRDrops)
 	case c.CheckpointSteps < 0 || !(c.CheckpointMinutes >= 0) || math.IsInf(c.CheckpointMinutes, 0):
 		return fmt.Errorf("--checkpoint-steps %d, --checkpoint-minutes %g: must be 0 (never) or more", c.CheckpointSteps, c.CheckpointMinutes)
-	case c.Precision == "bf16":
-		return errors.New("--precision bf16: not built yet (issue #12); use fp32 or tf32")
-	case c.Precision != "" && c.Precision != "fp32" && c.Precision != "tf32":
-		return fmt.Errorf("--precision %q: use fp32 or tf32", c.Precision)
-	case c.TF32 && c.Precision == "fp32":
-		return errors.New("--tf32 with --precision fp32: --tf32 is --precision tf32; give one of them")
+	case c.Precision != "" && c.Precision != "fp32" && c.Precision != "tf32" && c.Precision != "bf16":
+		return fmt.Errorf("--precision %q: use fp32, tf32 or bf16", c.Precision)
+	case c.TF32 && (c.Precision == "fp32" || c.Precision == "bf16"):
+		return fmt.Errorf("--tf32 with --precision %s: --tf32 is --precision tf32; give one of them", c.Precision)
 	case c.Out == "":
 		return errors.New("--out: give a directory for the run")
 	}
@@ -413,7 +418,7 @@ func run(ctx context.Context, c Config, o *ResumeOptions, log io.Writer) ([]Metr
 		return nil, fmt.Errorf("--batch %d does not split evenly over the %d replicas of --gpus %s: give a multiple of %d, or other devices", c.Batch, R, c.GPUs, R)
 	}
 	c.Replicas = R
-	devs, err := open.Devices(c.GPUs, open.DeviceOptions{Threads: c.Threads, TF32: c.UsesTF32(), Deterministic: c.Deterministic})
+	devs, err := open.Devices(c.GPUs, open.DeviceOptions{Threads: c.Threads, TF32: c.UsesTF32(), Deterministic: c.Deterministic, Precision: c.precision()})
 	if err != nil {
 		return nil, err
 	}

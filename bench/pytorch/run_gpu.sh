@@ -42,4 +42,8 @@ run speed-alexnet $S --net alexnet --grouped
 run speed-alexnet-1gpu $S --net alexnet-1gpu
 run speed-small $S --net alexnet-small --grouped
 run speed-small-1gpu $S --net alexnet-small-1gpu
+for prec in tf32 bf16; do # fp32 above; the same twins in the other precisions
+  run speed-alexnet-$prec $S --net alexnet --grouped --precision $prec
+  run speed-small-$prec $S --net alexnet-small --grouped --precision $prec
+done
 exit $status

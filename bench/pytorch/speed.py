@@ -17,15 +17,31 @@ visible); "cpu" with --device cpu. --grouped also times the grouped-
 convolution twin on one device (alexnet.AlexNetGrouped), the usual fast way
 to write the two-tower net in one framework.
 
-Prints one JSON line per measurement: net, impl, placement, twin_of,
-grouped, batch, images_per_s, ms_per_step (median), ms_min, repeats,
-device, torch, cuda, cudnn, tf32, cudnn_benchmark, max_memory_bytes.
-TF32 is off unless --tf32, so the numbers are fp32 as ours.
+--precision is the arithmetic, as our trainer's --precision:
 
---trainer PATH also runs `PATH bench speed` for the same net, batch and
-placements in this run (if that subcommand exists; otherwise a note), reads
-its speed.json and prints a JSON line per pair with ours_over_pytorch, the
-ratio of images/s from the same machine and the same run.
+  fp32  float32, TF32 off (allow_tf32 False for matmuls and cuDNN): the
+        twin of our fp32;
+  tf32  float32 with TF32 tensor cores allowed in matmuls and convolutions
+        (--tf32 is an alias);
+  bf16  autocast to bfloat16 (torch.autocast, fp32 master weights, the
+        loss in fp32, the backward pass outside autocast as PyTorch
+        recommends), the model and the images in channels_last, TF32
+        allowed for what autocast leaves in float32, and the step under
+        torch.compile where it works (--compile auto: on a GPU, when
+        torch has torch.compile and compiling and running the step
+        succeed; otherwise eager, and the row says so). On the CPU
+        (Debian's torch 1.13) autocast to bf16 exists and runs.
+
+Prints one JSON line per measurement: net, impl, placement, twin_of,
+grouped, precision, autocast, channels_last, compiled, batch,
+images_per_s, ms_per_step (median), ms_min, repeats, device, torch, cuda,
+cudnn, tf32, cudnn_benchmark, max_memory_bytes.
+
+--trainer PATH also runs `PATH bench speed` for the same net, batch,
+placements and precision in this run (if that subcommand exists, with
+--precision if it has one; otherwise a note), reads its speed.json and
+prints a JSON line per pair with ours_over_pytorch, the ratio of images/s
+from the same machine and the same run.
 """
 
 import argparse
@@ -88,6 +104,9 @@ def time_step(args, torch, F, name, channels, classes, dev_a, dev_b, grouped):
         m.to(dev_a)
     else:
         m.place(dev_a, dev_b)
+    bf16 = args.precision == "bf16"
+    if bf16:
+        m.to(memory_format=torch.channels_last)
     m.train()
     decay = [p for n, p in m.named_parameters() if n.endswith(".weight")]
     plain = [p for n, p in m.named_parameters() if not n.endswith(".weight")]
@@ -95,16 +114,38 @@ def time_step(args, torch, F, name, channels, classes, dev_a, dev_b, grouped):
                            {"params": plain, "weight_decay": 0.0}], lr=args.lr, momentum=args.momentum)
     c, h, w = m.net.input
     x = (torch.randn(args.batch, c, h, w) * 50).to(dev_a)
+    if bf16:
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, classes, (args.batch,)).to(dev_a)  # fc8 sits on tower a
     devs = sorted({torch.device(d) for d in (dev_a, dev_b) if torch.device(d).type == "cuda"}, key=str)
+    kind = torch.device(dev_a).type
 
     def sync():
         for d in devs:
             torch.cuda.synchronize(d)
 
+    def loss_of(model):
+        if not bf16:
+            return F.cross_entropy(model(x), y)
+        with torch.autocast(device_type=kind, dtype=torch.bfloat16):
+            logits = model(x)
+        return F.cross_entropy(logits.float(), y)  # the loss in float32, as autocast's own list does
+
+    fwd = m
+    compiled = False
+    if bf16 and want_compile(args, torch, kind):
+        try:
+            fwd = torch.compile(m)
+            opt.zero_grad(set_to_none=True)
+            loss_of(fwd).backward()  # compile now, and fail here if it cannot
+            compiled = True
+        except Exception as e:  # noqa: BLE001 - any failure means eager
+            note("torch.compile failed on %s (%s: %s): timing the eager step" % (dev_a, type(e).__name__, str(e)[:300]))
+            fwd = m
+
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(m(x), y)
+        loss = loss_of(fwd)
         loss.backward()
         opt.step()
 
@@ -122,7 +163,17 @@ def time_step(args, torch, F, name, channels, classes, dev_a, dev_b, grouped):
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
     return {"ms_per_step": med * 1e3, "ms_min": min(times) * 1e3, "images_per_s": args.batch / med,
-            "max_memory_bytes": {str(d): torch.cuda.max_memory_allocated(d) for d in devs}}
+            "max_memory_bytes": {str(d): torch.cuda.max_memory_allocated(d) for d in devs}, "compiled": compiled}
+
+
+def want_compile(args, torch, kind):
+    """Whether to try torch.compile: --compile on, or auto on a GPU with a torch that has it."""
+    if args.compile == "off":
+        return False
+    if not hasattr(torch, "compile"):
+        note("torch %s has no torch.compile: the eager step" % torch.__version__)
+        return False
+    return args.compile == "on" or kind == "cuda"
 
 
 def device_name(torch, place):
@@ -132,7 +183,7 @@ def device_name(torch, place):
     return ", ".join(torch.cuda.get_device_name(torch.device(d)) for d in place.split(","))
 
 
-def run_ours(trainer, net, batch, repeats, gpus, timeout):
+def run_ours(trainer, net, batch, repeats, gpus, timeout, precision="fp32"):
     """Runs `trainer bench speed`; returns its rows, or None after a note."""
     try:
         h = subprocess.run([trainer, "bench", "speed", "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -147,6 +198,11 @@ def run_ours(trainer, net, batch, repeats, gpus, timeout):
     try:
         cmd = [trainer, "bench", "speed", "--nets", net, "--placements", ";".join(gpus), "--batch", str(batch),
                "--repeats", str(repeats), "--out", out]
+        if "--precision" in h.stdout:
+            cmd += ["--precision", precision]
+        elif precision != "fp32":
+            emit({"note": "%s bench speed has no --precision: no %s ratio to our trainer" % (trainer, precision)})
+            return None
         note("$ " + " ".join(cmd))
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                            timeout=timeout)
@@ -183,7 +239,11 @@ def main(argv=None):
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--tf32", action="store_true", help="allow TF32 in matmuls and convolutions (default: off, fp32)")
+    p.add_argument("--precision", choices=["fp32", "tf32", "bf16"],
+                   help="fp32 (TF32 off, the default), tf32, or bf16 (autocast, channels_last, torch.compile where it works)")
+    p.add_argument("--tf32", action="store_true", help="the same as --precision tf32 (kept as an alias)")
+    p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
+                   help="torch.compile the bf16 step: auto (on a GPU, where torch has it), on, off")
     p.add_argument("--no-cudnn-benchmark", action="store_true", help="do not let cuDNN pick algorithms by timing them")
     p.add_argument("--trainer", help="our trainer binary: also run its `bench speed` and report the ratio")
     p.add_argument("--trainer-repeats", type=int, default=5, help="our bench speed's --repeats")
@@ -191,6 +251,10 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.batch < 1 or a.repeats < 1 or a.warmup < 0:
         p.error("--batch and --repeats must be at least 1, --warmup at least 0")
+    if a.tf32 and a.precision not in (None, "tf32"):
+        p.error("--tf32 with --precision %s: --tf32 is --precision tf32; give one of them" % a.precision)
+    a.precision = a.precision or ("tf32" if a.tf32 else "fp32")
+    a.tf32 = a.precision in ("tf32", "bf16")  # bf16: TF32 for what autocast leaves in float32
     a.channels, a.classes = net_options(a.net, a.channels, a.classes)
     try:
         import torch
@@ -210,7 +274,7 @@ def main(argv=None):
         torch.backends.cudnn.benchmark = not a.no_cudnn_benchmark
     common = {"torch": torch.__version__, "cuda": torch.version.cuda,
               "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-              "tf32": a.tf32, "cudnn_benchmark": a.device == "cuda" and not a.no_cudnn_benchmark}
+              "tf32": a.tf32 and a.device == "cuda", "cudnn_benchmark": a.device == "cuda" and not a.no_cudnn_benchmark}
     runs = [(place, da, db, False) for place, da, db in places]
     if a.grouped:
         if towers == 2:
@@ -225,7 +289,9 @@ def main(argv=None):
             a.net, place, " (grouped)" if grouped else "", a.warmup, a.repeats, a.batch))
         r = time_step(a, torch, F, a.net, a.channels, a.classes, da, db, grouped)
         row = {"net": a.net, "impl": "pytorch", "placement": place,
-               "twin_of": " or ".join("--gpus " + g for g in TWIN[place]), "grouped": grouped, "batch": a.batch,
+               "twin_of": " or ".join("--gpus " + g for g in TWIN[place]), "grouped": grouped,
+               "precision": a.precision, "autocast": "bfloat16" if a.precision == "bf16" else None,
+               "channels_last": a.precision == "bf16", "compiled": r["compiled"], "batch": a.batch,
                "images_per_s": round(r["images_per_s"], 2), "ms_per_step": round(r["ms_per_step"], 3),
                "ms_min": round(r["ms_min"], 3), "repeats": a.repeats, "device": device_name(torch, place)}
         row.update(common)
@@ -240,14 +306,16 @@ def main(argv=None):
         gpus = []
         for place, _, _ in places:
             gpus += [g for g in TWIN[place] if g not in gpus]
-        ours = run_ours(a.trainer, a.net, a.batch, a.trainer_repeats, gpus, a.trainer_timeout)
+        ours = run_ours(a.trainer, a.net, a.batch, a.trainer_repeats, gpus, a.trainer_timeout, a.precision)
         for o in ours or []:
             if o.get("skipped"):
                 emit({"note": "our %s on --gpus %s skipped: %s" % (o.get("net"), o.get("placement"), o["skipped"])})
                 continue
             for row in rows:
-                if o.get("placement") in TWIN[row["placement"]] and o.get("net") == row["net"]:
+                if (o.get("placement") in TWIN[row["placement"]] and o.get("net") == row["net"]
+                        and o.get("precision", "fp32") == a.precision):
                     emit({"net": row["net"], "pytorch_placement": row["placement"], "grouped": row["grouped"],
+                          "precision": a.precision, "compiled": row["compiled"],
                           "ours_placement": o["placement"], "batch": a.batch,
                           "pytorch_images_per_s": row["images_per_s"], "ours_images_per_s": round(o["images_per_s"], 2),
                           "ours_over_pytorch": round(o["images_per_s"] / row["images_per_s"], 4),

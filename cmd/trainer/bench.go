@@ -63,6 +63,7 @@ func benchCommand() *cli.Command {
 					&cli.BoolFlag{Name: "quick", Usage: "a smoke test: alexnet-small at batch 16, 2 steps"},
 					&cli.StringFlag{Name: "data", Usage: "also time each net end to end from this data `DIR` (as train --data takes it) through the loader, with the time waited for data"},
 					&cli.IntFlag{Name: "workers", Usage: "loader goroutines for --data (0: one per core)"},
+					&cli.StringFlag{Name: "precision", Value: "fp32", Usage: "the arithmetic, as train's --precision: fp32, tf32 or bf16"},
 				},
 				Action: benchSpeedCmd,
 			},
@@ -102,7 +103,7 @@ func benchCommand() *cli.Command {
 func benchSpeedCmd(c *cli.Context) error {
 	o := bench.SpeedOptions{Nets: strings.Split(c.String("nets"), ","), Placements: strings.Split(c.String("placements"), ";"),
 		Batch: c.Int("batch"), Repeats: c.Int("repeats"), Threads: c.Int("threads"), Out: c.String("out"),
-		Data: c.String("data"), Workers: c.Int("workers")}
+		Data: c.String("data"), Workers: c.Int("workers"), Precision: c.String("precision")}
 	if c.Bool("quick") {
 		o.Nets, o.Batch, o.Repeats = []string{"alexnet-small", "alexnet-small-1gpu"}, 16, 2
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// --precision bf16 is refused in one line before anything runs, and
+// An unknown --precision is refused in one line before anything runs, and
 // --tf32 (the alias of --precision tf32) cannot be given with another
 // precision.
 func TestPrecisionFlag(t *testing.T) {
@@ -19,8 +19,8 @@ func TestPrecisionFlag(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--precision", "bf16"}, "--precision bf16: not built yet"},
-		{[]string{"--precision", "int8"}, `--precision "int8": use fp32 or tf32`},
+		{[]string{"--precision", "int8"}, `--precision "int8": use fp32, tf32 or bf16`},
+		{[]string{"--tf32", "--precision", "bf16"}, "--tf32 with --precision bf16"},
 		{[]string{"--tf32", "--precision", "fp32"}, "--tf32 with --precision fp32"},
 	} {
 		out := filepath.Join(dir, "runs", string(rune('a'+i)))

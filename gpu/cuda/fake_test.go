@@ -71,6 +71,7 @@ func TestOpsLaunchKernels(t *testing.T) {
 		{"Augment", func() error {
 			return d.Augment(b(n), b(n), b(n), b(n), gpu.AugmentShape{N: 2, C: 3, Size: 8, Crop: 5})
 		}, []string{"augment"}},
+		{"RoundBF16", func() error { return d.RoundBF16(b(n), b(n), 100) }, []string{"round_bf16"}},
 		{"ReLU of nothing", func() error { return d.ReLU(b(n), b(n), 0) }, nil},
 	}
 	for _, c := range cases {

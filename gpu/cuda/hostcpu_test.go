@@ -18,7 +18,7 @@ type pair [2]gpu.Buffer
 // Device on the host GPU, and the same operation on the CPU device, and
 // compares the results: bit for bit where both round in the same order
 // (pooling with ties, dropout's mask, SGD, softmax, augmentation, ReLU,
-// concatenation, bias), to float32 tolerance elsewhere (LRN's and tanh's
+// concatenation, bias, bf16 rounding), to float32 tolerance elsewhere (LRN's and tanh's
 // library functions differ; the bias gradient sums in double, in
 // another order). The conformance suite checks each backend against
 // float64 references with tolerances; this checks the promise that the
@@ -154,6 +154,34 @@ func matchCPU(t *testing.T, hd *Device, cd gpu.Device) {
 	check("Tanh", ty, 1e-6)
 	check("TanhBackward", tdx, 1e-6)
 	check("Add", sum, 0)
+
+	// bf16 rounding, bit for bit: random values with ties, NaNs,
+	// infinities, overflow and subnormals among them.
+	bv := normal(n)
+	for i, u := range []uint32{0x3f808000, 0x3f818000, 0x7f7fffff, 0x7f800001, 0xff800001, 0x7fffffff,
+		0x7f800000, 0x80000000, 0x00008000, 0x00018000, 0x807fffff, 0x00000001} {
+		bv[i] = math.Float32frombits(u)
+	}
+	for i := 100; i < n; i += 7 {
+		bv[i] = math.Float32frombits(math.Float32bits(bv[i])&^0xffff | 0x8000) // a tie
+	}
+	bx, by := in(bv), out(n)
+	both(func(d gpu.Device, at func(pair) gpu.Buffer) error {
+		return d.(interface {
+			RoundBF16(y, x gpu.Buffer, n int) error
+		}).RoundBF16(at(by), at(bx), n)
+	})
+	var rb [2][]float32
+	for i, d := range devs {
+		rb[i] = make([]float32, n)
+		must(d.Download(rb[i], by[i]))
+	}
+	for i := range rb[0] {
+		if a, b := math.Float32bits(rb[0][i]), math.Float32bits(rb[1][i]); a != b {
+			t.Errorf("RoundBF16(%#08x) = %#08x on the host GPU, %#08x on the CPU device", math.Float32bits(bv[i]), a, b)
+			break
+		}
+	}
 
 	for _, ps := range []gpu.PoolShape{{N: 1, C: 3, H: 9, W: 9, Size: 3, Stride: 2}, {N: 4, C: 16, H: 27, W: 27, Size: 3, Stride: 2}} {
 		px := make([]float32, ps.XLen())

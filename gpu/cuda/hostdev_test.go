@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/alexnet-go/trainer/gpu"
+	"github.com/alexnet-go/trainer/gpu/bf16"
 	"github.com/alexnet-go/trainer/gpu/cpu"
 	"github.com/alexnet-go/trainer/gpu/gputest"
 )
@@ -35,7 +36,8 @@ var hostConfigs = []struct {
 // lrn_forward launch; y and x swapped in add_inplace's; SGEMM's transposes
 // swapped; padding and stride swapped, or CUDNN_CONVOLUTION for
 // cross-correlation, in the convolution descriptor; a __syncthreads
-// dropped from bias_backward's tree; N+1 images passed to lrn_forward.
+// dropped from bias_backward's tree; N+1 images passed to lrn_forward;
+// round_bf16 truncating instead of rounding to nearest even.
 func TestConformanceOnHostGPU(t *testing.T) {
 	k := loadHostKernels(t)
 	for _, c := range hostConfigs {
@@ -43,7 +45,11 @@ func TestConformanceOnHostGPU(t *testing.T) {
 			defer func(b int) { threads = b }(threads)
 			threads = c.block
 			g := newHostGPU(t, k, c.sms)
-			gputest.Run(t, g.open(Options{}))
+			d := g.open(Options{})
+			gputest.Run(t, d)
+			// The bf16 precision over the same device: round_bf16 after
+			// each op, and the float32 kernels on bf16 values.
+			t.Run("bf16", func(t *testing.T) { gputest.RunBF16(t, bf16.Wrap(d)) })
 			g.checkAllLaunched(t)
 		})
 	}
@@ -192,6 +198,17 @@ func TestLibraryCalls(t *testing.T) {
 	section("VendorMaxPool(y=a, x=b)")
 	must(d.VendorMaxPoolBackward(a, b2, c, e, ps))
 	section("VendorMaxPoolBackward(dx=a, dy=b, x=c, y=e)")
+	must(d.RoundBF16(a, b2, 600))
+	section("RoundBF16(y=a, x=b, 600)")
+	bd := bf16.Wrap(d)
+	must(bd.Conv(y, x, w, cs))
+	section("bf16: Conv: x and w rounded into working copies (new buffers), the float32 convolution on them, y rounded in place")
+	must(bd.ConvBackwardData(dx, dy, w, cs))
+	section("bf16: ConvBackwardData: w rounded into its working copy again (SGD may have changed it), dx rounded")
+	must(bd.ConvBackwardFilter(dw, dy, x, cs))
+	section("bf16: ConvBackwardFilter: x rounded into its working copy; dw stays float32")
+	must(bd.Linear(ly, lx, lw, lb, ls))
+	section("bf16: Linear: x, w and b rounded into working copies, y rounded")
 	must(d.Close())
 	section("Close")
 

@@ -444,10 +444,20 @@ func TestNCCLGroups(t *testing.T) {
 		!strings.Contains(err.Error(), "replica 1 has 1 devices, replica 0 2") {
 		t.Errorf("replicas placed differently: %v, %d groups", err, len(groups))
 	}
+	// A wrapping device (gpu/bf16's) is its CUDA device's for NCCL.
+	groups, err = newNCCLGroups([][]gpu.Device{{wrapped{d[0]}, wrapped{d[1]}}, {wrapped{d[2]}, wrapped{d[3]}}}, mk)
+	if got, want := names(groups), "[cuda:host, cuda:host/2] [cuda:host/1, cuda:host/3]"; err != nil || got != want {
+		t.Errorf("two replicas of two wrapped devices: %v, groups %s; want %s", err, got, want)
+	}
 	if groups, err := newNCCLGroups([][]gpu.Device{{d[0]}, {cpuDevice{}}}, mk); err != nil || groups != nil {
 		t.Errorf("a replica on a CPU device: %v, %d groups; want none, for the caller", err, len(groups))
 	}
 }
+
+// wrapped stands for a device that wraps a CUDA device (gpu/bf16's).
+type wrapped struct{ gpu.Device }
+
+func (w wrapped) Unwrap() gpu.Device { return w.Device }
 
 // cpuDevice stands for a device of another backend.
 type cpuDevice struct{ gpu.Device }

@@ -209,7 +209,7 @@ func (g *NCCLGroup) UsesNCCL() bool { return g.lib != nil }
 // enqueued, with NCCL as soon as the all-reduce is. After an error the
 // group is unusable: every later call returns that error.
 func (g *NCCLGroup) Reduce(ctx context.Context, replica int, dev gpu.Device, grads []gpu.Buffer) error {
-	if replica < 0 || replica >= len(g.devs) || dev != gpu.Device(g.devs[replica]) {
+	if c, _ := asDevice(dev); replica < 0 || replica >= len(g.devs) || c != g.devs[replica] {
 		panic(fmt.Sprintf("cuda: NCCL group of %s: replica %d's Reduce on %v", g.names(), replica, dev))
 	}
 	g.mu.Lock()
@@ -246,7 +246,7 @@ func (g *NCCLGroup) Reduce(ctx context.Context, replica int, dev gpu.Device, gra
 // after the work enqueued on dev so far; with device copies the mean is
 // computed on replica 0's stream, so replica 0 gets no overlap.
 func (g *NCCLGroup) ReduceAsync(ctx context.Context, replica int, dev gpu.Device, grads []gpu.Buffer) (gpu.Event, error) {
-	if replica < 0 || replica >= len(g.devs) || dev != gpu.Device(g.devs[replica]) {
+	if c, _ := asDevice(dev); replica < 0 || replica >= len(g.devs) || c != g.devs[replica] {
 		panic(fmt.Sprintf("cuda: NCCL group of %s: replica %d's ReduceAsync on %v", g.names(), replica, dev))
 	}
 	g.mu.Lock()
@@ -434,6 +434,21 @@ func (g *NCCLGroup) release(abort bool) error {
 	return errors.Join(errs...)
 }
 
+// asDevice is d's CUDA device: d itself, or the device a wrapper (package
+// gpu/bf16's rounding device) wraps, whose buffers are the CUDA device's own.
+func asDevice(d gpu.Device) (*Device, bool) {
+	for {
+		if c, ok := d.(*Device); ok {
+			return c, true
+		}
+		u, ok := d.(interface{ Unwrap() gpu.Device })
+		if !ok {
+			return nil, false
+		}
+		d = u.Unwrap()
+	}
+}
+
 // NewNCCLGroups makes the gradient groups of replicas in this process,
 // replicas[k] being replica k's devices as parallel.NewReplicas takes
 // them: one group per worker, the w-th distinct device of every replica
@@ -449,7 +464,7 @@ func newNCCLGroups(replicas [][]gpu.Device, group func([]*Device) (*NCCLGroup, e
 	for k, devs := range replicas {
 		var ws []*Device
 		for _, d := range devs {
-			c, ok := d.(*Device)
+			c, ok := asDevice(d)
 			if !ok {
 				return nil, nil
 			}

@@ -48,6 +48,16 @@ static float __int_as_float(int i) {
 	memcpy(&f, &i, 4);
 	return f;
 }
+static unsigned __float_as_uint(float f) {
+	unsigned u;
+	memcpy(&u, &f, 4);
+	return u;
+}
+static float __uint_as_float(unsigned u) {
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
 static float __fsub_rn(float a, float b) { return a - b; }
 static float __fadd_rn(float a, float b) { return a + b; }
 
