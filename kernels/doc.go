@@ -12,7 +12,7 @@
 //
 //   - the CUDA C sources, embedded with go:embed and compiled by NVRTC when
 //     a CUDA device starts, so that the build needs no CUDA toolkit (package
-//     gpu/cuda loads and launches them). Eleven files, twenty kernels:
+//     gpu/cuda loads and launches them). Twelve files, twenty-four kernels:
 //     lrn.cu (lrn_forward, lrn_backward), pool.cu (maxpool_forward,
 //     maxpool_backward), relu.cu and tanh.cu (the activations and their
 //     backward passes), bias.cu (bias_add, bias_backward), dropout.cu
@@ -20,8 +20,11 @@
 //     backward pass), sgd.cu (sgd_update, the paper's §5 update, and sgd_multi, the
 //     same over many tensors in one launch), concat.cu
 //     (concat_rows, split_rows: the cross-tower joins), add.cu
-//     (add_inplace) and augment.cu (augment: crops, flips, colour noise and
-//     the mean image on the device);
+//     (add_inplace), augment.cu (augment: crops, flips, colour noise and
+//     the mean image on the device) and fused.cu (bias_relu,
+//     relu_bias_backward, relu_lrn_forward, relu_lrn_backward: the ReLU
+//     folded into the bias or the LRN pass next to it, the same bits as
+//     the unfused kernels);
 //   - float64 references for LRN and max pooling (LRN, LRNBackward,
 //     MaxPool, MaxPoolBackward), written straight from the formula in their
 //     doc comments, slow and obvious. They define that math: the CPU device,
