@@ -22,7 +22,7 @@ func (d *Device) BiasReLU(y, b gpu.Buffer, s gpu.BiasShape) error {
 			v := bd[pl%s.C]
 			row := yd[pl*s.Inner : (pl+1)*s.Inner]
 			for i, x := range row {
-				row[i] = max(x+v, 0)
+				row[i] = relu(x + v)
 			}
 		}
 	})
@@ -68,7 +68,7 @@ func (d *Device) LinearReLU(y, x, w, b gpu.Buffer, s gpu.LinearShape) error {
 			row := yd[i : i+min(hi-i, s.Out-o)]
 			bs := bd[o : o+len(row)]
 			for j, v := range bs {
-				row[j] = max(row[j]+v, 0)
+				row[j] = relu(row[j] + v)
 			}
 			i += len(row)
 		}
@@ -126,17 +126,19 @@ func reluSum(g, y []float32, acc []float64) {
 	}
 }
 
-// rectify sets dst[i] = max(0, src[i]), the ReLU's arithmetic.
-func rectify(dst, src []float32) {
-	src = src[:len(dst)]
-	for i, v := range src {
-		dst[i] = max(v, 0)
+// relu returns max(v, 0) with its bits (+0 for −0, NaN kept), with a
+// mask rather than max's branches: the sign of an activation is random,
+// and a mispredicted branch per value costs more than the pass.
+func relu(v float32) float32 {
+	var mask uint32 // a conditional move, not a branch
+	if !(v <= 0) {
+		mask = ^uint32(0)
 	}
+	return math.Float32frombits(math.Float32bits(v) & mask)
 }
 
-// ReLULRN sets y (N, C, H, W) to the LRN of max(0, x (N, C, H, W)). Each
-// block of pixels (all channels) is rectified into scratch memory first
-// and normalized from there as LRN normalizes x, so x is read once.
+// ReLULRN sets y (N, C, H, W) to the LRN of max(0, x (N, C, H, W)), with
+// LRN's arithmetic on the rectified values, rectified as they are read.
 func (d *Device) ReLULRN(y, x gpu.Buffer, s gpu.LRNShape) error {
 	validate(s)
 	yd := d.data("y", y, s.Len()) // (N, C, H, W)
@@ -146,28 +148,24 @@ func (d *Device) ReLULRN(y, x gpu.Buffer, s gpu.LRNShape) error {
 	blocks := (hw + lrnBlock - 1) / lrnBlock
 	t := d.elemThreads(4 * int64(s.Len()))
 	parallelWorkers(s.N*blocks, t, func(wk, lo, hi int) {
-		buf, fbuf := d.buf64(wk, lrnBlock), d.buf32(wk, (s.C+1)*lrnBlock)
+		buf, fbuf := d.buf64(wk, lrnBlock), d.buf32(wk, lrnBlock)
 		for u := lo; u < hi; u++ {
 			p0 := u % blocks * lrnBlock
 			m := min(lrnBlock, hw-p0)
 			base := u/blocks*s.C*hw + p0
-			// xr (C, m): the block's rectified input, channel stride m.
-			xr := fbuf[lrnBlock : lrnBlock+s.C*m]
-			for c := range s.C {
-				rectify(xr[c*m:(c+1)*m], xd[base+c*hw:])
-			}
+			ch := func(v []float32, c int) []float32 { return v[base+c*hw : base+c*hw+m] }
 			sum, f := buf[:m], fbuf[:m]
 			clear(sum)
 			for c := range min(half, s.C-1) + 1 {
-				addSquares(sum, xr[c*m:(c+1)*m], 1)
+				addReLUSquares(sum, ch(xd, c), 1)
 			}
 			for c := range s.C {
 				for i, v := range sum {
 					f[i] = float32(k + alpha*v)
 				}
 				negPow32(f, s.Beta)
-				mul32(yd[base+c*hw:base+c*hw+m], xr[c*m:(c+1)*m], f)
-				slideSquares(sum, xr, 0, m, c+half+1, c-half, s.C)
+				mulReLU(ch(yd, c), ch(xd, c), f)
+				slideReLUSquares(sum, xd, base, hw, c+half+1, c-half, s.C)
 			}
 		}
 	})
@@ -176,7 +174,8 @@ func (d *Device) ReLULRN(y, x gpu.Buffer, s gpu.LRNShape) error {
 
 // ReLULRNBackward computes dx (N, C, H, W) for y = ReLULRN(x): LRNBackward's
 // arithmetic on max(0, x), then dx zeroed where x ≤ 0 with reluBackward's
-// mask, in one pass per block of pixels.
+// mask, in one pass. Where x > 0, max(0, x) is x; elsewhere the mask
+// zeroes the value, so the last step reads x as it is.
 func (d *Device) ReLULRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
 	validate(s)
 	dxd := d.data("dx", dx, s.Len()) // (N, C, H, W)
@@ -189,17 +188,12 @@ func (d *Device) ReLULRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error 
 	blocks := (hw + lrnBlock - 1) / lrnBlock
 	t := d.elemThreads(8 * int64(s.Len()))
 	parallelWorkers(s.N*blocks, t, func(wk, lo, hi int) {
-		buf, pbuf := d.buf64(wk, (s.C+1)*lrnBlock), d.buf32(wk, 2*s.C*lrnBlock)
+		buf, pbuf := d.buf64(wk, (s.C+1)*lrnBlock), d.buf32(wk, s.C*lrnBlock)
 		for u := lo; u < hi; u++ {
 			p0 := u % blocks * lrnBlock
 			m := min(lrnBlock, hw-p0)
 			base := u/blocks*s.C*hw + p0
 			ch := func(v []float32, c int) []float32 { return v[base+c*hw : base+c*hw+m] }
-			xr := pbuf[s.C*lrnBlock : s.C*lrnBlock+s.C*m] // (C, m) max(0, x)
-			xrc := func(c int) []float32 { return xr[c*m : (c+1)*m] }
-			for c := range s.C {
-				rectify(xrc(c), xd[base+c*hw:])
-			}
 			sum := buf[:m]
 			ratio := func(c int) []float64 { return buf[lrnBlock*(1+c):][:m] }
 			power := func(c int) []float32 { return pbuf[lrnBlock*c:][:m] }
@@ -207,7 +201,7 @@ func (d *Device) ReLULRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error 
 			// ratio[c] = dy[c]·y[c]/scale[c] and power[c] = scale[c]^−β.
 			clear(sum)
 			for c := range min(half, s.C-1) + 1 {
-				addSquares(sum, xrc(c), 1)
+				addReLUSquares(sum, ch(xd, c), 1)
 			}
 			for c := range s.C {
 				pc, rc, dyc, yc := power(c), ratio(c), ch(dyd, c), ch(yd, c)
@@ -218,25 +212,25 @@ func (d *Device) ReLULRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error 
 					rc[i] = float64(dyc[i]) * float64(yc[i]) / sc
 				}
 				negPow32(pc, s.Beta)
-				slideSquares(sum, xr, 0, m, c+half+1, c-half, s.C)
+				slideReLUSquares(sum, xd, base, hw, c+half+1, c-half, s.C)
 			}
 
-			// dx[c] from the window sum of ratio around c, masked by x > 0:
-			// max(0, x) > 0 exactly where x > 0.
+			// dx[c] from the window sum of ratio around c, masked by x > 0.
 			clear(sum)
 			for c := range min(half, s.C-1) + 1 {
 				add64(sum, ratio(c), 1)
 			}
 			for c := range s.C {
-				pc, dxc, dyc, xc := power(c), ch(dxd, c), ch(dyd, c), xrc(c)
+				pc, dxc, dyc, xc := power(c), ch(dxd, c), ch(dyd, c), ch(xd, c)
 				dxc, dyc, xc, sum := dxc[:len(pc)], dyc[:len(pc)], xc[:len(pc)], sum[:len(pc)]
 				for i, p := range pc {
-					v := float32(float64(dyc[i])*float64(p) - coef*float64(xc[i])*sum[i])
-					var mask uint32
-					if xc[i] > 0 {
+					v := xc[i]
+					g := float32(float64(dyc[i])*float64(p) - coef*float64(v)*sum[i])
+					var mask uint32 // a conditional move, not a branch
+					if v > 0 {
 						mask = ^uint32(0)
 					}
-					dxc[i] = math.Float32frombits(math.Float32bits(v) & mask)
+					dxc[i] = math.Float32frombits(math.Float32bits(g) & mask)
 				}
 				switch in, out := c+half+1, c-half; {
 				case in < s.C && out >= 0:
@@ -250,4 +244,38 @@ func (d *Device) ReLULRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error 
 		}
 	})
 	return nil
+}
+
+// addReLUSquares is addSquares on max(v, 0).
+func addReLUSquares(sum []float64, v []float32, sign float64) {
+	v = v[:len(sum)]
+	for i, x := range v {
+		r := float64(relu(x))
+		sum[i] += sign * (r * r)
+	}
+}
+
+// slideReLUSquares is slideSquares on max(v, 0).
+func slideReLUSquares(sum []float64, v []float32, base, hw, in, out, c int) {
+	m := len(sum)
+	switch {
+	case in < c && out >= 0:
+		a, b := v[base+in*hw:][:m], v[base+out*hw:][:m]
+		for i, x := range a {
+			p, q := float64(relu(x)), float64(relu(b[i]))
+			sum[i] = sum[i] + p*p - q*q
+		}
+	case in < c:
+		addReLUSquares(sum, v[base+in*hw:][:m], 1)
+	case out >= 0:
+		addReLUSquares(sum, v[base+out*hw:][:m], -1)
+	}
+}
+
+// mulReLU sets y[i] = max(x[i], 0)·f[i] for every i of f.
+func mulReLU(y, x, f []float32) {
+	y, x = y[:len(f)], x[:len(f)]
+	for i, v := range f {
+		y[i] = relu(x[i]) * v
+	}
 }

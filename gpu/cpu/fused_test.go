@@ -92,3 +92,59 @@ func TestFusedSameBits(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkFused times each fused op against its unfused calls on
+// alexnet-small's conv1 output at batch 128, (128, 16, 32, 32) per tower,
+// and fc6's, (128, 256), on one thread.
+func BenchmarkFused(b *testing.B) {
+	d := New(Options{Threads: 1})
+	bs := gpu.BiasShape{N: 128, C: 16, Inner: 32 * 32}
+	lrn := gpu.LRNShape{N: 128, C: 16, H: 32, W: 32, Size: 5, Alpha: 1e-4, Beta: 0.75, K: 2}
+	n := bs.Len()
+	r := rand.New(rand.NewPCG(1, 2))
+	y, bb, dy, dx, db := upload(b, d, randSlice(r, n)), upload(b, d, randSlice(r, bs.C)), upload(b, d, randSlice(r, n)), alloc(b, d, n), alloc(b, d, bs.C)
+	x, t := upload(b, d, randSlice(r, n)), alloc(b, d, n)
+	for _, c := range []struct {
+		name   string
+		passes int // arrays of n values read or written
+		run    func() error
+	}{
+		{"BiasReLU/fused", 2, func() error { return d.BiasReLU(y, bb, bs) }},
+		{"BiasReLU/unfused", 4, func() error { return first(d.AddBias(y, bb, bs), d.ReLU(y, y, n)) }},
+		{"ReLUBiasBackward/fused", 3, func() error { return d.ReLUBiasBackward(dx, db, dy, y, bs) }},
+		{"ReLUBiasBackward/unfused", 4, func() error { return first(d.ReLUBackward(dx, dy, y, n), d.BiasBackward(db, dx, bs)) }},
+		{"ReLULRN/fused", 2, func() error { return d.ReLULRN(t, x, lrn) }},
+		{"ReLULRN/unfused", 4, func() error { return first(d.ReLU(y, x, n), d.LRN(t, y, lrn)) }},
+		{"ReLULRNBackward/fused", 4, func() error { return d.ReLULRNBackward(dx, dy, x, t, lrn) }},
+		{"ReLULRNBackward/unfused", 7, func() error {
+			return first(d.LRNBackward(dx, dy, y, t, lrn), d.ReLUBackward(dx, dx, y, n))
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if err := c.run(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(c.passes)*4*float64(n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		})
+	}
+}
+
+func first(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// relu is max(v, 0) bit for bit, at the values where a mask could differ.
+func TestReLUIsMax(t *testing.T) {
+	for _, v := range []float32{0, float32(math.Copysign(0, -1)), 1, -1, float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 1e-45, -1e-45} {
+		if got, want := relu(v), max(v, 0); math.Float32bits(got) != math.Float32bits(want) {
+			t.Errorf("relu(%g) = %g (%#x), max gives %g (%#x)", v, got, math.Float32bits(got), want, math.Float32bits(want))
+		}
+	}
+}
