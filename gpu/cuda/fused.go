@@ -5,7 +5,11 @@ import "github.com/alexnet-go/trainer/gpu"
 // The fused operations (kernels/fused.cu): each launches one kernel where
 // its unfused sequence launches two, with the same bits. The FC layers'
 // bias and ReLU are a kernel after cuBLAS's product, not a cuBLASLt
-// epilogue: the same single pass over y, without binding cuBLASLt.
+// epilogue (CUBLASLT_EPILOGUE_RELU_BIAS, DRELU_BGRAD): the same single
+// pass over y, without binding cuBLASLt. The convolutions' likewise follow
+// cudnnConvolutionForward rather than using
+// cudnnConvolutionBiasActivationForward, which with a ReLU accepts only
+// the IMPLICIT_PRECOMP_GEMM algorithm, not the one cudnnFind picked.
 
 // BiasReLU sets y = max(0, y + b[c]); y (N,C,Inner), b (C).
 func (d *Device) BiasReLU(y, b gpu.Buffer, s gpu.BiasShape) error {
