@@ -163,6 +163,34 @@ type Ops interface {
 	// ReLUBackward sets dx = dy where y > 0, else 0. dx may be dy.
 	ReLUBackward(dx, dy, y Buffer, n int) error
 
+	// BiasReLU is AddBias then ReLU in one pass over y:
+	// y[n,c,i] = max(0, y[n,c,i] + b[c]), with the same bits as the two
+	// calls. y (N,C,Inner), b (C).
+	BiasReLU(y, b Buffer, s BiasShape) error
+	// ReLUBiasBackward is ReLUBackward then BiasBackward in one pass over
+	// dy: dx = dy where y > 0, else 0, and db[c] = Σ_{n,i} dx[n,c,i], with
+	// the same bits as the two calls. dx may be dy. dx, dy, y (N,C,Inner),
+	// db (C).
+	ReLUBiasBackward(dx, db, dy, y Buffer, s BiasShape) error
+	// LinearReLU is Linear then ReLU, the bias and the ReLU applied in
+	// one pass after the product: y = max(0, x·wᵀ + b), with the same bits
+	// as the two calls. y (N,Out), x (N,In), w (Out,In), b (Out).
+	LinearReLU(y, x, w, b Buffer, s LinearShape) error
+	// LinearReLUBackward is ReLUBackward (dy in place) then
+	// LinearBackwardWeights and LinearBackwardData, with the ReLU's mask
+	// and the bias gradient in one pass over dy: dy ← dy where y > 0,
+	// else 0; db = Σ_n dy; dw = dyᵀ·x; dx = dy·w unless dx is nil. The
+	// same bits as the unfused calls. dx (N,In), dw (Out,In), db (Out),
+	// dy and y (N,Out), x (N,In), w (Out,In).
+	LinearReLUBackward(dx, dw, db, dy, x, w, y Buffer, s LinearShape) error
+	// ReLULRN is ReLU then LRN without storing the ReLU's output: y =
+	// LRN(max(0, x)), with the same bits as the two calls. x, y (N,C,H,W).
+	ReLULRN(y, x Buffer, s LRNShape) error
+	// ReLULRNBackward is LRNBackward then ReLUBackward for y =
+	// ReLULRN(x): dx = LRNBackward(dy, max(0, x), y) where x > 0, else 0,
+	// with the same bits as the unfused calls.
+	ReLULRNBackward(dx, dy, x, y Buffer, s LRNShape) error
+
 	// Tanh sets y = tanh(x) over n values: the saturating activation the
 	// paper compares ReLU with (§3.1, Figure 1). y may be x.
 	Tanh(y, x Buffer, n int) error

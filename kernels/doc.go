@@ -12,7 +12,7 @@
 //
 //   - the CUDA C sources, embedded with go:embed and compiled by NVRTC when
 //     a CUDA device starts, so that the build needs no CUDA toolkit (package
-//     gpu/cuda loads and launches them). Twelve files, twenty-one kernels:
+//     gpu/cuda loads and launches them). Thirteen files, twenty-five kernels:
 //     lrn.cu (lrn_forward, lrn_backward), pool.cu (maxpool_forward,
 //     maxpool_backward), relu.cu and tanh.cu (the activations and their
 //     backward passes), bias.cu (bias_add, bias_backward), dropout.cu
@@ -21,8 +21,11 @@
 //     same over many tensors in one launch), concat.cu
 //     (concat_rows, split_rows: the cross-tower joins), add.cu
 //     (add_inplace), augment.cu (augment: crops, flips, colour noise and
-//     the mean image on the device) and bf16.cu (round_bf16: the bf16
-//     precision's rounding, package gpu/bf16);
+//     the mean image on the device), fused.cu (bias_relu,
+//     relu_bias_backward, relu_lrn_forward, relu_lrn_backward: the ReLU
+//     folded into the bias or the LRN pass next to it, the same bits as
+//     the unfused kernels) and bf16.cu (round_bf16: the bf16 precision's
+//     rounding, package gpu/bf16);
 //   - float64 references for LRN and max pooling (LRN, LRNBackward,
 //     MaxPool, MaxPoolBackward), written straight from the formula in their
 //     doc comments, slow and obvious. They define that math: the CPU device,

@@ -202,6 +202,11 @@ func (r *Runner) Outputs(n int, names []string) (map[string][]float32, error) {
 		if err := r.onWorker(nd.w, func() error { return nd.dev.Download(v, nd.y) }); err != nil {
 			return nil, err
 		}
+		if r.reluInLRN(nd) { // y is stored before the ReLU
+			for i, x := range v {
+				v[i] = max(x, 0)
+			}
+		}
 		out[name] = v
 	}
 	return out, nil
@@ -359,15 +364,36 @@ func (r *Runner) forwardNode(n *node, N int, train bool) error {
 		x = n.xcat
 	}
 	cnt := N * l.Out.Len()
+	// A ReLU after a conv or FC layer runs in the bias's pass, or in the
+	// LRN's that reads the layer (then y is stored before the ReLU).
+	relu, reluInLRN := l.ReLU, r.reluInLRN(n)
 	var err error
 	switch l.Kind {
 	case model.Conv:
-		s := convShape(l, N)
-		err = first(d.Conv(n.y, x, n.wt, s), d.AddBias(n.y, n.b, gpu.BiasShape{N: N, C: l.Filters, Inner: l.Out.H * l.Out.W}))
+		s, bs := convShape(l, N), gpu.BiasShape{N: N, C: l.Filters, Inner: l.Out.H * l.Out.W}
+		err = d.Conv(n.y, x, n.wt, s)
+		switch {
+		case err != nil:
+		case relu && !reluInLRN:
+			err = d.BiasReLU(n.y, n.b, bs)
+		default:
+			err = d.AddBias(n.y, n.b, bs)
+		}
+		relu = false
 	case model.Linear:
-		err = d.Linear(n.y, x, n.wt, n.b, gpu.LinearShape{N: N, In: l.In.Len(), Out: l.Filters})
+		ls := gpu.LinearShape{N: N, In: l.In.Len(), Out: l.Filters}
+		if relu && !reluInLRN {
+			err = d.LinearReLU(n.y, x, n.wt, n.b, ls)
+		} else {
+			err = d.Linear(n.y, x, n.wt, n.b, ls)
+		}
+		relu = false
 	case model.LRN:
-		err = d.LRN(n.y, x, lrnShape(l, N))
+		if len(n.ins) == 1 && r.reluInLRN(n.ins[0].src) {
+			err = d.ReLULRN(n.y, x, lrnShape(l, N))
+		} else {
+			err = d.LRN(n.y, x, lrnShape(l, N))
+		}
 	case model.Pool:
 		err = d.MaxPool(n.y, x, poolShape(l, N))
 	case model.Dropout:
@@ -377,7 +403,7 @@ func (r *Runner) forwardNode(n *node, N int, train bool) error {
 			err = d.Copy(n.y, x)
 		}
 	}
-	if err == nil && l.ReLU {
+	if err == nil && relu {
 		err = d.ReLU(n.y, n.y, cnt)
 	}
 	if err == nil && l.Tanh {
@@ -465,7 +491,9 @@ func (r *Runner) backward(ctx context.Context, wk *worker, N int, lr float32) er
 func (r *Runner) backwardNode(n *node, N int) error {
 	d, l := n.dev, n.l
 	cnt := N * l.Out.Len()
-	if l.ReLU {
+	// The ReLU's gradient is taken in the bias gradient's pass, or by the
+	// LRN that applied the ReLU.
+	if l.ReLU && l.Kind != model.Conv && l.Kind != model.Linear {
 		if err := d.ReLUBackward(n.dy, n.dy, n.y, cnt); err != nil {
 			return err
 		}
@@ -482,19 +510,34 @@ func (r *Runner) backwardNode(n *node, N int) error {
 	var err error
 	switch l.Kind {
 	case model.Conv:
-		s := convShape(l, N)
-		err = first(d.ConvBackwardFilter(n.dw, n.dy, x, s), d.BiasBackward(n.db, n.dy, gpu.BiasShape{N: N, C: l.Filters, Inner: l.Out.H * l.Out.W}))
+		s, bs := convShape(l, N), gpu.BiasShape{N: N, C: l.Filters, Inner: l.Out.H * l.Out.W}
+		if l.ReLU && !r.reluInLRN(n) {
+			err = d.ReLUBiasBackward(n.dy, n.db, n.dy, n.y, bs)
+		} else {
+			err = d.BiasBackward(n.db, n.dy, bs)
+		}
+		if err == nil {
+			err = d.ConvBackwardFilter(n.dw, n.dy, x, s)
+		}
 		if err == nil && dx != nil {
 			err = d.ConvBackwardData(dx, n.dy, n.wt, s)
 		}
 	case model.Linear:
 		s := gpu.LinearShape{N: N, In: l.In.Len(), Out: l.Filters}
+		if l.ReLU && !r.reluInLRN(n) {
+			err = d.LinearReLUBackward(dx, n.dw, n.db, n.dy, x, n.wt, n.y, s)
+			break
+		}
 		err = d.LinearBackwardWeights(n.dw, n.db, n.dy, x, s)
 		if err == nil && dx != nil {
 			err = d.LinearBackwardData(dx, n.dy, n.wt, s)
 		}
 	case model.LRN:
-		err = d.LRNBackward(dx, n.dy, x, n.y, lrnShape(l, N))
+		if len(n.ins) == 1 && r.reluInLRN(n.ins[0].src) {
+			err = d.ReLULRNBackward(dx, n.dy, x, n.y, lrnShape(l, N))
+		} else {
+			err = d.LRNBackward(dx, n.dy, x, n.y, lrnShape(l, N))
+		}
 	case model.Pool:
 		err = d.MaxPoolBackward(dx, n.dy, x, n.y, poolShape(l, N))
 	case model.Dropout:
@@ -504,6 +547,22 @@ func (r *Runner) backwardNode(n *node, N int) error {
 		err = d.Split(n.dxSlots, n.dxcat, n.concatShape(N))
 	}
 	return err
+}
+
+// reluInLRN reports whether p's ReLU is left to the LRN that reads it
+// (gpu.Ops.ReLULRN): p is a conv or FC layer with a ReLU whose one reader
+// is an LRN layer on its device, so p.y is stored before the ReLU.
+func (r *Runner) reluInLRN(p *node) bool {
+	if !p.l.ReLU || (p.l.Kind != model.Conv && p.l.Kind != model.Linear) || len(p.sends) > 0 ||
+		len(p.contribs) != 1 || p.contribs[0].edge != nil {
+		return false
+	}
+	for _, n := range r.nodes {
+		if n.l.Kind == model.LRN && len(n.ins) == 1 && n.ins[0].src == p && n.ins[0].edge == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func (n *node) inBufs() []gpu.Buffer {

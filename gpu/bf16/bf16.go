@@ -263,6 +263,57 @@ func (d *Device) ReLUBackward(dx, dy, y gpu.Buffer, n int) error {
 	return d.Device.ReLUBackward(dx, dy, y, n)
 }
 
+// BiasReLU rounds b on use and y after: max(0, ·) commutes with the
+// rounding, so this is AddBias then ReLU in bf16.
+func (d *Device) BiasReLU(y, b gpu.Buffer, s gpu.BiasShape) error {
+	bc, err := d.operand(b, s.C)
+	if err != nil {
+		return err
+	}
+	return d.then(d.Device.BiasReLU(y, bc, s), y, s.Len())
+}
+
+// ReLUBiasBackward selects bf16 values into dx (no rounding pass); db
+// stays float32.
+func (d *Device) ReLUBiasBackward(dx, db, dy, y gpu.Buffer, s gpu.BiasShape) error {
+	return d.grad(d.Device.ReLUBiasBackward(dx, db, dy, y, s), db)
+}
+
+// LinearReLU rounds x, w and b on use and y after, as Linear then ReLU.
+func (d *Device) LinearReLU(y, x, w, b gpu.Buffer, s gpu.LinearShape) error {
+	o, err := d.operands([]gpu.Buffer{x, w, b}, s.N*s.In, s.Out*s.In, s.Out)
+	if err != nil {
+		return err
+	}
+	return d.then(d.Device.LinearReLU(y, o[0], o[1], o[2], s), y, s.N*s.Out)
+}
+
+// LinearReLUBackward rounds x and w on use and dx after (when there is
+// one); dy is masked in place (bf16 values stay bf16); dw and db stay
+// float32.
+func (d *Device) LinearReLUBackward(dx, dw, db, dy, x, w, y gpu.Buffer, s gpu.LinearShape) error {
+	o, err := d.operands([]gpu.Buffer{x, w}, s.N*s.In, s.Out*s.In)
+	if err != nil {
+		return err
+	}
+	err = d.grad(d.Device.LinearReLUBackward(dx, dw, db, dy, o[0], o[1], y, s), dw, db)
+	if dx == nil {
+		return err
+	}
+	return d.then(err, dx, s.N*s.In)
+}
+
+// ReLULRN rounds y, as ReLU then LRN.
+func (d *Device) ReLULRN(y, x gpu.Buffer, s gpu.LRNShape) error {
+	return d.then(d.Device.ReLULRN(y, x, s), y, s.Len())
+}
+
+// ReLULRNBackward rounds dx (the mask's zeros stay zeros), as LRNBackward
+// then ReLUBackward.
+func (d *Device) ReLULRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
+	return d.then(d.Device.ReLULRNBackward(dx, dy, x, y, s), dx, s.Len())
+}
+
 // Tanh rounds y.
 func (d *Device) Tanh(y, x gpu.Buffer, n int) error { return d.then(d.Device.Tanh(y, x, n), y, n) }
 

@@ -249,6 +249,49 @@ func matchCPU(t *testing.T, hd *Device, cd gpu.Device) {
 		check(fmt.Sprintf("AddBias %+v", bs), y, 0)
 	}
 
+	// The fused ops (kernels/fused.cu).
+	for _, bs := range []gpu.BiasShape{{N: 2, C: 4, Inner: 6}, {N: 8, C: 6, Inner: 169}, {N: 5, C: 7, Inner: 1}} {
+		y, b, dy, dx, db := in(normal(bs.Len())), in(normal(bs.C)), in(normal(bs.Len())), out(bs.Len()), out(bs.C)
+		both(func(d gpu.Device, at func(pair) gpu.Buffer) error {
+			if err := d.BiasReLU(at(y), at(b), bs); err != nil {
+				return err
+			}
+			return d.ReLUBiasBackward(at(dx), at(db), at(dy), at(y), bs)
+		})
+		check(fmt.Sprintf("BiasReLU %+v", bs), y, 0)
+		check(fmt.Sprintf("ReLUBiasBackward %+v: dx", bs), dx, 0)
+		check(fmt.Sprintf("ReLUBiasBackward %+v: db", bs), db, 1e-7)
+	}
+	for _, ls := range []gpu.LRNShape{
+		{N: 2, C: 7, H: 3, W: 5, Size: 5, Alpha: 1e-2, Beta: 0.75, K: 2},
+		{N: 3, C: 16, H: 13, W: 13, Size: 5, Alpha: 1e-3, Beta: 0.6, K: 1.5},
+	} {
+		n := ls.Len()
+		x, dy, y, dx := in(normal(n)), in(normal(n)), out(n), out(n)
+		both(func(d gpu.Device, at func(pair) gpu.Buffer) error {
+			if err := d.ReLULRN(at(y), at(x), ls); err != nil {
+				return err
+			}
+			return d.ReLULRNBackward(at(dx), at(dy), at(x), at(y), ls)
+		})
+		check(fmt.Sprintf("ReLULRN %+v: y", ls), y, 1e-6)
+		check(fmt.Sprintf("ReLULRNBackward %+v: dx", ls), dx, 1e-5)
+	}
+	fs := gpu.LinearShape{N: 6, In: 33, Out: 10}
+	fx, fw, fb, fy := in(normal(fs.N*fs.In)), in(normal(fs.Out*fs.In)), in(normal(fs.Out)), out(fs.N*fs.Out)
+	fdy, fdx, fdw, fdb := in(normal(fs.N*fs.Out)), out(fs.N*fs.In), out(fs.Out*fs.In), out(fs.Out)
+	both(func(d gpu.Device, at func(pair) gpu.Buffer) error {
+		if err := d.LinearReLU(at(fy), at(fx), at(fw), at(fb), fs); err != nil {
+			return err
+		}
+		return d.LinearReLUBackward(at(fdx), at(fdw), at(fdb), at(fdy), at(fx), at(fw), at(fy), fs)
+	})
+	check("LinearReLU", fy, 1e-5)
+	check("LinearReLUBackward: dy masked", fdy, 0)
+	check("LinearReLUBackward: dx", fdx, 1e-5)
+	check("LinearReLUBackward: dw", fdw, 1e-5)
+	check("LinearReLUBackward: db", fdb, 1e-6)
+
 	as := gpu.AugmentShape{N: 2, C: 3, Size: 8, Crop: 5}
 	raw := make([]uint8, 2*3*64)
 	for i := range raw {

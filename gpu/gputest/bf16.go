@@ -66,6 +66,7 @@ var bf16Suite = []struct {
 	{"SGD", []string{"SGD"}, checkSGD},                             // float32 masters: unchanged
 	{"SGDMulti", []string{"SGDMulti"}, checkSGDMulti},
 	{"Augment", []string{"Augment"}, bf16Augment},
+	{"Fused", []string{"BiasReLU", "ReLUBiasBackward", "LinearReLU", "LinearReLUBackward", "ReLULRN", "ReLULRNBackward"}, bf16Fused},
 }
 
 // bf16Uncovered returns the methods of gpu.Ops no check of bf16Suite
@@ -399,5 +400,71 @@ func bf16Augment(c *checker) {
 			// The float32 result rounded once more.
 			c.closeBF16("dst", c.get(db, s.DstLen()), augmentRef(src, mean, params, s, true), 0, 0)
 		})
+	}
+}
+
+// bf16Fused checks each fused operation against its unfused sequence on
+// the same bf16 device, bit for bit: the unfused operations are checked
+// against the float64 references above, and a fusion must not move a
+// rounding point (max(0, ·) and the ReLU's mask commute with rounding).
+func bf16Fused(c *checker) {
+	dev := c.dev
+	same := func(name string, got, want gpu.Buffer, n int) {
+		c.close(name, c.get(got, n), f64(c.get(want, n)), 0, 0)
+	}
+	bs := gpu.BiasShape{N: 4, C: 48, Inner: 27 * 27}
+	n := bs.Len()
+	y0, b := c.bsym(n, 1), c.sym(bs.C, 0.5)
+	yb, ub, bb := c.in(y0), c.in(y0), c.in(b)
+	c.must(dev.BiasReLU(yb, bb, bs), "BiasReLU")
+	c.must(dev.AddBias(ub, bb, bs), "AddBias")
+	c.must(dev.ReLU(ub, ub, n), "ReLU")
+	same("BiasReLU y = AddBias, ReLU", yb, ub, n)
+	c.unchanged("b", bb, b)
+	dy := c.bsym(n, 1)
+	dxb, dbb, udx, udb := c.out(n), c.out(bs.C), c.out(n), c.out(bs.C)
+	c.must(dev.ReLUBiasBackward(dxb, dbb, c.in(dy), yb, bs), "ReLUBiasBackward")
+	c.must(dev.ReLUBackward(udx, c.in(dy), ub, n), "ReLUBackward")
+	c.must(dev.BiasBackward(udb, udx, bs), "BiasBackward")
+	same("ReLUBiasBackward dx", dxb, udx, n)
+	same("ReLUBiasBackward db (float32)", dbb, udb, bs.C)
+
+	ls := gpu.LinearShape{N: 16, In: 300, Out: 70}
+	x, w, lb := c.sym(ls.N*ls.In, 1), c.sym(ls.Out*ls.In, 1), c.sym(ls.Out, 1)
+	xb, wb, lbb := c.in(x), c.in(w), c.in(lb)
+	ly, uly := c.out(ls.N*ls.Out), c.out(ls.N*ls.Out)
+	c.must(dev.LinearReLU(ly, xb, wb, lbb, ls), "LinearReLU")
+	c.must(dev.Linear(uly, xb, wb, lbb, ls), "Linear")
+	c.must(dev.ReLU(uly, uly, ls.N*ls.Out), "ReLU")
+	same("LinearReLU y = Linear, ReLU", ly, uly, ls.N*ls.Out)
+	ldy := c.bsym(ls.N*ls.Out, 1)
+	fdy, udy := c.in(ldy), c.in(ldy)
+	fdx, fdw, fdb := c.out(ls.N*ls.In), c.out(ls.Out*ls.In), c.out(ls.Out)
+	udxl, udw, udbl := c.out(ls.N*ls.In), c.out(ls.Out*ls.In), c.out(ls.Out)
+	c.must(dev.LinearReLUBackward(fdx, fdw, fdb, fdy, xb, wb, ly, ls), "LinearReLUBackward")
+	c.must(dev.ReLUBackward(udy, udy, uly, ls.N*ls.Out), "ReLUBackward")
+	c.must(dev.LinearBackwardWeights(udw, udbl, udy, xb, ls), "LinearBackwardWeights")
+	c.must(dev.LinearBackwardData(udxl, udy, wb, ls), "LinearBackwardData")
+	same("LinearReLUBackward dy masked", fdy, udy, ls.N*ls.Out)
+	same("LinearReLUBackward dx", fdx, udxl, ls.N*ls.In)
+	same("LinearReLUBackward dw (float32)", fdw, udw, ls.Out*ls.In)
+	same("LinearReLUBackward db (float32)", fdb, udbl, ls.Out)
+	c.unchanged("w", wb, w)
+	c.unchanged("x", xb, x)
+
+	for _, tc := range lrnCases {
+		s, m := tc.s, tc.s.Len()
+		lx := c.bsym(m, tc.scale)
+		lxb, fy, r, uy := c.in(lx), c.out(m), c.out(m), c.out(m)
+		c.must(dev.ReLULRN(fy, lxb, s), "ReLULRN")
+		c.must(dev.ReLU(r, lxb, m), "ReLU")
+		c.must(dev.LRN(uy, r, s), "LRN")
+		same(tc.name+": ReLULRN y = ReLU, LRN", fy, uy, m)
+		gdy := c.in(c.bsym(m, 1))
+		fdx, udx := c.out(m), c.out(m)
+		c.must(dev.ReLULRNBackward(fdx, gdy, lxb, fy, s), "ReLULRNBackward")
+		c.must(dev.LRNBackward(udx, gdy, r, uy, s), "LRNBackward")
+		c.must(dev.ReLUBackward(udx, udx, r, m), "ReLUBackward")
+		same(tc.name+": ReLULRNBackward dx = LRNBackward, ReLUBackward", fdx, udx, m)
 	}
 }

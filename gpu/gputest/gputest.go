@@ -93,6 +93,9 @@ var suite = []struct {
 	{"SGD", checkSGD},
 	{"SGDMulti", checkSGDMulti},
 	{"Augment", checkAugment},
+	{"BiasReLU", checkBiasReLU},
+	{"LinearReLU", checkLinearReLU},
+	{"ReLULRN", checkReLULRN},
 }
 
 // Upload allocates a buffer on dev holding v, failing t if the device

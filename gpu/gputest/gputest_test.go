@@ -487,6 +487,64 @@ func (d brokenSoftmax) SoftmaxCrossEntropy(prob, loss, logits, labels gpu.Buffer
 	return d.Device.Upload(loss, l)
 }
 
+// brokenBiasReLU rectifies before adding the bias: max(0, y) + b.
+type brokenBiasReLU struct{ gpu.Device }
+
+func (d brokenBiasReLU) BiasReLU(y, b gpu.Buffer, s gpu.BiasShape) error {
+	return first(d.Device.ReLU(y, y, s.Len()), d.Device.AddBias(y, b, s))
+}
+
+// brokenReLUBiasBackward sums the gradient before the ReLU's mask.
+type brokenReLUBiasBackward struct{ gpu.Device }
+
+func (d brokenReLUBiasBackward) ReLUBiasBackward(dx, db, dy, y gpu.Buffer, s gpu.BiasShape) error {
+	return first(d.Device.BiasBackward(db, dy, s), d.Device.ReLUBackward(dx, dy, y, s.Len()))
+}
+
+// brokenLinearReLUBackward masks a copy of dy, leaving dy as it was.
+type brokenLinearReLUBackward struct{ gpu.Device }
+
+func (d brokenLinearReLUBackward) LinearReLUBackward(dx, dw, db, dy, x, w, y gpu.Buffer, s gpu.LinearShape) error {
+	keep := get(d.Device, dy, s.N*s.Out)
+	if err := d.Device.LinearReLUBackward(dx, dw, db, dy, x, w, y, s); err != nil {
+		return err
+	}
+	return d.Device.Upload(dy, keep)
+}
+
+// brokenReLULRN normalizes first and rectifies after: ReLU(LRN(x)), where
+// the negative neighbours still count in the scale.
+type brokenReLULRN struct{ gpu.Device }
+
+func (d brokenReLULRN) ReLULRN(y, x gpu.Buffer, s gpu.LRNShape) error {
+	return first(d.Device.LRN(y, x, s), d.Device.ReLU(y, y, s.Len()))
+}
+
+// brokenReLULRNBackward forgets the ReLU's mask.
+type brokenReLULRNBackward struct{ gpu.Device }
+
+func (d brokenReLULRNBackward) ReLULRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
+	xv := get(d.Device, x, s.Len())
+	for i := range xv {
+		xv[i] = max(xv[i], 0)
+	}
+	r, err := d.Device.Alloc(s.Len())
+	if err != nil {
+		return err
+	}
+	defer d.Device.Free(r)
+	return first(d.Device.Upload(r, xv), d.Device.LRNBackward(dx, dy, r, y, s))
+}
+
+func first(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
 func get(dev gpu.Device, b gpu.Buffer, n int) []float32 {
 	v := make([]float32, n)
 	if err := dev.Download(v, b); err != nil {
@@ -540,6 +598,11 @@ func TestSuiteCatchesBrokenOps(t *testing.T) {
 		{"Dropout_pairs", "Dropout", brokenDropoutKeep{healthy, keepPairs}, "the mask depends on the index"},
 		{"Dropout_seed_ignored", "Dropout", brokenDropoutKeep{healthy, keepNoSeed}, "the masks are not independent"},
 		{"Softmax_overflow", "SoftmaxCrossEntropy", brokenSoftmax{healthy}, "large_100: logits in ±100 give"},
+		{"BiasReLU_rectified_first", "BiasReLU", brokenBiasReLU{healthy}, "conv: y:"},
+		{"ReLUBiasBackward_unmasked_sum", "BiasReLU", brokenReLUBiasBackward{healthy}, "conv: db:"},
+		{"LinearReLUBackward_dy_unmasked", "LinearReLU", brokenLinearReLUBackward{healthy}, "N3_17x5: dy masked (dx true)"},
+		{"ReLULRN_rectified_after", "ReLULRN", brokenReLULRN{healthy}, "paper_C7: y:"},
+		{"ReLULRNBackward_unmasked", "ReLULRN", brokenReLULRNBackward{healthy}, "paper_C7: dx:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if fails := gputest.Failures(healthy, tc.check); len(fails) > 0 {
