@@ -20,7 +20,8 @@ import (
 // mpiTestHooks, called by TestMain, lets the tests watch each rank:
 // TRAINER_TEST_WRITES=DIR records every file the rank writes into
 // DIR/writes<rank>; TRAINER_TEST_STOP=FILE stops rank 1 (SIGSTOP) once
-// FILE exists: a rank that stops answering mid-run.
+// FILE exists: a rank that stops answering mid-run; TRAINER_TEST_TERM=FILE
+// sends rank 1 alone a SIGTERM then (a preempted node).
 func mpiTestHooks() {
 	rank := os.Getenv("OMPI_COMM_WORLD_RANK")
 	if d := os.Getenv("TRAINER_TEST_WRITES"); d != "" {
@@ -36,16 +37,18 @@ func mpiTestHooks() {
 			return nil
 		})
 	}
-	if f := os.Getenv("TRAINER_TEST_STOP"); f != "" && rank == "1" {
-		go func() {
-			for {
-				if _, err := os.Stat(f); err == nil {
-					syscall.Kill(os.Getpid(), syscall.SIGSTOP)
-					return
+	for env, sig := range map[string]syscall.Signal{"TRAINER_TEST_STOP": syscall.SIGSTOP, "TRAINER_TEST_TERM": syscall.SIGTERM} {
+		if f := os.Getenv(env); f != "" && rank == "1" {
+			go func() {
+				for {
+					if _, err := os.Stat(f); err == nil {
+						syscall.Kill(os.Getpid(), sig)
+						return
+					}
+					time.Sleep(5 * time.Millisecond)
 				}
-				time.Sleep(5 * time.Millisecond)
-			}
-		}()
+			}()
+		}
 	}
 }
 
@@ -112,6 +115,9 @@ func mpiArgs(data, out, devs string, epochs int) []string {
 // the in-process reference sums in replica order), and the same losses
 // and errors (the sums over the ranks round differently in float64: to
 // 1e-12 here); rank 0 alone wrote into the run directory and logged.
+// Trained one epoch, then resumed by both ranks for the second; and
+// stopped by a SIGTERM to rank 1 alone, which stops both after the same
+// step, rank 0 saving the checkpoint, and resumed: the same run each time.
 func TestMPIMatchesInProcess(t *testing.T) {
 	mpirunPath(t)
 	dir := t.TempDir()
@@ -122,21 +128,55 @@ func TestMPIMatchesInProcess(t *testing.T) {
 	if out, err := run(t, mpiArgs(data, one, "cpu,cpu,cpu,cpu", 2)...); err != nil {
 		t.Fatalf("in-process run of two replicas: %v\n%s", err, out)
 	}
-	two := filepath.Join(dir, "two")
-	writes := filepath.Join(dir, "writes")
-	os.Mkdir(writes, 0o755)
-	out, err := mpirunTrainer(t, 2, []string{"TRAINER_TEST_WRITES=" + writes}, mpiArgs(data, two, "cpu,cpu", 2)...)
-	if err != nil {
-		t.Fatalf("mpirun -np 2: %v\n%s", err, out)
-	}
-	for _, want := range []string{"[1,0]<stdout>:MPI: rank 0 of 2", "2 replicas, one per process", "averaged through MPI on the host", "epoch 2/2"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("mpirun's output lacks %q:\n%s", want, out)
+	t.Run("resumed", func(t *testing.T) {
+		two := filepath.Join(dir, "two")
+		writes := filepath.Join(dir, "writes")
+		os.Mkdir(writes, 0o755)
+		env := []string{"TRAINER_TEST_WRITES=" + writes}
+		out, err := mpirunTrainer(t, 2, env, mpiArgs(data, two, "cpu,cpu", 1)...)
+		if err != nil {
+			t.Fatalf("mpirun -np 2: %v\n%s", err, out)
 		}
-	}
-	if strings.Contains(out, "[1,1]<stdout>:") {
-		t.Errorf("rank 1 logged:\n%s", out)
-	}
+		for _, want := range []string{"[1,0]<stdout>:MPI: rank 0 of 2", "2 replicas, one per process", "averaged through MPI on the host", "epoch 1/1"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("mpirun's output lacks %q:\n%s", want, out)
+			}
+		}
+		if strings.Contains(out, "[1,1]<stdout>:") {
+			t.Errorf("rank 1 logged:\n%s", out)
+		}
+		out, err = mpirunTrainer(t, 2, env, "train", "--resume", two, "--epochs", "2")
+		if err != nil || !strings.Contains(out, "[1,0]<stdout>:resuming at epoch 2") {
+			t.Fatalf("mpirun -np 2 train --resume: %v\n%s", err, out)
+		}
+		sameMPIRun(t, two, one)
+		w0, _ := os.ReadFile(filepath.Join(writes, "writes0"))
+		if _, err := os.Stat(filepath.Join(writes, "writes1")); err == nil || !strings.Contains(string(w0), "checkpoint.safetensors") {
+			b1, _ := os.ReadFile(filepath.Join(writes, "writes1"))
+			t.Errorf("rank 0 wrote %q, rank 1 %q: want rank 0 alone", w0, b1)
+		}
+	})
+	t.Run("signalled", func(t *testing.T) {
+		three := filepath.Join(dir, "three")
+		out, err := mpirunTrainer(t, 2, []string{"TRAINER_TEST_TERM=" + filepath.Join(three, "checkpoint.safetensors")}, mpiArgs(data, three, "cpu,cpu", 2)...)
+		if err != nil || strings.Count(out, "<stderr>:trainer: interrupted at epoch 1, batch ") != 2 {
+			t.Fatalf("mpirun -np 2 with rank 1 sent a SIGTERM: %v; want both ranks interrupted after the same step\n%s", err, out)
+		}
+		if m := readMetrics(t, three); len(m) != 0 {
+			t.Fatalf("the signalled run recorded %d epochs, want 0", len(m))
+		}
+		out, err = mpirunTrainer(t, 2, nil, "train", "--resume", three)
+		if err != nil || !strings.Contains(out, "[1,0]<stdout>:resuming at epoch 1, batch ") {
+			t.Fatalf("mpirun -np 2 train --resume: %v\n%s", err, out)
+		}
+		sameMPIRun(t, three, one)
+	})
+}
+
+// sameMPIRun checks that dir's run ended where one's did: the same
+// weights, bit for bit, and the same losses and errors.
+func sameMPIRun(t *testing.T, two, one string) {
+	t.Helper()
 	a, _ := os.ReadFile(filepath.Join(one, "weights.safetensors"))
 	b, _ := os.ReadFile(filepath.Join(two, "weights.safetensors"))
 	if len(a) == 0 || !bytes.Equal(a, b) {
@@ -154,11 +194,6 @@ func TestMPIMatchesInProcess(t *testing.T) {
 				t.Errorf("epoch %d %s: two processes %v, one process %v", i+1, k, mb[i][k], ma[i][k])
 			}
 		}
-	}
-	w0, _ := os.ReadFile(filepath.Join(writes, "writes0"))
-	if _, err := os.Stat(filepath.Join(writes, "writes1")); err == nil || !strings.Contains(string(w0), "checkpoint.safetensors") {
-		b1, _ := os.ReadFile(filepath.Join(writes, "writes1"))
-		t.Errorf("rank 0 wrote %q, rank 1 %q: want rank 0 alone", w0, b1)
 	}
 }
 
