@@ -513,7 +513,11 @@ func run(ctx context.Context, c Config, o *ResumeOptions, log io.Writer, world *
 		}
 	}
 	if resume && ran != R && !o.OtherReplicas {
-		return nil, fmt.Errorf("--resume %s: the run trained on %d replica(s), --gpus %s has %d: the same images and masks, but the gradients would be summed in another order, so the run would continue to float32 rounding, not bit for bit; give %d replica(s), or add --other-replicas to accept that", c.Out, ran, c.GPUs, R, ran)
+		where, has := "--gpus "+c.GPUs, "has"
+		if world.Size() > 1 {
+			where, has = fmt.Sprintf("%d processes of --gpus %s", world.Size(), c.GPUs), "have"
+		}
+		return nil, fmt.Errorf("--resume %s: the run trained on %d replica(s), %s %s %d: the same images and masks, but the gradients would be summed in another order, so the run would continue to float32 rounding, not bit for bit; give %d replica(s), or add --other-replicas to accept that", c.Out, ran, where, has, R, ran)
 	}
 	if resume && ran != R {
 		fmt.Fprintf(log, "resuming a run of %d replica(s) on %d (--gpus %s): the same global batch of %d images, the same images, augmentations and dropout masks; the gradients are summed in another order, so the run continues to float32 rounding, not bit for bit\n", ran, R, c.GPUs, c.Batch)

@@ -224,6 +224,16 @@ func TestMPIRankStops(t *testing.T) {
 		!strings.Contains(errs[0], "the last checkpoint on disk is whole; continue with trainer train --resume "+runDir) {
 		t.Fatalf("rank 0's error lines %q; want one naming rank 1, the timeout and the resume\n%s", errs, out)
 	}
+	// Four processes of one replica each are not the run's two (unless
+	// --other-replicas); two processes of two replicas each are refused.
+	out, err = mpirunTrainer(t, 4, nil, "train", "--resume", runDir, "--epochs", "1")
+	if err == nil || !strings.Contains(out, "[1,0]<stderr>:trainer: --resume "+runDir+": the run trained on 2 replica(s), 4 processes of --gpus cpu,cpu have 4") {
+		t.Fatalf("a resume of a run of two replicas on four processes: %v\n%s", err, out)
+	}
+	out, err = mpirunTrainer(t, 2, nil, "train", "--resume", runDir, "--epochs", "1", "--gpus", "cpu,cpu,cpu,cpu")
+	if err == nil || !strings.Contains(out, "<stderr>:trainer: --gpus cpu,cpu,cpu,cpu: 2 replicas in each of 2 processes: a process of an MPI run holds one replica for now") {
+		t.Fatalf("two processes of two replicas each: %v\n%s", err, out)
+	}
 	if out, err := run(t, "train", "--resume", runDir, "--epochs", "1", "--gpus", "cpu,cpu,cpu,cpu"); err != nil {
 		t.Fatalf("resuming the stopped run in one process of two replicas: %v\n%s", err, out)
 	}
