@@ -690,6 +690,7 @@ func (t *trainer) epoch(ctx context.Context) error {
 		if rerr != nil {
 			return rerr
 		}
+		st.Step = t.r.Step() // due() counts it
 		// Over several processes, the global batch's numbers and the
 		// decisions every rank takes.
 		res, due, stop, cerr := t.combine(res, t.due(), ctx.Err() != nil)
@@ -699,7 +700,6 @@ func (t *trainer) epoch(ctx context.Context) error {
 		if math.IsNaN(res.Loss) || math.IsInf(res.Loss, 0) {
 			return t.diverged(res.Loss, n)
 		}
-		st.Step = t.r.Step()
 		st.Batch++
 		st.Loss += res.Loss * float64(res.N)
 		st.Wrong += res.Top1
