@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/alexnet-go/trainer/gpu"
+	"github.com/alexnet-go/trainer/gpu/cuda"
 	"github.com/alexnet-go/trainer/model"
 	opener "github.com/alexnet-go/trainer/open"
 	"github.com/alexnet-go/trainer/parallel"
@@ -24,12 +25,25 @@ type logWriter struct{ strings.Builder }
 func TestReplicasOnOneGPU(t *testing.T) {
 	t.Setenv("NCCL_MULTI_RANK_GPU_ENABLE", "1")
 	d := openOn(t, 6)
+	replicasAsOne(t, []gpu.Device{d[0], d[1], d[2], d[3], d[4], d[5]}, 16)
+}
+
+// The same on the host GPU (hostgpu_test.go), where no NCCL loads: the
+// replicas reduce with device copies, through ReduceAsync's events.
+func TestReplicasOnHostGPU(t *testing.T) {
+	d := cuda.HostDevices(t, 6)
+	replicasAsOne(t, []gpu.Device{d[0], d[1], d[2], d[3], d[4], d[5]}, 4)
+}
+
+// replicasAsOne trains one replica on d[0], d[1] and two on d[2] … d[5]
+// (through open.Reducers) on global batches of n images, and compares.
+func replicasAsOne(t *testing.T, d []gpu.Device, n int) {
 	net, err := model.Build("alexnet-small", model.Options{Channels: 1, Classes: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
 	w := model.Init(net, 5)
-	o := parallel.Options{Batch: 16, Seed: 3, Momentum: 0.9, WeightDecay: 5e-4}
+	o := parallel.Options{Batch: n, Seed: 3, Momentum: 0.9, WeightDecay: 5e-4}
 	one, err := parallel.New(net, []gpu.Device{d[0], d[1]}, w, o)
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +62,7 @@ func TestReplicasOnOneGPU(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(7, 8))
 	for step := range 4 {
-		b := parallel.Batch{N: 16, Images: make([]float32, 16*net.Input.Len()), Labels: make([]float32, 16)}
+		b := parallel.Batch{N: n, Images: make([]float32, n*net.Input.Len()), Labels: make([]float32, n)}
 		for i := range b.Images {
 			b.Images[i] = float32(rng.NormFloat64() * 60)
 		}
