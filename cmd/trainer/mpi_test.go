@@ -21,7 +21,9 @@ import (
 // TRAINER_TEST_WRITES=DIR records every file the rank writes into
 // DIR/writes<rank>; TRAINER_TEST_STOP=FILE stops rank 1 (SIGSTOP) once
 // FILE exists: a rank that stops answering mid-run; TRAINER_TEST_TERM=FILE
-// sends rank 1 alone a SIGTERM then (a preempted node).
+// sends rank 1 alone a SIGTERM then (a preempted node);
+// TRAINER_TEST_NETNS=DIR records the rank's network namespace in
+// DIR/netns<rank>.
 func mpiTestHooks() {
 	rank := os.Getenv("OMPI_COMM_WORLD_RANK")
 	if d := os.Getenv("TRAINER_TEST_WRITES"); d != "" {
@@ -36,6 +38,10 @@ func mpiTestHooks() {
 			}
 			return nil
 		})
+	}
+	if d := os.Getenv("TRAINER_TEST_NETNS"); d != "" {
+		ns, _ := os.Readlink("/proc/self/ns/net")
+		os.WriteFile(filepath.Join(d, "netns"+rank), []byte(ns), 0o644)
 	}
 	for env, sig := range map[string]syscall.Signal{"TRAINER_TEST_STOP": syscall.SIGSTOP, "TRAINER_TEST_TERM": syscall.SIGTERM} {
 		if f := os.Getenv(env); f != "" && rank == "1" {
@@ -73,15 +79,23 @@ func mpirunPath(t *testing.T) string {
 // hang fails the test.
 func mpirunTrainer(t *testing.T, np int, env []string, args ...string) (string, error) {
 	t.Helper()
+	return mpirunTrainerIn(t, nil, nil, np, env, args...)
+}
+
+// mpirunTrainerIn is mpirunTrainer with mpirun run through the command
+// prefix (ip netns exec …) and given the extra arguments.
+func mpirunTrainerIn(t *testing.T, prefix, extra []string, np int, env []string, args ...string) (string, error) {
+	t.Helper()
 	mpirun := mpirunPath(t)
-	line := []string{"--oversubscribe", "--bind-to", "none", "--tag-output", "-np", fmt.Sprint(np), "-x", "TRAINER_TEST_MAIN=1"}
+	line := append([]string{"--oversubscribe", "--bind-to", "none", "--tag-output", "-np", fmt.Sprint(np), "-x", "TRAINER_TEST_MAIN=1"}, extra...)
 	for _, e := range env {
 		line = append(line, "-x", e)
 	}
 	line = append(append(line, os.Args[0]), args...)
+	line = append(append(append([]string{}, prefix...), mpirun), line...)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, mpirun, line...)
+	cmd := exec.CommandContext(ctx, line[0], line[1:]...)
 	// A session folder of its own: mpiruns started at once race to
 	// create the shared one.
 	session, err := os.MkdirTemp("", "ompi")
@@ -97,7 +111,7 @@ func mpirunTrainer(t *testing.T, np int, env []string, args ...string) (string, 
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
-		t.Fatalf("mpirun %s did not end within 2 minutes: it hangs\n%s", strings.Join(line, " "), out)
+		t.Fatalf("%s did not end within 2 minutes: it hangs\n%s", strings.Join(line, " "), out)
 	}
 	return string(out), err
 }
