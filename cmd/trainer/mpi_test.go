@@ -21,7 +21,8 @@ import (
 // TRAINER_TEST_WRITES=DIR records every file the rank writes into
 // DIR/writes<rank>; TRAINER_TEST_STOP=FILE stops rank 1 (SIGSTOP) once
 // FILE exists: a rank that stops answering mid-run; TRAINER_TEST_TERM=FILE
-// sends rank 1 alone a SIGTERM then (a preempted node);
+// sends rank 1 alone a SIGTERM then (a preempted node), and
+// TRAINER_TEST_KILL1=FILE a SIGKILL;
 // TRAINER_TEST_NETNS=DIR records the rank's network namespace in
 // DIR/netns<rank>.
 func mpiTestHooks() {
@@ -43,7 +44,7 @@ func mpiTestHooks() {
 		ns, _ := os.Readlink("/proc/self/ns/net")
 		os.WriteFile(filepath.Join(d, "netns"+rank), []byte(ns), 0o644)
 	}
-	for env, sig := range map[string]syscall.Signal{"TRAINER_TEST_STOP": syscall.SIGSTOP, "TRAINER_TEST_TERM": syscall.SIGTERM} {
+	for env, sig := range map[string]syscall.Signal{"TRAINER_TEST_STOP": syscall.SIGSTOP, "TRAINER_TEST_TERM": syscall.SIGTERM, "TRAINER_TEST_KILL1": syscall.SIGKILL} {
 		if f := os.Getenv(env); f != "" && rank == "1" {
 			go func() {
 				for {
@@ -228,16 +229,7 @@ func TestMPIRankStops(t *testing.T) {
 	if err == nil {
 		t.Fatalf("mpirun succeeded with rank 1 stopped:\n%s", out)
 	}
-	var errs []string
-	for _, l := range strings.Split(out, "\n") {
-		if strings.HasPrefix(l, "[1,0]<stderr>:trainer:") {
-			errs = append(errs, l)
-		}
-	}
-	if len(errs) != 1 || !strings.Contains(errs[0], "rank 1 (") || !strings.Contains(errs[0], "did not answer within 2s (--rank-timeout)") ||
-		!strings.Contains(errs[0], "the last checkpoint on disk is whole; continue with trainer train --resume "+runDir) {
-		t.Fatalf("rank 0's error lines %q; want one naming rank 1, the timeout and the resume\n%s", errs, out)
-	}
+	rankZeroFails(t, out, runDir)
 	// Four processes of one replica each are not the run's two (unless
 	// --other-replicas); two processes of two replicas each are refused.
 	out, err = mpirunTrainer(t, 4, nil, "train", "--resume", runDir, "--epochs", "1")
@@ -250,6 +242,46 @@ func TestMPIRankStops(t *testing.T) {
 	}
 	if out, err := run(t, "train", "--resume", runDir, "--epochs", "1", "--gpus", "cpu,cpu,cpu,cpu"); err != nil {
 		t.Fatalf("resuming the stopped run in one process of two replicas: %v\n%s", err, out)
+	}
+	if m := readMetrics(t, runDir); len(m) != 1 {
+		t.Errorf("the resumed run recorded %d epochs, want 1", len(m))
+	}
+}
+
+// rankZeroFails fails t unless rank 0 wrote one error line, naming rank
+// 1, the timeout, and how to resume the run in runDir.
+func rankZeroFails(t *testing.T, out, runDir string) {
+	t.Helper()
+	var errs []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "[1,0]<stderr>:trainer:") {
+			errs = append(errs, l)
+		}
+	}
+	if len(errs) != 1 || !strings.Contains(errs[0], "rank 1 (") || !strings.Contains(errs[0], "did not answer within 2s (--rank-timeout)") ||
+		!strings.Contains(errs[0], "the last checkpoint on disk is whole; continue with trainer train --resume "+runDir) {
+		t.Fatalf("rank 0's error lines %q; want one naming rank 1, the timeout and the resume\n%s", errs, out)
+	}
+}
+
+// A rank killed mid-run (SIGKILL once the first checkpoint is on disk),
+// where mpirun lets the others run on (--enable-recovery, as srun without
+// --kill-on-bad-exit does; a plain mpirun ends the job itself): rank 0
+// ends within --rank-timeout with the one line, and both ranks resume the
+// checkpoint and finish the epoch.
+func TestMPIRankKilled(t *testing.T) {
+	mpirunPath(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	os.Mkdir(data, 0o755)
+	writeIDX(t, data, 48)
+	runDir := filepath.Join(dir, "run")
+	args := append(mpiArgs(data, runDir, "cpu,cpu", 50), "--rank-timeout", "2s")
+	out, _ := mpirunTrainerIn(t, nil, []string{"--enable-recovery"}, 2, []string{"TRAINER_TEST_KILL1=" + filepath.Join(runDir, "checkpoint.safetensors")}, args...)
+	rankZeroFails(t, out, runDir)
+	out, err := mpirunTrainer(t, 2, nil, "train", "--resume", runDir, "--epochs", "1")
+	if err != nil || !strings.Contains(out, "[1,0]<stdout>:resuming at epoch 1, batch ") {
+		t.Fatalf("mpirun -np 2 train --resume after rank 1 was killed: %v\n%s", err, out)
 	}
 	if m := readMetrics(t, runDir); len(m) != 1 {
 		t.Errorf("the resumed run recorded %d epochs, want 1", len(m))
