@@ -364,8 +364,8 @@ func Resume(ctx context.Context, dir string, o ResumeOptions, log io.Writer) (ms
 	}
 	defer func() { err = closeWorld(world, dir, err) }()
 	c, err := ReadConfig(dir)
-	if err != nil {
-		return nil, fmt.Errorf("--resume %w", err)
+	if err != nil { // over several processes: dir is not on every rank's filesystem
+		return nil, agreeAll(world, fmt.Errorf("--resume %w", err))
 	}
 	c.Out = dir
 	if o.Epochs > 0 {
