@@ -567,7 +567,10 @@ func run(ctx context.Context, c Config, o *ResumeOptions, log io.Writer, world *
 	t.saved = time.Now()
 	for t.st.Epoch <= c.Epochs && !t.st.Stopped {
 		if err := t.epoch(ctx); err != nil {
-			if ctx.Err() != nil || errors.Is(err, errStopped) {
+			// Over several processes, only a stop the ranks agreed on is
+			// a clean step to save: any other failure (a rank gone) may
+			// have left the replicas mid-update.
+			if (ctx.Err() != nil && world.Size() == 1) || errors.Is(err, errStopped) {
 				if err := t.write(func() error { return saveCheckpoint(c.Out, net, t.r, t.saving()) }); err != nil {
 					return t.st.History, err
 				}
