@@ -63,12 +63,16 @@ type ScaleRow struct {
 	Hidden float64 `json:"hidden"`
 	// Efficiency is ImagesPerS / (Replicas × one replica's ImagesPerS).
 	Efficiency float64 `json:"efficiency"`
+	// Reduction says how each group averaged, one line per group, as
+	// open.Reducers chose as the trainer does (the in-process reference on
+	// CPU devices, NCCL or device copies on CUDA devices).
+	Reduction []string `json:"reduction,omitempty"`
 }
 
 // Scale times training steps of net on 1, 2, 4… data-parallel replicas at
 // the same global batch, each step the real one (the gradients averaged
-// by the in-process reference, in buckets overlapped with the backward
-// pass), and reports images/s, the bytes reduced, the time in the
+// as the trainer averages them, open.Reducers, in buckets overlapped with
+// the backward pass), and reports images/s, the bytes reduced, the time in the
 // collective, how much of it the backward hid, and the scaling efficiency
 // against one replica. It writes scale.md and scale.json to Out.
 func Scale(o ScaleOptions) ([]ScaleRow, error) {
@@ -168,11 +172,16 @@ func Scale(o ScaleOptions) ([]ScaleRow, error) {
 // timeReplicas fills row with the median of o.Repeats steps of R replicas
 // after a warm-up, and the reduction's statistics over those steps.
 func timeReplicas(row *ScaleRow, net *model.Net, devs [][]gpu.Device, w model.Weights, in parallel.Batch, o ScaleOptions) error {
-	rs, err := parallel.NewReplicas(net, devs, w, parallel.Options{Batch: in.N, Seed: 1, Momentum: 0.9, WeightDecay: 5e-4, BucketBytes: o.BucketBytes})
+	var how strings.Builder
+	rs, err := parallel.NewReplicas(net, devs, w, parallel.Options{Batch: in.N, Seed: 1, Momentum: 0.9, WeightDecay: 5e-4, BucketBytes: o.BucketBytes,
+		Reducers: open.Reducers(nil, &how)})
 	if err != nil {
 		return err
 	}
 	defer rs.Close()
+	if how.Len() > 0 {
+		row.Reduction = strings.Split(strings.TrimSpace(how.String()), "\n")
+	}
 	warm := 1
 	if slices.ContainsFunc(devs[0], func(d gpu.Device) bool { _, ok := d.(gpu.Timer); return ok }) {
 		warm = 10 // a GPU: cuDNN's algorithm search, the clocks
@@ -218,7 +227,7 @@ func timeReplicas(row *ScaleRow, net *model.Net, devs [][]gpu.Device, w model.We
 // ScaleMarkdown renders the rows as a table.
 func ScaleMarkdown(net string, rows []ScaleRow) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s, data-parallel replicas at the same global batch (the gradients averaged by the in-process reference reduction, in buckets, overlapped with the backward pass):\n\n", net)
+	fmt.Fprintf(&b, "%s, data-parallel replicas at the same global batch (the gradients averaged as the trainer averages them, in buckets, overlapped with the backward pass; see below how):\n\n", net)
 	b.WriteString("| replicas | placement | batch per replica | images/s | ms/step (median) | reduced/step per replica | buckets/step | in the collective ms/step | blocked ms/step | hidden by backward | scaling efficiency |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		if r.Skipped != "" {
@@ -240,6 +249,11 @@ func ScaleMarkdown(net string, rows []ScaleRow) string {
 		fmt.Fprintf(&b, "| %d | `%s` | %d | %.1f | %.2f | %s | %.1f | %s | %.2f | %s | %s |\n",
 			r.Replicas, r.Placement, r.PerReplica, r.ImagesPerS, r.MsPerStep, model.Bytes(r.ReducedBytes), r.Buckets, coll, r.BlockedMs, hidden, eff)
 	}
-	b.WriteString("\nPer step and group member (one worker of one replica): in the collective, the wall time during which at least one of the member's buckets was in flight (from its Reduce call to the bucket's mean being ready); blocked, the time the worker spent in the reducer's calls instead of its backward pass (waits for slower replicas included). Scaling efficiency: images/s ÷ (replicas × one replica's images/s).\n")
+	for _, r := range rows {
+		for _, l := range r.Reduction {
+			fmt.Fprintf(&b, "\n- %d replicas: %s", r.Replicas, l)
+		}
+	}
+	b.WriteString("\n\nPer step and group member (one worker of one replica): in the collective, the wall time during which at least one of the member's buckets was in flight (from its Reduce call to the bucket's mean being ready); blocked, the time the worker spent in the reducer's calls instead of its backward pass (waits for slower replicas included). Scaling efficiency: images/s ÷ (replicas × one replica's images/s).\n")
 	return b.String()
 }

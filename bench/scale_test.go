@@ -39,6 +39,10 @@ func TestScaleQuick(t *testing.T) {
 			}
 			continue
 		}
+		// Two groups (towers), each said to reduce as the trainer's would.
+		if len(r.Reduction) != 2 || !strings.Contains(r.Reduction[1], "worker 1 (cpu:1, cpu:3") || !strings.Contains(r.Reduction[0], "in-process reference") {
+			t.Errorf("%d replicas: reduction %q", r.Replicas, r.Reduction)
+		}
 		if r.ReducedBytes != 4*int64(net.Params()) || r.Buckets < 2 || r.CollectiveMs <= 0 || r.BlockedMs <= 0 || r.Hidden < 0 || r.Hidden > 1 {
 			t.Errorf("%d replicas: reduced %d bytes (want %d) in %v buckets, %v ms in the collective, %v blocked, %v hidden",
 				r.Replicas, r.ReducedBytes, 4*net.Params(), r.Buckets, r.CollectiveMs, r.BlockedMs, r.Hidden)

@@ -39,6 +39,9 @@ type Replicas struct {
 	runners []*Runner
 	groups  []GroupReducer // one per worker index
 	n       int            // images per replica at most
+	// total is the number of replicas over every process, first the
+	// index of runners[0] among them (Options.TotalReplicas).
+	total, first int
 
 	// step is cancelled when a replica's step fails, so that the others,
 	// waiting for it in their groups, give up.
@@ -73,6 +76,16 @@ type Flusher interface {
 	Flush(ctx context.Context, replica int, dev gpu.Device) error
 }
 
+// AsyncReducer is a GroupReducer that can leave the mean to come, so that
+// the rest of the backward pass overlaps the collective (NCCL on a stream
+// of its own): ReduceAsync is Reduce without making dev's stream wait for
+// the mean, and returns the event that marks it (nil: in place already).
+// The replicas call it instead of Reduce, and make the member's device
+// wait for every event of the step before its update.
+type AsyncReducer interface {
+	ReduceAsync(ctx context.Context, replica int, dev gpu.Device, grads []gpu.Buffer) (gpu.Event, error)
+}
+
 // CollectiveTimer is a GroupReducer that reports how long its collectives
 // were in flight, summed over its members (for each member, the wall time
 // during which at least one of its buckets was: from its Reduce call to
@@ -98,23 +111,31 @@ const DefaultBucketBytes = 1 << 20
 
 // NewReplicas places net on each device list of devs (one replica each,
 // every list alike) for global batches of up to o.Batch images, which must
-// split evenly over the replicas.
+// split evenly over the replicas (over o.TotalReplicas, where other
+// processes hold some).
 func NewReplicas(net *model.Net, devs [][]gpu.Device, w model.Weights, o Options) (*Replicas, error) {
 	R := len(devs)
 	if R < 1 {
 		return nil, errors.New("parallel: no replicas")
 	}
-	if o.Batch%R != 0 {
-		return nil, fmt.Errorf("parallel: a batch of %d images does not split evenly over %d replicas", o.Batch, R)
+	T := o.TotalReplicas
+	if T == 0 && o.FirstReplica == 0 {
+		T = R
 	}
-	rs := &Replicas{n: o.Batch / R}
+	if o.FirstReplica < 0 || o.FirstReplica+R > T {
+		return nil, fmt.Errorf("parallel: replicas %d to %d of %d", o.FirstReplica, o.FirstReplica+R-1, T)
+	}
+	if o.Batch%T != 0 {
+		return nil, fmt.Errorf("parallel: a batch of %d images does not split evenly over %d replicas", o.Batch, T)
+	}
+	rs := &Replicas{n: o.Batch / T, total: T, first: o.FirstReplica}
 	rs.step, rs.cancel = context.WithCancel(context.Background())
 	workers := -1
 	for k, d := range devs {
 		ro := o
 		ro.Batch = rs.n
-		ro.ImageOffset = k * rs.n
-		if R > 1 {
+		ro.ImageOffset = (rs.first + k) * rs.n
+		if T > 1 {
 			ro.reduce = &replicaReducer{rs: rs, k: k}
 		}
 		r, err := New(net, d, w, ro)
@@ -129,7 +150,7 @@ func NewReplicas(net *model.Net, devs [][]gpu.Device, w model.Weights, o Options
 		}
 		workers = len(r.workers)
 	}
-	if R == 1 {
+	if T == 1 {
 		return rs, nil
 	}
 	f := o.Reducers
@@ -151,8 +172,11 @@ func NewReplicas(net *model.Net, devs [][]gpu.Device, w model.Weights, o Options
 	return rs, nil
 }
 
-// R is the number of replicas.
+// R is the number of replicas in this process.
 func (rs *Replicas) R() int { return len(rs.runners) }
+
+// Total is the number of replicas over every process (Options.TotalReplicas).
+func (rs *Replicas) Total() int { return rs.total }
 
 // Runners returns the replicas' runners, replica 0 first.
 func (rs *Replicas) Runners() []*Runner { return rs.runners }
@@ -206,9 +230,10 @@ func (rs *Replicas) each(f func(k int, r *Runner) error) error {
 	return err
 }
 
-// split is replica k's part of a batch of N images: up to n images each,
-// in order, the last replicas' parts empty when N is short.
+// split is local replica k's part of a global batch of N images: up to n
+// images each, in order, the last replicas' parts empty when N is short.
 func (rs *Replicas) split(N, k int) (lo, hi int) {
+	k += rs.first
 	return min(k*rs.n, N), min((k+1)*rs.n, N)
 }
 
@@ -232,32 +257,35 @@ type ReplicaStep struct {
 }
 
 // Start enqueues one training step on the global batch b, as Runner.Start
-// does: b.N must split evenly over the replicas.
+// does: b.N must split evenly over the replicas (of every process: each
+// trains its replicas' slices).
 func (rs *Replicas) Start(b Batch, lr float32) (*ReplicaStep, error) {
-	R := len(rs.runners)
-	if b.N < 1 || b.N > rs.n*R || b.N%R != 0 {
-		return nil, fmt.Errorf("parallel: a training step of %d replicas takes a multiple of %d images up to %d, not %d", R, R, rs.n*R, b.N)
+	R, T := len(rs.runners), rs.total
+	if b.N < 1 || b.N > rs.n*T || b.N%T != 0 {
+		return nil, fmt.Errorf("parallel: a training step of %d replicas takes a multiple of %d images up to %d, not %d", T, T, rs.n*T, b.N)
 	}
-	n := b.N / R
+	n := b.N / T
 	parts := make([]*Pending, R)
 	err := rs.each(func(k int, r *Runner) error {
-		s, err := rs.slice(r, b, k*n, (k+1)*n)
+		g := rs.first + k
+		s, err := rs.slice(r, b, g*n, (g+1)*n)
 		if err == nil {
 			parts[k], err = r.Start(s, lr)
 		}
-		if err != nil && R > 1 {
-			return fmt.Errorf("replica %d: %w", k, err)
+		if err != nil && T > 1 {
+			return fmt.Errorf("replica %d: %w", g, err)
 		}
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &ReplicaStep{parts: parts, n: b.N}, nil
+	return &ReplicaStep{parts: parts, n: R * n}, nil
 }
 
 // Result reads the step's softmax and losses back from every replica and
-// scores the global batch.
+// scores the global batch: the part of it this process's replicas trained
+// on, where other processes hold replicas (Options.TotalReplicas).
 func (p *ReplicaStep) Result() (Result, error) {
 	res := make([]Result, len(p.parts))
 	for k, q := range p.parts {
@@ -285,10 +313,12 @@ func merge(res []Result, n int) Result {
 }
 
 // Eval runs the forward pass without dropout on b, each replica on its
-// part (the batch need not split evenly), and scores b as Runner.Eval.
+// part (the batch need not split evenly), and scores b as Runner.Eval:
+// where other processes hold replicas (Options.TotalReplicas), the part of
+// b this process's replicas scored (N 0 when b is too short to reach them).
 func (rs *Replicas) Eval(b Batch) (Result, error) {
-	if b.N < 1 || b.N > rs.n*len(rs.runners) {
-		return Result{}, fmt.Errorf("parallel: batch of %d images; these replicas take 1 to %d", b.N, rs.n*len(rs.runners))
+	if b.N < 1 || b.N > rs.n*rs.total {
+		return Result{}, fmt.Errorf("parallel: batch of %d images; these replicas take 1 to %d", b.N, rs.n*rs.total)
 	}
 	res := make([]Result, len(rs.runners))
 	err := rs.each(func(k int, r *Runner) error {
@@ -306,17 +336,22 @@ func (rs *Replicas) Eval(b Batch) (Result, error) {
 		return Result{}, err
 	}
 	var used []Result
+	n := 0
 	for _, x := range res {
 		if x.N > 0 {
 			used = append(used, x)
+			n += x.N
 		}
 	}
-	return merge(used, b.N), nil
+	if len(used) == 0 {
+		return Result{}, nil
+	}
+	return merge(used, n), nil
 }
 
 // slice is images [lo, hi) of b, for r.
 func (rs *Replicas) slice(r *Runner, b Batch, lo, hi int) (Batch, error) {
-	if len(rs.runners) == 1 {
+	if rs.total == 1 {
 		return b, nil
 	}
 	s := Batch{N: hi - lo}
@@ -375,13 +410,14 @@ func (rs *Replicas) SetAugment(a Augment) error {
 // Stage stages each replica's slice of the raw global batch b (see
 // Runner.Stage).
 func (rs *Replicas) Stage(b Batch) error {
-	R := len(rs.runners)
-	if b.N%R != 0 {
-		return fmt.Errorf("parallel: a raw batch of %d images does not split evenly over %d replicas", b.N, R)
+	T := rs.total
+	if b.N%T != 0 {
+		return fmt.Errorf("parallel: a raw batch of %d images does not split evenly over %d replicas", b.N, T)
 	}
-	n := b.N / R
+	n := b.N / T
 	for k, r := range rs.runners {
-		s, err := rs.slice(r, b, k*n, (k+1)*n)
+		g := rs.first + k
+		s, err := rs.slice(r, b, g*n, (g+1)*n)
 		if err == nil {
 			err = r.Stage(s)
 		}
@@ -404,13 +440,14 @@ func (rs *Replicas) Unstage() {
 
 // Outputs downloads each named layer's output of the last step for the
 // first n images of the global batch, from the replicas that computed
-// them, in batch order.
+// them, in batch order (this process's replicas' images only, where other
+// processes hold replicas).
 func (rs *Replicas) Outputs(n int, names []string) (map[string][]float32, error) {
 	out := map[string][]float32{}
 	for k, r := range rs.runners {
 		lo, hi := rs.split(n, k)
 		if lo == hi {
-			break
+			continue
 		}
 		o, err := r.Outputs(hi-lo, names)
 		if err != nil {
@@ -485,7 +522,7 @@ type ReduceStats struct {
 // starts counting afresh.
 func (rs *Replicas) ReduceStats() ReduceStats {
 	st := ReduceStats{Calls: rs.calls.Swap(0), Bytes: rs.bytes.Swap(0), Blocked: time.Duration(rs.blocked.Swap(0))}
-	if len(rs.runners) > 1 {
+	if rs.total > 1 {
 		st.Members = len(rs.runners) * len(rs.groups)
 	}
 	for _, g := range rs.groups {
@@ -501,7 +538,9 @@ func (rs *Replicas) ReduceStats() ReduceStats {
 
 // workerReducer is what a runner's workers call (Options.reduce).
 type workerReducer interface {
-	reduce(ctx context.Context, worker int, dev gpu.Device, grads []gpu.Buffer) error
+	// reduce returns the event that marks the mean, nil when it is in
+	// place for the device's next work (see AsyncReducer).
+	reduce(ctx context.Context, worker int, dev gpu.Device, grads []gpu.Buffer) (gpu.Event, error)
 	flush(ctx context.Context, worker int, dev gpu.Device) error
 }
 
@@ -519,7 +558,7 @@ func (rr *replicaReducer) within(ctx context.Context) (context.Context, func()) 
 	return c, func() { stop(); cancel() }
 }
 
-func (rr *replicaReducer) reduce(ctx context.Context, worker int, dev gpu.Device, grads []gpu.Buffer) error {
+func (rr *replicaReducer) reduce(ctx context.Context, worker int, dev gpu.Device, grads []gpu.Buffer) (gpu.Event, error) {
 	began := time.Now()
 	ctx, done := rr.within(ctx)
 	defer done()
@@ -527,11 +566,17 @@ func (rr *replicaReducer) reduce(ctx context.Context, worker int, dev gpu.Device
 	for _, g := range grads {
 		bytes += 4 * int64(g.Len())
 	}
-	err := rr.rs.groups[worker].Reduce(ctx, rr.k, dev, grads)
+	var mean gpu.Event
+	var err error
+	if a, ok := rr.rs.groups[worker].(AsyncReducer); ok {
+		mean, err = a.ReduceAsync(ctx, rr.k, dev, grads)
+	} else {
+		err = rr.rs.groups[worker].Reduce(ctx, rr.k, dev, grads)
+	}
 	rr.rs.calls.Add(1)
 	rr.rs.bytes.Add(bytes)
 	rr.rs.blocked.Add(int64(time.Since(began)))
-	return err
+	return mean, err
 }
 
 func (rr *replicaReducer) flush(ctx context.Context, worker int, dev gpu.Device) error {
@@ -558,6 +603,7 @@ type bucketer struct {
 	bufs   []gpu.Buffer
 	bytes  int
 	limit  int
+	means  []gpu.Event // of the buckets handed over, where the reducer is an AsyncReducer
 }
 
 // buckets is wk's bucketer for one step, nil without replicas.
@@ -592,8 +638,11 @@ func (b *bucketer) send() error {
 	if len(b.bufs) == 0 {
 		return nil
 	}
-	err := b.red.reduce(b.ctx, b.worker, b.dev, b.bufs)
+	mean, err := b.red.reduce(b.ctx, b.worker, b.dev, b.bufs)
 	b.bufs, b.bytes = nil, 0
+	if mean != nil {
+		b.means = append(b.means, mean)
+	}
 	if err != nil {
 		return fmt.Errorf("parallel: reducing the gradients of %s: %w", b.dev.Name(), err)
 	}
@@ -612,6 +661,12 @@ func (b *bucketer) finish() error {
 	if err := b.red.flush(b.ctx, b.worker, b.dev); err != nil {
 		return fmt.Errorf("parallel: reducing the gradients of %s: %w", b.dev.Name(), err)
 	}
+	for _, e := range b.means {
+		if err := b.dev.Wait(e); err != nil {
+			return fmt.Errorf("parallel: waiting for the gradients' mean on %s: %w", b.dev.Name(), err)
+		}
+	}
+	b.means = nil
 	return nil
 }
 

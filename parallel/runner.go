@@ -32,6 +32,13 @@ type Options struct {
 	// Reducers makes NewReplicas' group reducers, one per worker index
 	// (see GroupReducer); nil: the in-process reference, Reference.
 	Reducers ReducerFactory
+	// TotalReplicas and FirstReplica place NewReplicas' replicas among
+	// those of other processes (the ranks of an MPI world): they are
+	// replicas FirstReplica … FirstReplica+len(devs)−1 of TotalReplicas,
+	// each on Batch/TotalReplicas images of every global batch, and they
+	// reduce with the others (through Reducers) even when this process
+	// holds one. 0, 0: these are all the replicas.
+	TotalReplicas, FirstReplica int
 
 	// reduce, set by NewReplicas, averages each worker's gradients with
 	// the other replicas' before its update.

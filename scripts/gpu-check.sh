@@ -19,7 +19,8 @@
 #      devices opened and closed in a loop (the driver's free memory must
 #      not fall), and cuDNN's LRN and pooling against the CPU device's;
 #      then the NCCL group (one rank; four ranks on one GPU where NCCL
-#      allows; the device-copy fallback) and, where the trainer has it,
+#      allows; the device-copy fallback), two replicas on 0,0,0,0 against
+#      one on 0,0 through open.Reducers, and, where the trainer has it,
 #      `trainer bench scale --gpus 0,0,0,0 --quick` (JSON in $LOGS/scale);
 #   4. trains alexnet-small on Fashion-MNIST for one short epoch on --gpus 0,0;
 #   5. runs the speed benchmark on placements "0;0,0", and the kernel
@@ -151,6 +152,11 @@ if [ -x "$dir/cuda.test" ]; then
 	# skips, saying why), and the device-copy reduction that replaces it.
 	step TestNCCL -t 35 "$dir/cuda.test" -test.v -test.run '^TestNCCL(OneRank|MultiRankOneGPU|Fallback)$' -test.timeout 30s
 	grep -E -- '--- (FAIL|SKIP)|NCCL [0-9]|device copies' "$out/TestNCCL.log" | head -12
+	# 3b'. Two replicas on one GPU (0,0,0,0) against one (0,0), reducing
+	# through open.Reducers as the trainer does: NCCL where it takes four
+	# ranks on the GPU, else device copies (the log line says which).
+	step TestReplicasOnOneGPU -t 65 "$dir/cuda.test" -test.v -test.run '^TestReplicasOnOneGPU$' -test.timeout 60s
+	grep -E -- '--- (FAIL|SKIP)|reduction:|differs|loss' "$out/TestReplicasOnOneGPU.log" | head -8
 	grep -E -- '--- (FAIL|SKIP)' "$out"/Test*.log >"$out/cuda.summary" 2>/dev/null || true
 else
 	skip cuda.test "no $dir/cuda.test"

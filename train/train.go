@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/alexnet-go/trainer/data"
+	"github.com/alexnet-go/trainer/internal/mpi"
 	"github.com/alexnet-go/trainer/internal/safefile"
 	"github.com/alexnet-go/trainer/metrics"
 	"github.com/alexnet-go/trainer/model"
@@ -90,6 +91,10 @@ type Config struct {
 	// DataFingerprint identifies the data's content, so that a resume
 	// refuses data that changed and accepts data that only moved.
 	DataFingerprint string `json:"data_fingerprint,omitempty"`
+	// RankTimeout bounds every collective of a run over several processes
+	// (mpirun, srun): a rank that stops answering ends the run within it
+	// (0: a minute). Not recorded: it is where the run runs, not what.
+	RankTimeout time.Duration `json:"-"`
 }
 
 // Defaults returns the paper's recipe (§5) on the default data, Fashion-MNIST
@@ -272,20 +277,37 @@ var ErrInterrupted = errors.New("interrupted")
 // hold a run, logging progress to log, and returns each epoch's metrics.
 // When ctx is cancelled it finishes the step in progress, saves a
 // checkpoint and returns an error wrapping ErrInterrupted.
-func Run(ctx context.Context, c Config, log io.Writer) ([]Metrics, error) {
+//
+// Started by mpirun or srun, it is one rank of a run over several
+// processes (see initWorld): rank 0's c.Out is every rank's.
+func Run(ctx context.Context, c Config, log io.Writer) (ms []Metrics, err error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
+	}
+	world, err := initWorld(c.RankTimeout, log)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = closeWorld(world, c.Out, err) }()
+	if c.Out, err = bcastString(world, c.Out); err != nil {
+		return nil, err
+	}
+	if world.Rank() != 0 {
+		if err := agreeAll(world, nil); err != nil {
+			return nil, err
+		}
+		return run(ctx, c, nil, io.Discard, world)
 	}
 	_, statErr := os.Stat(c.Out)
 	lk, err := lockRunDir(c.Out, "--out", log)
 	if err != nil {
-		return nil, err
+		return nil, agreeAll(world, err)
 	}
-	ms, err := func() ([]Metrics, error) {
-		if err := makeRunDir(c.Out); err != nil {
+	ms, err = func() ([]Metrics, error) {
+		if err := agreeAll(world, makeRunDir(c.Out)); err != nil {
 			return nil, err
 		}
-		return run(ctx, c, nil, log)
+		return run(ctx, c, nil, log, world)
 	}()
 	lk.Close()
 	if err != nil && errors.Is(statErr, fs.ErrNotExist) {
@@ -319,8 +341,11 @@ type ResumeOptions struct {
 	GPUs string
 	// OtherReplicas accepts a resume on another number of replicas than
 	// the run last trained on (--other-replicas), which continues the run
-	// to float32 rounding rather than bit for bit.
+	// to float32 rounding rather than bit for bit. Over several processes
+	// the replicas are counted over them all.
 	OtherReplicas bool
+	// RankTimeout is Config.RankTimeout.
+	RankTimeout time.Duration
 }
 
 // Resume continues the run in dir from its last checkpoint, with the
@@ -334,10 +359,18 @@ type ResumeOptions struct {
 // update follows, but the order of the gradients' sums changes, so the run
 // would continue to float32 rounding, not bit for bit. With
 // o.OtherReplicas it goes on and says so.
-func Resume(ctx context.Context, dir string, o ResumeOptions, log io.Writer) ([]Metrics, error) {
-	c, err := ReadConfig(dir)
+//
+// Over several processes (mpirun, srun), every rank reads the run's
+// config.json and checkpoint from dir, which every rank must see.
+func Resume(ctx context.Context, dir string, o ResumeOptions, log io.Writer) (ms []Metrics, err error) {
+	world, err := initWorld(o.RankTimeout, log)
 	if err != nil {
-		return nil, fmt.Errorf("--resume %w", err)
+		return nil, err
+	}
+	defer func() { err = closeWorld(world, dir, err) }()
+	c, err := ReadConfig(dir)
+	if err != nil { // over several processes: dir is not on every rank's filesystem
+		return nil, agreeAll(world, fmt.Errorf("--resume %w", err))
 	}
 	c.Out = dir
 	if o.Epochs > 0 {
@@ -350,14 +383,20 @@ func Resume(ctx context.Context, dir string, o ResumeOptions, log io.Writer) ([]
 		c.GPUs = o.GPUs
 	}
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("--resume %s: %s: %v", dir, configFile, err)
+		return nil, agreeAll(world, fmt.Errorf("--resume %s: %s: %v", dir, configFile, err))
+	}
+	if world.Rank() != 0 {
+		if err := agreeAll(world, nil); err != nil {
+			return nil, err
+		}
+		return run(ctx, c, &o, io.Discard, world)
 	}
 	lk, err := lockRunDir(dir, "--resume", log)
-	if err != nil {
+	if err := agreeAll(world, err); err != nil {
 		return nil, err
 	}
 	defer lk.Close()
-	return run(ctx, c, &o, log)
+	return run(ctx, c, &o, log, world)
 }
 
 // trainer is one run in progress.
@@ -365,6 +404,7 @@ type trainer struct {
 	c          Config
 	net        *model.Net
 	r          *parallel.Replicas
+	world      *mpi.World      // the processes of the run; nil: this one alone
 	tl, vl, ts data.Batcher    // training, validation, test (nil: none)
 	valSet     string          // what vl scores: open.HeldOut, …
 	raw        data.RawBatcher // tl, when the devices render its batches
@@ -377,7 +417,9 @@ type trainer struct {
 }
 
 // run trains c's run: a new one when o is nil, else resumed as o allows.
-func run(ctx context.Context, c Config, o *ResumeOptions, log io.Writer) ([]Metrics, error) {
+// Over several processes (world), rank 0 alone writes, and log is
+// io.Discard on the others.
+func run(ctx context.Context, c Config, o *ResumeOptions, log io.Writer, world *mpi.World) ([]Metrics, error) {
 	resume := o != nil
 	if _, err := open.ParseGPUs(c.GPUs); err != nil { // a bad --gpus fails before the data loads
 		return nil, err
@@ -410,11 +452,18 @@ func run(ctx context.Context, c Config, o *ResumeOptions, log io.Writer) ([]Metr
 		}
 		ran = 1
 	}
-	R, err := open.ReplicaCount(net, c.GPUs)
+	local, err := open.ReplicaCount(net, c.GPUs)
 	if err != nil {
 		return nil, err
 	}
+	if world.Size() > 1 && local != 1 {
+		return nil, fmt.Errorf("--gpus %s: %d replicas in each of %d processes: a process of an MPI run holds one replica for now (%s); start one process per replica", c.GPUs, local, world.Size(), perReplica(net))
+	}
+	R := local * world.Size()
 	if c.Batch%R != 0 {
+		if world.Size() > 1 {
+			return nil, fmt.Errorf("--batch %d does not split evenly over the %d replicas of %d processes (--gpus %s each): give a multiple of %d", c.Batch, R, world.Size(), c.GPUs, R)
+		}
 		return nil, fmt.Errorf("--batch %d does not split evenly over the %d replicas of --gpus %s: give a multiple of %d, or other devices", c.Batch, R, c.GPUs, R)
 	}
 	c.Replicas = R
@@ -423,7 +472,7 @@ func run(ctx context.Context, c Config, o *ResumeOptions, log io.Writer) ([]Metr
 		return nil, err
 	}
 	defer devs.Close()
-	t := &trainer{c: c, net: net, log: log, prog: newProgress(log), pre: ds.Pre, tl: ds.Train, vl: ds.Val, ts: ds.Test, valSet: ds.ValSet}
+	t := &trainer{c: c, net: net, log: log, world: world, prog: newProgress(log), pre: ds.Pre, tl: ds.Train, vl: ds.Val, ts: ds.Test, valSet: ds.ValSet}
 	if wrapTrainLoader != nil {
 		t.tl = wrapTrainLoader(t.tl)
 	}
@@ -455,23 +504,31 @@ func run(ctx context.Context, c Config, o *ResumeOptions, log io.Writer) ([]Metr
 			t.st.Config = nil
 			t.kept = fmt.Sprintf("the last good checkpoint (step %d) is kept in %s", st.Step, c.Out)
 		}
+		if err := t.sameStep(); err != nil {
+			return nil, err
+		}
 		if t.st.Stopped {
 			return nil, fmt.Errorf("--resume %s: the run stopped early at epoch %d (--early-stop): the validation error had stopped improving", c.Out, t.st.Epoch-1)
 		}
 		if done := t.st.Epoch - 1; done >= c.Epochs {
 			return nil, fmt.Errorf("--resume %s: the run has finished its %d epochs; to train it further give --epochs N with N > %d", c.Out, done, done)
 		}
-		if err := writeMetrics(c.Out, t.st.History); err != nil {
+		if err := t.write(func() error { return writeMetrics(c.Out, t.st.History) }); err != nil {
 			return nil, err
 		}
 	}
 	if resume && ran != R && !o.OtherReplicas {
-		return nil, fmt.Errorf("--resume %s: the run trained on %d replica(s), --gpus %s has %d: the same images and masks, but the gradients would be summed in another order, so the run would continue to float32 rounding, not bit for bit; give %d replica(s), or add --other-replicas to accept that", c.Out, ran, c.GPUs, R, ran)
+		where, has := "--gpus "+c.GPUs, "has"
+		if world.Size() > 1 {
+			where, has = fmt.Sprintf("%d processes of --gpus %s", world.Size(), c.GPUs), "have"
+		}
+		return nil, fmt.Errorf("--resume %s: the run trained on %d replica(s), %s %s %d: the same images and masks, but the gradients would be summed in another order, so the run would continue to float32 rounding, not bit for bit; give %d replica(s), or add --other-replicas to accept that", c.Out, ran, where, has, R, ran)
 	}
 	if resume && ran != R {
 		fmt.Fprintf(log, "resuming a run of %d replica(s) on %d (--gpus %s): the same global batch of %d images, the same images, augmentations and dropout masks; the gradients are summed in another order, so the run continues to float32 rounding, not bit for bit\n", ran, R, c.GPUs, c.Batch)
 	}
-	t.r, err = parallel.NewReplicas(net, devs.Split(R), w, parallel.Options{Batch: c.Batch, Seed: c.Seed, Momentum: float32(c.Momentum), WeightDecay: float32(c.WeightDecay)})
+	t.r, err = parallel.NewReplicas(net, devs.Split(local), w, parallel.Options{Batch: c.Batch, Seed: c.Seed, Momentum: float32(c.Momentum), WeightDecay: float32(c.WeightDecay),
+		TotalReplicas: R, FirstReplica: world.Rank() * local, Reducers: open.Reducers(world, log)})
 	if err != nil {
 		return nil, err
 	}
@@ -487,22 +544,25 @@ func run(ctx context.Context, c Config, o *ResumeOptions, log io.Writer) ([]Metr
 	t.r.SetStep(t.st.Step)
 	// A resume records what it changed: the epochs, where the data lies
 	// now, the data's fingerprint (runs from before fingerprints).
-	if err := writeJSON(filepath.Join(c.Out, configFile), c); err != nil {
+	if err := t.write(func() error { return writeJSON(filepath.Join(c.Out, configFile), c) }); err != nil {
 		return nil, err
 	}
 	if !resume {
-		if err := writeMetrics(c.Out, nil); err != nil {
+		if err := t.write(func() error { return writeMetrics(c.Out, nil) }); err != nil {
 			return nil, err
 		}
 	}
 
 	placed := strings.Join(devs.Names(), ",")
-	if R > 1 {
+	if local > 1 {
 		var each []string
-		for _, r := range devs.Split(R) {
+		for _, r := range devs.Split(local) {
 			each = append(each, strings.Join(open.DeviceList(r).Names(), ","))
 		}
 		placed = fmt.Sprintf("%d replicas (%s), %d images each", R, strings.Join(each, " | "), c.Batch/R)
+	}
+	if world.Size() > 1 {
+		placed = fmt.Sprintf("%d replicas, one per process (rank 0's on %s), %d images each", R, placed, c.Batch/R)
 	}
 	fmt.Fprintf(log, "%s (%s params) on %s, BLAS: %s\n", net.Name, model.Commas(net.Params()), placed, open.BLAS())
 	fmt.Fprintf(log, "data %s: %s; run in %s\n", c.Data, ds.Desc, c.Out)
@@ -512,8 +572,11 @@ func run(ctx context.Context, c Config, o *ResumeOptions, log io.Writer) ([]Metr
 	t.saved = time.Now()
 	for t.st.Epoch <= c.Epochs && !t.st.Stopped {
 		if err := t.epoch(ctx); err != nil {
-			if ctx.Err() != nil {
-				if err := saveCheckpoint(c.Out, net, t.r, t.saving()); err != nil {
+			// Over several processes, only a stop the ranks agreed on is
+			// a clean step to save: any other failure (a rank gone) may
+			// have left the replicas mid-update.
+			if (ctx.Err() != nil && world.Size() == 1) || errors.Is(err, errStopped) {
+				if err := t.write(func() error { return saveCheckpoint(c.Out, net, t.r, t.saving()) }); err != nil {
 					return t.st.History, err
 				}
 				return t.st.History, fmt.Errorf("%w at epoch %d, batch %d: checkpoint saved; continue with: trainer train --resume %s", ErrInterrupted, t.st.Epoch, t.st.Batch, c.Out)
@@ -522,6 +585,26 @@ func run(ctx context.Context, c Config, o *ResumeOptions, log io.Writer) ([]Metr
 		}
 	}
 	return t.st.History, nil
+}
+
+// errStopped is what an epoch returns when the ranks of a run over
+// several processes agreed to stop, a signal having reached one of them.
+var errStopped = errors.New("stopped by a signal to a rank")
+
+// write runs f, which writes into the run directory, on rank 0 alone.
+func (t *trainer) write(f func() error) error {
+	if t.world.Rank() != 0 {
+		return nil
+	}
+	return f()
+}
+
+// perReplica says what one replica of net takes.
+func perReplica(net *model.Net) string {
+	if net.Towers == 1 {
+		return "--gpus with one device"
+	}
+	return fmt.Sprintf("--gpus with %d devices, one per tower, or one for both", net.Towers)
 }
 
 // deviceAugment renders the training batches on the devices when the
@@ -564,9 +647,15 @@ func (t *trainer) epoch(ctx context.Context) error {
 	steps := t.tl.Batches()
 	t.prog.start(st.Epoch, c.Epochs, steps, st.Batch)
 	t.r.MovedBytes()
-	seq := t.tl.EpochFrom(ctx, st.Epoch, st.Batch)
+	// Over several processes the loaders do not stop on ctx, which a
+	// signal cancels on one rank only: the ranks stop together (combine).
+	lctx := ctx
+	if t.world.Size() > 1 {
+		lctx = context.WithoutCancel(ctx)
+	}
+	seq := t.tl.EpochFrom(lctx, st.Epoch, st.Batch)
 	if t.raw != nil {
-		seq = t.raw.RawEpochFrom(ctx, st.Epoch, st.Batch)
+		seq = t.raw.RawEpochFrom(lctx, st.Epoch, st.Batch)
 	}
 	nextBatch, stop := iter.Pull2(seq)
 	defer stop()
@@ -609,10 +698,16 @@ func (t *trainer) epoch(ctx context.Context) error {
 		if rerr != nil {
 			return rerr
 		}
+		st.Step = t.r.Step() // due() counts it
+		// Over several processes, the global batch's numbers and the
+		// decisions every rank takes.
+		res, due, stop, cerr := t.combine(res, t.due(), ctx.Err() != nil)
+		if cerr != nil {
+			return cerr
+		}
 		if math.IsNaN(res.Loss) || math.IsInf(res.Loss, 0) {
 			return t.diverged(res.Loss, n)
 		}
-		st.Step = t.r.Step()
 		st.Batch++
 		st.Loss += res.Loss * float64(res.N)
 		st.Wrong += res.Top1
@@ -622,23 +717,26 @@ func (t *trainer) epoch(ctx context.Context) error {
 		st.Seconds += dt
 		st.Moved += t.r.MovedBytes()
 		t.prog.step(st.Batch, st.Loss/float64(st.Seen), float64(st.Wrong)/float64(st.Seen), float64(res.N)/dt)
-		if t.due() {
+		if due {
 			if err := t.checkpoint(); err != nil {
 				return err
 			}
 		}
-		if ctx.Err() != nil {
+		if stop {
+			if t.world.Size() > 1 {
+				return errStopped
+			}
 			return ctx.Err()
 		}
 	}
 	if err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
+	if err := ctx.Err(); err != nil && t.world.Size() == 1 {
 		return err
 	}
 	t.prog.done()
-	v, err := Evaluate(ctx, t.r, t.vl)
+	v, err := t.evaluate(ctx, t.vl)
 	if err != nil {
 		return err
 	}
@@ -650,7 +748,7 @@ func (t *trainer) epoch(ctx context.Context) error {
 		m.ValSet = t.valSet
 	}
 	if t.ts != nil {
-		s, err := Evaluate(ctx, t.r, t.ts)
+		s, err := t.evaluate(ctx, t.ts)
 		if err != nil {
 			return err
 		}
@@ -666,6 +764,10 @@ func (t *trainer) epoch(ctx context.Context) error {
 		History: append(st.History, m)}, m.Epoch, m.ValTop1Err)
 	if note != "" {
 		fmt.Fprintln(t.log, note)
+	}
+	if t.world.Rank() != 0 {
+		*st = next
+		return nil
 	}
 	wts, err := t.r.Weights()
 	if err != nil {
@@ -709,7 +811,7 @@ func (t *trainer) due() bool {
 }
 
 func (t *trainer) checkpoint() error {
-	if err := saveCheckpoint(t.c.Out, t.net, t.r, t.saving()); err != nil {
+	if err := t.write(func() error { return saveCheckpoint(t.c.Out, t.net, t.r, t.saving()) }); err != nil {
 		return err
 	}
 	t.saved = time.Now()

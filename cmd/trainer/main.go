@@ -92,6 +92,7 @@ func newApp() *cli.App {
 		&cli.StringFlag{Name: "resume", Usage: "continue the run in `DIR` from its last checkpoint, with its own config (only --epochs may change, --data if the data moved, and --gpus)"},
 		&cli.IntFlag{Name: "checkpoint-steps", Usage: "save a checkpoint every N steps (0: only by time, at each epoch's end and on SIGINT/SIGTERM)"},
 		&cli.Float64Flag{Name: "checkpoint-minutes", Value: d.CheckpointMinutes, Usage: "save a checkpoint every N minutes (0: never by time)"},
+		&cli.DurationFlag{Name: "rank-timeout", Value: time.Minute, Usage: "started by mpirun or srun (one process per replica): how long a rank waits for the others in a collective before the run ends, naming the rank that did not answer"},
 	}
 	return &cli.App{
 		Name:   "trainer",
@@ -141,7 +142,7 @@ func trainCmd(c *cli.Context) error {
 	var cfg train.Config
 	if dir != "" {
 		for _, f := range c.FlagNames() {
-			if c.IsSet(f) && f != "resume" && f != "epochs" && f != "data" && f != "gpus" && f != "other-replicas" {
+			if c.IsSet(f) && f != "resume" && f != "epochs" && f != "data" && f != "gpus" && f != "other-replicas" && f != "rank-timeout" {
 				return fmt.Errorf("--%s with --resume: a resumed run keeps its config.json; only --epochs, --data (the same data, moved) and --gpus may change", f)
 			}
 		}
@@ -155,6 +156,7 @@ func trainCmd(c *cli.Context) error {
 			Patience: c.Int("patience"), LRMargin: c.Float64("lr-margin"), LRDrops: c.Int("lr-drops"), LRSteps: c.String("lr-steps"),
 			EarlyStop: c.Bool("early-stop"), Out: c.String("out"),
 			CheckpointSteps: c.Int("checkpoint-steps"), CheckpointMinutes: c.Float64("checkpoint-minutes"),
+			RankTimeout: c.Duration("rank-timeout"),
 		}
 		if c.Bool("tf32") {
 			if c.IsSet("precision") && cfg.Precision != "tf32" {
@@ -196,6 +198,7 @@ func trainCmd(c *cli.Context) error {
 		}
 		o.GPUs = c.String("gpus")
 		o.OtherReplicas = c.Bool("other-replicas")
+		o.RankTimeout = c.Duration("rank-timeout")
 		_, err = train.Resume(ctx, dir, o, log)
 	} else {
 		_, err = train.Run(ctx, cfg, log)

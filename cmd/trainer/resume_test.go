@@ -37,6 +37,7 @@ func TestMain(m *testing.M) {
 			}
 			safefile.SetFault(killAt(save, step))
 		}
+		mpiTestHooks()
 		main()
 		os.Exit(0)
 	}
