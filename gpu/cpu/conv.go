@@ -169,17 +169,12 @@ func (d *Device) im2col(t int, sc *convScratch, xd []float32, s gpu.ConvShape, n
 			}
 		})
 		parallelFor(crs, t, func(lo, hi int) {
-			for i := range b {
-				im2colPhases(col[lo*ld+i*pq:], ld, de[i*s.C*ps:(i+1)*s.C*ps], s, l, lo, hi)
-			}
+			im2colPhases(col[lo*ld:], ld, de[:b*s.C*ps], s, l, lo, hi)
 		})
 		return col
 	}
 	parallelFor(crs, t, func(lo, hi int) {
-		for i := range b {
-			n := n0 + i
-			im2colRows(col[lo*ld+i*pq:], ld, xd[n*xs:(n+1)*xs], s, lo, hi)
-		}
+		im2colRows(col[lo*ld:], ld, xd[n0*xs:(n0+b)*xs], s, lo, hi)
 	})
 	return col
 }
@@ -202,29 +197,33 @@ func splitPhases(de, plane []float32, w, stride, l int) {
 	}
 }
 
-// im2colPhases is im2colRows for Stride > 1, reading the image split by
-// splitPhases into de (C, H, Stride, l): tap (r, t)'s output row i is
+// im2colPhases is im2colRows for Stride > 1, reading the images split by
+// splitPhases into de (b, C, H, Stride, l): tap (r, t)'s output row i is
 // input row i·Stride+r−Pad at columns q·Stride+t−Pad, which is one phase
 // of that row, (t−Pad) mod Stride, from column ⌊(t−Pad)/Stride⌋ + q on.
 func im2colPhases(col []float32, ld int, de []float32, s gpu.ConvShape, l, j0, j1 int) {
 	p, q, st := s.P(), s.Q(), s.Stride
 	ps := s.H * st * l
+	b := len(de) / (s.C * ps)
 	for j := j0; j < j1; j++ {
 		c, r, t := j/(s.R*s.S), j/s.S%s.R, j%s.S
-		dst := col[(j-j0)*ld : (j-j0)*ld+p*q]
 		qlo, qhi := validRange(t-s.Pad, st, s.W, q)
 		plo, phi := validRange(r-s.Pad, st, s.H, p)
-		clear(dst[:plo*q])
-		clear(dst[phi*q:])
 		ph := ((t-s.Pad)%st + st) % st
 		off := (t - s.Pad - ph) / st
-		for i := plo; i < phi; i++ {
-			h := i*st + r - s.Pad
-			src := de[c*ps+(h*st+ph)*l : c*ps+(h*st+ph+1)*l]
-			row := dst[i*q : (i+1)*q]
-			clear(row[:qlo])
-			clear(row[qhi:])
-			copy(row[qlo:qhi], src[qlo+off:])
+		for n := range b {
+			dst := col[(j-j0)*ld+n*p*q : (j-j0)*ld+(n+1)*p*q]
+			dn := de[(n*s.C+c)*ps : (n*s.C+c+1)*ps]
+			clear(dst[:plo*q])
+			clear(dst[phi*q:])
+			for i := plo; i < phi; i++ {
+				h := i*st + r - s.Pad
+				src := dn[(h*st+ph)*l : (h*st+ph+1)*l]
+				row := dst[i*q : (i+1)*q]
+				clear(row[:qlo])
+				clear(row[qhi:])
+				copy(row[qlo:qhi], src[qlo+off:])
+			}
 		}
 	}
 }
@@ -233,14 +232,14 @@ func im2colPhases(col []float32, ld int, de []float32, s gpu.ConvShape, l, j0, j
 // matrix dcol (C·R·S, b·P·Q), its channels split over t threads: channel
 // c's rows of dcol land only in channel c of dx.
 func (d *Device) col2im(t int, dxd, dcol []float32, s gpu.ConvShape, n0, b int) {
-	rs, pq, hw := s.R*s.S, s.P()*s.Q(), s.H*s.W
-	ld := b * pq
+	rs, hw := s.R*s.S, s.H*s.W
+	ld := b * s.P() * s.Q()
 	parallelFor(s.C, t, func(lo, hi int) {
+		dxb := dxd[n0*s.C*hw : (n0+b)*s.C*hw]
 		for i := range b {
-			dxn := dxd[(n0+i)*s.C*hw : (n0+i+1)*s.C*hw]
-			clear(dxn[lo*hw : hi*hw])
-			col2imRows(dxn, dcol[lo*rs*ld+i*pq:], ld, s, lo*rs, hi*rs)
+			clear(dxb[(i*s.C+lo)*hw : (i*s.C+hi)*hw])
 		}
+		col2imRows(dxb, dcol[lo*rs*ld:], ld, s, lo*rs, hi*rs)
 	})
 }
 
@@ -286,45 +285,59 @@ func validRange(off, stride, size, n int) (lo, hi int) {
 	return lo, hi
 }
 
-// im2colRows writes rows j0…j1−1 of image xn's column matrix into col,
-// row j−j0 at col[(j−j0)·ld:], P·Q values. xn is one image (C, H, W).
-func im2colRows(col []float32, ld int, xn []float32, s gpu.ConvShape, j0, j1 int) {
+// im2colRows writes rows j0…j1−1 of the column matrix of the images xb
+// (b, C, H, W) into col, row j−j0 at col[(j−j0)·ld:], image n's P·Q values
+// at n·P·Q on. Each row's tap and ranges are worked out once for all b
+// images: for alexnet-small's 7×7 layers that bookkeeping (divisions,
+// mostly) cost more than the 49 values it placed.
+func im2colRows(col []float32, ld int, xb []float32, s gpu.ConvShape, j0, j1 int) {
 	p, q, hw := s.P(), s.Q(), s.H*s.W
+	pq, xs := p*q, s.C*hw
+	b := len(xb) / xs
 	for j := j0; j < j1; j++ {
 		c, r, t := j/(s.R*s.S), j/s.S%s.R, j%s.S
-		plane := xn[c*hw : (c+1)*hw]
-		dst := col[(j-j0)*ld : (j-j0)*ld+p*q]
 		qlo, qhi := validRange(t-s.Pad, s.Stride, s.W, q)
 		plo, phi := validRange(r-s.Pad, s.Stride, s.H, p)
-		clear(dst[:plo*q])
-		clear(dst[phi*q:])
+		drow := col[(j-j0)*ld : (j-j0)*ld+b*pq]
 		if s.Stride == 1 && q == s.W {
 			// Row i of the tap is row i+r−Pad of the plane shifted by
 			// t−Pad: one copy of the valid rows, then zeros where the
 			// shift wrapped around a row's end.
 			off := (r-s.Pad)*s.W + t - s.Pad
 			lo, hi := max(plo*q, -off), min(phi*q, hw-off)
-			clear(dst[plo*q : max(lo, plo*q)])
-			if hi > lo {
-				copy(dst[lo:hi], plane[lo+off:hi+off])
+			for n := range b {
+				plane := xb[n*xs+c*hw : n*xs+(c+1)*hw]
+				dst := drow[n*pq : (n+1)*pq]
+				clear(dst[:plo*q])
+				clear(dst[phi*q:])
+				clear(dst[plo*q : max(lo, plo*q)])
+				if hi > lo {
+					copy(dst[lo:hi], plane[lo+off:hi+off])
+				}
+				clear(dst[max(hi, plo*q) : phi*q])
+				zeroColumns(dst, q, plo, phi, qlo, qhi)
 			}
-			clear(dst[max(hi, plo*q) : phi*q])
-			zeroColumns(dst, q, plo, phi, qlo, qhi)
 			continue
 		}
-		for i := plo; i < phi; i++ {
-			row := dst[i*q : (i+1)*q]
-			src := plane[(i*s.Stride+r-s.Pad)*s.W:]
-			clear(row[:qlo])
-			clear(row[qhi:])
-			iw := qlo*s.Stride + t - s.Pad
-			if s.Stride == 1 {
-				copy(row[qlo:qhi], src[iw:])
-				continue
-			}
-			for k := qlo; k < qhi; k++ {
-				row[k] = src[iw]
-				iw += s.Stride
+		for n := range b {
+			plane := xb[n*xs+c*hw : n*xs+(c+1)*hw]
+			dst := drow[n*pq : (n+1)*pq]
+			clear(dst[:plo*q])
+			clear(dst[phi*q:])
+			for i := plo; i < phi; i++ {
+				row := dst[i*q : (i+1)*q]
+				src := plane[(i*s.Stride+r-s.Pad)*s.W:]
+				clear(row[:qlo])
+				clear(row[qhi:])
+				iw := qlo*s.Stride + t - s.Pad
+				if s.Stride == 1 {
+					copy(row[qlo:qhi], src[iw:])
+					continue
+				}
+				for k := qlo; k < qhi; k++ {
+					row[k] = src[iw]
+					iw += s.Stride
+				}
 			}
 		}
 	}
@@ -348,40 +361,49 @@ func zeroColumns(m []float32, q, plo, phi, qlo, qhi int) {
 }
 
 // col2imRows adds rows j0…j1−1 of a column matrix, row j−j0 at
-// dcol[(j−j0)·ld:], P·Q values, to the pixels of image dxn (C, H, W) they
-// came from. With stride 1 and Q = W it zeros the entries of dcol that
-// fall in the padding, which it may then overwrite.
-func col2imRows(dxn, dcol []float32, ld int, s gpu.ConvShape, j0, j1 int) {
+// dcol[(j−j0)·ld:], image n's P·Q values at n·P·Q on, to the pixels of the
+// images dxb (b, C, H, W) they came from, each pixel's terms in the order
+// of j. With stride 1 and Q = W it zeros the entries of dcol that fall in
+// the padding, which it may then overwrite.
+func col2imRows(dxb, dcol []float32, ld int, s gpu.ConvShape, j0, j1 int) {
 	p, q, hw := s.P(), s.Q(), s.H*s.W
+	pq, xs := p*q, s.C*hw
+	b := len(dxb) / xs
 	for j := j0; j < j1; j++ {
 		c, r, t := j/(s.R*s.S), j/s.S%s.R, j%s.S
-		plane := dxn[c*hw : (c+1)*hw]
-		src := dcol[(j-j0)*ld : (j-j0)*ld+p*q]
 		qlo, qhi := validRange(t-s.Pad, s.Stride, s.W, q)
 		plo, phi := validRange(r-s.Pad, s.Stride, s.H, p)
+		srow := dcol[(j-j0)*ld : (j-j0)*ld+b*pq]
 		if s.Stride == 1 && q == s.W {
 			// im2colRows' shifted copy in reverse: the entries that
 			// wrapped around a row's end are zeroed, so one add over the
 			// valid rows adds nothing there.
-			zeroColumns(src, q, plo, phi, qlo, qhi)
 			off := (r-s.Pad)*s.W + t - s.Pad
 			lo, hi := max(plo*q, -off), min(phi*q, hw-off)
-			if hi > lo {
-				addTo(plane[lo+off:hi+off], src[lo:hi])
+			for n := range b {
+				src := srow[n*pq : (n+1)*pq]
+				zeroColumns(src, q, plo, phi, qlo, qhi)
+				if hi > lo {
+					addTo(dxb[n*xs+c*hw+lo+off:n*xs+c*hw+hi+off], src[lo:hi])
+				}
 			}
 			continue
 		}
-		for i := plo; i < phi; i++ {
-			row := src[i*q : (i+1)*q]
-			dst := plane[(i*s.Stride+r-s.Pad)*s.W:]
-			iw := qlo*s.Stride + t - s.Pad
-			if s.Stride == 1 {
-				addTo(dst[iw:iw+qhi-qlo], row[qlo:qhi])
-				continue
-			}
-			for k := qlo; k < qhi; k++ {
-				dst[iw] += row[k]
-				iw += s.Stride
+		for n := range b {
+			plane := dxb[n*xs+c*hw : n*xs+(c+1)*hw]
+			src := srow[n*pq : (n+1)*pq]
+			for i := plo; i < phi; i++ {
+				row := src[i*q : (i+1)*q]
+				dst := plane[(i*s.Stride+r-s.Pad)*s.W:]
+				iw := qlo*s.Stride + t - s.Pad
+				if s.Stride == 1 {
+					addTo(dst[iw:iw+qhi-qlo], row[qlo:qhi])
+					continue
+				}
+				for k := qlo; k < qhi; k++ {
+					dst[iw] += row[k]
+					iw += s.Stride
+				}
 			}
 		}
 	}
