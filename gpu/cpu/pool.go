@@ -36,24 +36,24 @@ func (d *Device) MaxPool(y, x gpu.Buffer, s gpu.PoolShape) error {
 
 // MaxPoolBackward sets dx (N, C, H, W) to dy (N, C, P, Q) routed to the
 // first maximum, in row-major order, of each window of x (N, C, H, W),
-// summed where windows overlap. The maxima are found again in x; y is not
-// read.
+// summed where windows overlap. Each window's maximum is read from
+// y = MaxPool(x) (N, C, P, Q) and looked for in x; a window where it is
+// not found (a NaN, or a y that is not x's) goes to its first maximum as
+// argmax finds it.
 func (d *Device) MaxPoolBackward(dx, dy, x, y gpu.Buffer, s gpu.PoolShape) error {
 	validate(s)
 	dxd := d.data("dx", dx, s.XLen()) // (N, C, H, W)
 	dyd := d.data("dy", dy, s.YLen()) // (N, C, P, Q)
 	xd := d.data("x", x, s.XLen())    // (N, C, H, W)
-	d.data("y", y, s.YLen())
+	yd := d.data("y", y, s.YLen())    // (N, C, P, Q)
 	p, q, hw := s.P(), s.Q(), s.H*s.W
 	d.planes(s, func(wk, lo, hi int) {
-		buf := d.buf32(wk, s.W+q)
-		vmax, m := buf[:s.W], buf[s.W:]
 		for pl := lo; pl < hi; pl++ {
 			xp, dxp, dyp := xd[pl*hw:(pl+1)*hw], dxd[pl*hw:(pl+1)*hw], dyd[pl*p*q:(pl+1)*p*q]
+			yp := yd[pl*p*q : (pl+1)*p*q]
 			clear(dxp)
 			for i := range p {
-				columnMax(vmax, xp, s, i)
-				windowMax(m, vmax, s.Size, s.Stride)
+				m := yp[i*q : (i+1)*q]
 				dyi := dyp[i*q : (i+1)*q]
 				if s.Size == 3 {
 					route3(dxp, xp, dyi, m, s, i)
