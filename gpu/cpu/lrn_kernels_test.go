@@ -1,0 +1,169 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/alexnet-go/trainer/gpu"
+)
+
+// The LRN loops' dispatchers (the AVX assembly of lrn_amd64.s on the
+// whole vectors, then Go on the tail) must give the bits of their Go
+// references on every length from 0 to 19 (no vector, one, several, and
+// every tail), at offsets that leave the slices unaligned, on random
+// values and on the edges: zeros of both signs, subnormals, huge values,
+// infinities and a NaN.
+
+// needAVX skips a test that compares the assembly with its reference on a
+// machine without AVX, where both would be the reference.
+func needAVX(t *testing.T) {
+	t.Helper()
+	if !useAVX {
+		t.Skip("no AVX on this processor (or not amd64): the LRN loops run their Go references only")
+	}
+}
+
+// kernelValues returns n float32 values: random ones of the scale of
+// AlexNet's activations, and, when edges is set, the edge values spread
+// among them.
+func kernelValues(r *rand.Rand, n int, edges bool) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(math.Exp(6*(2*r.Float64()-1))) * float32(1-2*r.IntN(2))
+	}
+	if edges {
+		edge := []float32{0, float32(math.Copysign(0, -1)), math.SmallestNonzeroFloat32, 1e-30, 3e38,
+			float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN())}
+		for i := range v {
+			if r.IntN(3) == 0 {
+				v[i] = edge[r.IntN(len(edge))]
+			}
+		}
+	}
+	return v
+}
+
+// kernelSums returns n positive float64 window sums (x² sums are never
+// negative), a few of them zero when edges is set.
+func kernelSums(r *rand.Rand, n int, edges bool) []float64 {
+	v := make([]float64, n)
+	for i := range v {
+		v[i] = math.Exp(10 * (2*r.Float64() - 1))
+		if edges && r.IntN(4) == 0 {
+			v[i] = 0
+		}
+	}
+	return v
+}
+
+// sameBits32 and sameBits64 report the first index where got and want
+// differ in their bits.
+func sameBits32(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Errorf("%s[%d] = %g (%#x), the reference gives %g (%#x)", what, i, got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+			return
+		}
+	}
+}
+
+func sameBits64(t *testing.T, what string, got, want []float64) {
+	t.Helper()
+	for i := range want {
+		if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+			t.Errorf("%s[%d] = %g (%#x), the reference gives %g (%#x)", what, i, got[i], math.Float64bits(got[i]), want[i], math.Float64bits(want[i]))
+			return
+		}
+	}
+}
+
+func TestLRNKernels(t *testing.T) {
+	needAVX(t)
+	r := rand.New(rand.NewPCG(1, 2))
+	const k, alpha, coef = 2, 1e-4, 1.5e-4
+	for _, edges := range []bool{false, true} {
+		for n := range 20 {
+			for _, off := range []int{0, 1, 3} {
+				name := fmt.Sprintf("n=%d off=%d edges=%v", n, off, edges)
+				a, b := kernelValues(r, n+off, edges)[off:], kernelValues(r, n+off, edges)[off:]
+				c := kernelValues(r, n+off, edges)[off:]
+				sum, u, w := kernelSums(r, n+off, edges)[off:], kernelSums(r, n+off, edges)[off:], kernelSums(r, n+off, edges)[off:]
+
+				got, want := make([]float32, n), make([]float32, n)
+				lrnScale(got, sum, k, alpha)
+				lrnScaleGo(want, sum, k, alpha)
+				sameBits32(t, name+" lrnScale", got, want)
+
+				gotP, wantP := make([]float32, n), make([]float32, n)
+				gotR, wantR := make([]float64, n), make([]float64, n)
+				lrnRatio(gotP, gotR, sum, a, b, k, alpha)
+				lrnRatioGo(wantP, wantR, sum, a, b, k, alpha)
+				sameBits32(t, name+" lrnRatio p", gotP, wantP)
+				sameBits64(t, name+" lrnRatio r", gotR, wantR)
+
+				gs, ws := append([]float64(nil), sum...), append([]float64(nil), sum...)
+				slideSquaresBoth(gs, a, b)
+				slideSquaresGo(ws, a, b)
+				sameBits64(t, name+" slideSquaresBoth", gs, ws)
+
+				gs, ws = append([]float64(nil), sum...), append([]float64(nil), sum...)
+				slide64(gs, u, w)
+				slide64Go(ws, u, w)
+				sameBits64(t, name+" slide64", gs, ws)
+
+				lrnDx(got, a, b, c, sum, coef)
+				lrnDxGo(want, a, b, c, sum, coef)
+				sameBits32(t, name+" lrnDx", got, want)
+
+				mul32(got, a, b)
+				mul32Go(want, a, b)
+				sameBits32(t, name+" mul32", got, want)
+
+				g, w2 := append([]float32(nil), a...), append([]float32(nil), a...)
+				for i := range g { // pow34 takes positive scales
+					g[i], w2[i] = float32(math.Abs(float64(g[i]))), float32(math.Abs(float64(w2[i])))
+				}
+				pow34(g)
+				pow34Go(w2)
+				sameBits32(t, name+" pow34", g, w2)
+			}
+		}
+	}
+}
+
+// TestLRNAssembly requires LRN and LRNBackward to give the same bits with
+// the assembly as with the Go references alone, on shapes whose blocks of
+// pixels end in every tail length, with one and two threads.
+func TestLRNAssembly(t *testing.T) {
+	needAVX(t)
+	defer func(v bool) { useAVX = v }(useAVX)
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, s := range []gpu.LRNShape{
+		{N: 2, C: 7, H: 5, W: 7, Size: 5, Alpha: 1e-4, Beta: 0.75, K: 2},
+		{N: 1, C: 16, H: 13, W: 11, Size: 5, Alpha: 1e-2, Beta: 0.75, K: 1},
+		{N: 3, C: 4, H: 1, W: 3, Size: 3, Alpha: 0.1, Beta: 0.5, K: 2},
+		{N: 1, C: 9, H: 17, W: 9, Size: 5, Alpha: 1e-3, Beta: 0.6, K: 2},
+	} {
+		x, dy := randSlice(r, s.Len()), randSlice(r, s.Len())
+		for i := range x {
+			x[i] *= 20
+		}
+		for _, threads := range []int{1, 2} {
+			var ys, dxs [2][]float32
+			for i, avx := range []bool{false, true} {
+				useAVX = avx
+				d := testDevice(threads, loadedBLAS())
+				xb, dyb := upload(t, d, x), upload(t, d, dy)
+				y, dx := alloc(t, d, s.Len()), alloc(t, d, s.Len())
+				must(t, d.LRN(y, xb, s))
+				must(t, d.LRNBackward(dx, dyb, xb, y, s))
+				ys[i], dxs[i] = data(y), data(dx)
+			}
+			sameBits32(t, fmt.Sprintf("%+v threads=%d y", s, threads), ys[1], ys[0])
+			sameBits32(t, fmt.Sprintf("%+v threads=%d dx", s, threads), dxs[1], dxs[0])
+		}
+	}
+}
