@@ -409,8 +409,9 @@ func col2imRows(dxb, dcol []float32, ld int, s gpu.ConvShape, j0, j1 int) {
 	}
 }
 
-// addTo sets dst[i] += src[i] for every i of dst.
-func addTo(dst, src []float32) {
+// addToGo sets dst[i] += src[i] for every i of dst: the reference for
+// addTo's assembly.
+func addToGo(dst, src []float32) {
 	src = src[:len(dst)]
 	for i, v := range src {
 		dst[i] += v

@@ -167,3 +167,22 @@ func TestLRNAssembly(t *testing.T) {
 		}
 	}
 }
+
+// TestAddTo requires addTo (AVX on the whole vectors) to give addToGo's
+// bits on every length up to 35 and unaligned offsets.
+func TestAddTo(t *testing.T) {
+	needAVX(t)
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, edges := range []bool{false, true} {
+		for n := range 36 {
+			for _, off := range []int{0, 1, 5} {
+				src := kernelValues(r, n+off, edges)[off:]
+				dst := kernelValues(r, n+off, edges)[off:]
+				got, want := append([]float32(nil), dst...), append([]float32(nil), dst...)
+				addTo(got, src)
+				addToGo(want, src)
+				sameBits32(t, fmt.Sprintf("n=%d off=%d edges=%v addTo", n, off, edges), got, want)
+			}
+		}
+	}
+}
