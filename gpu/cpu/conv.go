@@ -83,8 +83,9 @@ func (d *Device) byBlocks(s gpu.ConvShape, fn func(t int, sc *convScratch, n0, b
 }
 
 // convScratch is one worker's memory for a block of a convolution: the
-// column matrix, the block of y or dy, and the phases of strided inputs.
-type convScratch struct{ col, tmp, phases []float32 }
+// column matrix, the block of y or dy, and the phases of strided inputs;
+// worker 0's parts holds ConvBackwardFilter's partial sums.
+type convScratch struct{ col, tmp, phases, parts []float32 }
 
 // grow returns the first n values of *p, reallocated if it is shorter.
 func grow(p *[]float32, n int) []float32 {
@@ -95,31 +96,70 @@ func grow(p *[]float32, n int) []float32 {
 }
 
 // ConvBackwardFilter computes dw (K, C, R, S) = Σ_n dy[n]·col[n]ᵀ from
-// dy (N, K, P, Q) and x (N, C, H, W), one product per block of images,
-// accumulated into dw block after block in order.
+// dy (N, K, P, Q) and x (N, C, H, W), one product per block of images.
+// The blocks fall into at most convFilterGroups groups of consecutive
+// blocks, a function of the shape alone; each group's products accumulate
+// in block order into a sum of its own (group 0's in dw), and the groups'
+// sums are added to dw in group order. With at least as many groups as
+// threads each thread takes whole groups, otherwise the threads share
+// each product; either way the sums are the same bits.
 func (d *Device) ConvBackwardFilter(dw, dy, x gpu.Buffer, s gpu.ConvShape) error {
 	validate(s)
 	dwd := d.data("dw", dw, s.WLen()) // (K, C, R, S)
 	dyd := d.data("dy", dy, s.YLen()) // (N, K, P, Q)
 	xd := d.data("x", x, s.XLen())    // (N, C, H, W)
-	crs, pq := s.C*s.R*s.S, s.P()*s.Q()
+	crs, pq, kc := s.C*s.R*s.S, s.P()*s.Q(), s.WLen()
 	t := d.flopThreads(s.FLOPs())
 	nb := d.convBlock(s)
-	for n0 := 0; n0 < s.N; n0 += nb {
-		b := min(nb, s.N-n0)
-		ld := b * pq
-		sc := &d.convs[0]
-		dyb := grow(&sc.tmp, s.K*ld) // (K, B·P·Q)
-		gatherBlock(t, dyb, dyd, s.K, pq, n0, b)
-		col := d.im2col(t, sc, xd, s, n0, b) // (C·R·S, B·P·Q)
-		beta := float32(1)
-		if n0 == 0 {
-			beta = 0
+	blocks := (s.N + nb - 1) / nb
+	groups := min(blocks, convFilterGroups)
+	parts := grow(&d.convs[0].parts, (groups-1)*kc) // (groups−1, K, C, R, S)
+	group := func(t int, sc *convScratch, g int) {
+		sum := dwd
+		if g > 0 {
+			sum = parts[(g-1)*kc : g*kc]
 		}
-		d.gemm(t, false, true, s.K, crs, ld, 1, dyb, ld, col, ld, beta, dwd, crs)
+		first := g * blocks / groups
+		for i := first; i < (g+1)*blocks/groups; i++ {
+			n0 := i * nb
+			b := min(nb, s.N-n0)
+			ld := b * pq
+			dyb := grow(&sc.tmp, s.K*ld) // (K, B·P·Q)
+			gatherBlock(t, dyb, dyd, s.K, pq, n0, b)
+			col := d.im2col(t, sc, xd, s, n0, b) // (C·R·S, B·P·Q)
+			beta := float32(1)
+			if i == first {
+				beta = 0
+			}
+			d.gemm(t, false, true, s.K, crs, ld, 1, dyb, ld, col, ld, beta, sum, crs)
+		}
+	}
+	if t > 1 && groups >= t {
+		parallelWorkers(groups, t, func(wk, lo, hi int) {
+			for g := lo; g < hi; g++ {
+				group(1, &d.convs[wk], g)
+			}
+		})
+	} else {
+		for g := range groups {
+			group(t, &d.convs[0], g)
+		}
+	}
+	if groups > 1 {
+		parallelFor(kc, d.elemThreads(int64(groups*kc)), func(lo, hi int) {
+			for g := 1; g < groups; g++ {
+				addTo(dwd[lo:hi], parts[(g-1)*kc+lo:(g-1)*kc+hi])
+			}
+		})
 	}
 	return nil
 }
+
+// convFilterGroups is the most partial sums ConvBackwardFilter splits a
+// batch into: enough for the threads of a small machine to share whole
+// groups, few enough that the sums (K·C·R·S values each) cost little
+// memory and one short pass to add.
+const convFilterGroups = 8
 
 // convBlockFloats is the column matrix's size a block of images aims at:
 // 1 MiB, so that the matrix, written by im2col and read by the GEMM right

@@ -329,7 +329,9 @@ func must(t testing.TB, err error) {
 // requires bitwise-equal results, across thread counts too.
 func TestDeterminism(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	s := gpu.ConvShape{N: 6, C: 8, H: 13, W: 11, K: 20, R: 3, S: 3, Stride: 1, Pad: 1}
+	// 30 images: ten blocks of three, eight groups of ConvBackwardFilter,
+	// some of two blocks.
+	s := gpu.ConvShape{N: 30, C: 8, H: 13, W: 11, K: 20, R: 3, S: 3, Stride: 1, Pad: 1}
 	x, w, dy := randSlice(r, s.XLen()), randSlice(r, s.WLen()), randSlice(r, s.YLen())
 	ls := gpu.LinearShape{N: 9, In: 70, Out: 45}
 	lx, lw, ldy := randSlice(r, ls.N*ls.In), randSlice(r, ls.Out*ls.In), randSlice(r, ls.N*ls.Out)
