@@ -16,11 +16,7 @@ func (d *Device) AddBias(y, b gpu.Buffer, s gpu.BiasShape) error {
 	t := d.elemThreads(int64(s.Len()))
 	parallelFor(s.N*s.C, t, func(lo, hi int) {
 		for pl := lo; pl < hi; pl++ {
-			v := bd[pl%s.C]
-			row := yd[pl*s.Inner : (pl+1)*s.Inner]
-			for i := range row {
-				row[i] += v
-			}
+			addConst(yd[pl*s.Inner:(pl+1)*s.Inner], bd[pl%s.C])
 		}
 	})
 	return nil
@@ -46,8 +42,17 @@ func (d *Device) BiasBackward(db, dy gpu.Buffer, s gpu.BiasShape) error {
 	return nil
 }
 
-// sum64 returns Σ v in float64, in four interleaved partial sums.
-func sum64(v []float32) float64 {
+// addConstGo sets v[i] += c: the reference for addConst's assembly.
+func addConstGo(v []float32, c float32) {
+	for i := range v {
+		v[i] += c
+	}
+}
+
+// sum64Go returns Σ v in float64, in four interleaved partial sums, the
+// last values (fewer than four) added to the first: the reference for
+// sum64's assembly.
+func sum64Go(v []float32) float64 {
 	var s0, s1, s2, s3 float64
 	for len(v) >= 4 {
 		w := v[:4]

@@ -9,9 +9,9 @@ import (
 	"github.com/alexnet-go/trainer/gpu"
 )
 
-// The LRN loops' dispatchers (the AVX assembly of lrn_amd64.s on the
-// whole vectors, then Go on the tail) must give the bits of their Go
-// references on every length from 0 to 19 (no vector, one, several, and
+// The dispatchers of the assembly loops (the AVX of lrn_amd64.s,
+// conv_amd64.s and elementwise_amd64.s on the whole vectors, then Go on
+// the tail) must give the bits of their Go references on every length from 0 to 19 (no vector, one, several, and
 // every tail), at offsets that leave the slices unaligned, on random
 // values and on the edges: zeros of both signs, subnormals, huge values,
 // infinities and a NaN.
@@ -182,6 +182,27 @@ func TestAddTo(t *testing.T) {
 				addTo(got, src)
 				addToGo(want, src)
 				sameBits32(t, fmt.Sprintf("n=%d off=%d edges=%v addTo", n, off, edges), got, want)
+			}
+		}
+	}
+}
+
+// TestElementwiseKernels requires addConst and sum64 to give the bits of
+// addConstGo and sum64Go on every length up to 35, unaligned.
+func TestElementwiseKernels(t *testing.T) {
+	needAVX(t)
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, edges := range []bool{false, true} {
+		for n := range 36 {
+			for _, off := range []int{0, 1, 5} {
+				name := fmt.Sprintf("n=%d off=%d edges=%v", n, off, edges)
+				v := kernelValues(r, n+off, edges)[off:]
+				c := kernelValues(r, 1, edges)[0]
+				got, want := append([]float32(nil), v...), append([]float32(nil), v...)
+				addConst(got, c)
+				addConstGo(want, c)
+				sameBits32(t, name+" addConst", got, want)
+				sameBits64(t, name+" sum64", []float64{sum64(v)}, []float64{sum64Go(v)})
 			}
 		}
 	}
