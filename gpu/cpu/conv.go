@@ -384,20 +384,35 @@ func im2colRows(col []float32, ld int, xb []float32, s gpu.ConvShape, j0, j1 int
 }
 
 // zeroColumns zeros columns [0, qlo) and [qhi, q) of rows plo…phi−1 of
-// m, a matrix of rows of q values.
+// m, a matrix of rows of q values. Row i's last columns and row i+1's
+// first are one run of q−qhi+qlo values, so it zeros one run per row.
 func zeroColumns(m []float32, q, plo, phi, qlo, qhi int) {
-	if qlo == 0 && qhi == q {
+	if (qlo == 0 && qhi == q) || phi <= plo {
 		return
 	}
-	for i := plo; i < phi; i++ {
-		row := m[i*q : (i+1)*q]
-		for k := range row[:qlo] {
-			row[k] = 0
+	m = m[plo*q : phi*q]
+	clear(m[:qlo])
+	// The runs are short (one or two values for AlexNet's paddings of 1
+	// and 2): stored one by one, not through clear's call.
+	switch gap := q - qhi + qlo; gap {
+	case 1:
+		for at := qhi; at < len(m); at += q {
+			m[at] = 0
 		}
-		for k := range row[qhi:] {
-			row[qhi+k] = 0
+	case 2:
+		for at := qhi; at+1 < len(m); at += q {
+			m[at+1] = 0
+			m[at] = 0
+		}
+	default:
+		for at := qhi; at+gap <= len(m); at += q {
+			z := m[at : at+gap]
+			for k := range z {
+				z[k] = 0
+			}
 		}
 	}
+	clear(m[len(m)-(q-qhi):])
 }
 
 // col2imRows adds rows j0…j1−1 of a column matrix, row j−j0 at
