@@ -346,15 +346,14 @@ func im2colRows(col []float32, ld int, xb []float32, s gpu.ConvShape, j0, j1 int
 			off := (r-s.Pad)*s.W + t - s.Pad
 			lo, hi := max(plo*q, -off), min(phi*q, hw-off)
 			for n := range b {
-				plane := xb[n*xs+c*hw : n*xs+(c+1)*hw]
 				dst := drow[n*pq : (n+1)*pq]
-				clear(dst[:plo*q])
-				clear(dst[phi*q:])
-				clear(dst[plo*q : max(lo, plo*q)])
-				if hi > lo {
-					copy(dst[lo:hi], plane[lo+off:hi+off])
+				if hi <= lo {
+					clear(dst)
+					continue
 				}
-				clear(dst[max(hi, plo*q) : phi*q])
+				clear(dst[:lo])
+				copy(dst[lo:hi], xb[n*xs+c*hw+lo+off:n*xs+c*hw+hi+off])
+				clear(dst[hi:])
 				zeroColumns(dst, q, plo, phi, qlo, qhi)
 			}
 			continue
