@@ -34,7 +34,11 @@ func (d *Device) Conv(y, x, w gpu.Buffer, s gpu.ConvShape) error {
 		crs, pq := s.C*s.R*s.S, s.P()*s.Q()
 		ld := b * pq
 		col := d.im2col(t, sc, xd, s, n0, b) // (C·R·S, B·P·Q)
-		yb := grow(&sc.tmp, s.K*ld)          // (K, B·P·Q)
+		if b == 1 {                          // image n0 of y is the block's matrix
+			d.gemm(t, false, false, s.K, ld, crs, 1, wd, crs, col, ld, 0, yd[n0*s.K*pq:(n0+1)*s.K*pq], ld)
+			return
+		}
+		yb := grow(&sc.tmp, s.K*ld) // (K, B·P·Q)
 		d.gemm(t, false, false, s.K, ld, crs, 1, wd, crs, col, ld, 0, yb, ld)
 		scatterBlock(t, yd, yb, s.K, pq, n0, b)
 	})
@@ -52,9 +56,8 @@ func (d *Device) ConvBackwardData(dx, dy, w gpu.Buffer, s gpu.ConvShape) error {
 	d.byBlocks(s, func(t int, sc *convScratch, n0, b int) {
 		crs, pq := s.C*s.R*s.S, s.P()*s.Q()
 		ld := b * pq
-		dyb := grow(&sc.tmp, s.K*ld) // (K, B·P·Q)
-		gatherBlock(t, dyb, dyd, s.K, pq, n0, b)
-		dcol := grow(&sc.col, crs*ld) // (C·R·S, B·P·Q)
+		dyb := gatherBlock(t, &sc.tmp, dyd, s.K, pq, n0, b) // (K, B·P·Q)
+		dcol := grow(&sc.col, crs*ld)                       // (C·R·S, B·P·Q)
 		d.gemm(t, true, false, crs, ld, s.K, 1, wd, crs, dyb, ld, 0, dcol, ld)
 		d.col2im(t, dxd, dcol, s, n0, b)
 	})
@@ -124,9 +127,8 @@ func (d *Device) ConvBackwardFilter(dw, dy, x gpu.Buffer, s gpu.ConvShape) error
 			n0 := i * nb
 			b := min(nb, s.N-n0)
 			ld := b * pq
-			dyb := grow(&sc.tmp, s.K*ld) // (K, B·P·Q)
-			gatherBlock(t, dyb, dyd, s.K, pq, n0, b)
-			col := d.im2col(t, sc, xd, s, n0, b) // (C·R·S, B·P·Q)
+			dyb := gatherBlock(t, &sc.tmp, dyd, s.K, pq, n0, b) // (K, B·P·Q)
+			col := d.im2col(t, sc, xd, s, n0, b)                // (C·R·S, B·P·Q)
 			beta := float32(1)
 			if i == first {
 				beta = 0
@@ -283,10 +285,15 @@ func (d *Device) col2im(t int, dxd, dcol []float32, s gpu.ConvShape, n0, b int) 
 	})
 }
 
-// gatherBlock copies images n0…n0+b−1 of v (N, K, PQ) into m (K, b·PQ),
-// rows split over t threads.
-func gatherBlock(t int, m, v []float32, k, pq, n0, b int) {
+// gatherBlock returns images n0…n0+b−1 of v (N, K, PQ) as a matrix
+// (K, b·PQ): one image is that matrix already, several are copied into
+// *scratch, rows split over t threads.
+func gatherBlock(t int, scratch *[]float32, v []float32, k, pq, n0, b int) []float32 {
+	if b == 1 {
+		return v[n0*k*pq : (n0+1)*k*pq]
+	}
 	ld := b * pq
+	m := grow(scratch, k*ld)
 	parallelFor(k, t, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			for i := range b {
@@ -295,6 +302,7 @@ func gatherBlock(t int, m, v []float32, k, pq, n0, b int) {
 			}
 		}
 	})
+	return m
 }
 
 // scatterBlock is gatherBlock's inverse: it copies m (K, b·PQ) into
