@@ -207,3 +207,46 @@ func TestElementwiseKernels(t *testing.T) {
 		}
 	}
 }
+
+// TestElementwiseKernels2 requires relu, reluBackward and sgd to give the
+// bits of their Go references (relu: of Go's builtin max, signed zeros and
+// NaNs included) on every length up to 35, unaligned.
+func TestElementwiseKernels2(t *testing.T) {
+	needAVX(t)
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, edges := range []bool{false, true} {
+		for n := range 36 {
+			for _, off := range []int{0, 1, 5} {
+				name := fmt.Sprintf("n=%d off=%d edges=%v", n, off, edges)
+				x, y := kernelValues(r, n+off, edges)[off:], kernelValues(r, n+off, edges)[off:]
+				if edges {
+					// Negative NaNs and both zeros, which max treats apart.
+					for i := range x {
+						switch r.IntN(6) {
+						case 0:
+							x[i] = float32(math.Copysign(0, -1))
+						case 1:
+							x[i] = -float32(math.NaN())
+						}
+					}
+				}
+				got, want := make([]float32, n), make([]float32, n)
+				relu(got, x)
+				reluGo(want, x)
+				sameBits32(t, name+" relu", got, want)
+
+				reluBackward(got, x, y)
+				reluBackwardGo(want, x, y)
+				sameBits32(t, name+" reluBackward", got, want)
+
+				g := kernelValues(r, n+off, edges)[off:]
+				gw, ww := append([]float32(nil), x...), append([]float32(nil), x...)
+				gv, wv := append([]float32(nil), y...), append([]float32(nil), y...)
+				sgd(gw, gv, g, 0.9, 5e-6, 0.01)
+				sgdGo(ww, wv, g, 0.9, 5e-6, 0.01)
+				sameBits32(t, name+" sgd w", gw, ww)
+				sameBits32(t, name+" sgd v", gv, wv)
+			}
+		}
+	}
+}

@@ -78,12 +78,7 @@ func checkBias(s gpu.BiasShape) {
 // ReLU sets y = max(0, x) over n values; y may be x.
 func (d *Device) ReLU(y, x gpu.Buffer, n int) error {
 	yd, xd := d.data("y", y, n), d.data("x", x, n)
-	d.elementwise(n, func(lo, hi int) {
-		ys := yd[lo:hi]
-		for i, v := range xd[lo:hi] {
-			ys[i] = max(v, 0)
-		}
-	})
+	d.elementwise(n, func(lo, hi int) { relu(yd[lo:hi], xd[lo:hi]) })
 	return nil
 }
 
@@ -95,10 +90,18 @@ func (d *Device) ReLUBackward(dx, dy, y gpu.Buffer, n int) error {
 	return nil
 }
 
-// reluBackward sets dx[i] = dy[i] where y[i] > 0, else +0, with a mask
+// reluGo sets y[i] = max(x[i], 0): the reference for relu's assembly.
+func reluGo(y, x []float32) {
+	x = x[:len(y)]
+	for i, v := range x {
+		y[i] = max(v, 0)
+	}
+}
+
+// reluBackwardGo sets dx[i] = dy[i] where y[i] > 0, else +0, with a mask
 // rather than a branch: y's sign is random in a net, so a branch would
-// mispredict every other value.
-func reluBackward(dx, dy, y []float32) {
+// mispredict every other value. The reference for reluBackward's assembly.
+func reluBackwardGo(dx, dy, y []float32) {
 	dy, y = dy[:len(dx)], y[:len(dx)]
 	for i, v := range y {
 		var mask uint32 // a conditional move, not a branch
@@ -217,16 +220,19 @@ func (d *Device) concatArgs(joinedName string, joined gpu.Buffer, partName strin
 func (d *Device) SGD(w, v, dw gpu.Buffer, s gpu.SGDShape) error {
 	wd, vd, gd := d.data("w", w, s.N), d.data("v", v, s.N), d.data("dw", dw, s.N)
 	decay := float32(s.WeightDecay * s.LR)
-	d.elementwise(s.N, func(lo, hi int) {
-		ws := wd[lo:hi]
-		vs, gs := vd[lo:hi][:len(ws)], gd[lo:hi][:len(ws)]
-		for i, x := range ws {
-			// Each product is rounded on its own (no fused multiply-add)
-			// so that the result does not depend on the compiler.
-			vi := float32(s.Momentum*vs[i]) - float32(decay*x) - float32(s.LR*gs[i])
-			vs[i] = vi
-			ws[i] = x + vi
-		}
-	})
+	d.elementwise(s.N, func(lo, hi int) { sgd(wd[lo:hi], vd[lo:hi], gd[lo:hi], s.Momentum, decay, s.LR) })
 	return nil
+}
+
+// sgdGo sets v[i] = mom·v[i] − decay·w[i] − lr·g[i] and w[i] += v[i]: the
+// reference for sgd's assembly.
+func sgdGo(w, v, g []float32, mom, decay, lr float32) {
+	v, g = v[:len(w)], g[:len(w)]
+	for i, x := range w {
+		// Each product is rounded on its own (no fused multiply-add)
+		// so that the result does not depend on the compiler.
+		vi := float32(mom*v[i]) - float32(decay*x) - float32(lr*g[i])
+		v[i] = vi
+		w[i] = x + vi
+	}
 }

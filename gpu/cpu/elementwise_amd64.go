@@ -30,3 +30,46 @@ func sum64(v []float32) float64 {
 	}
 	return (s0 + s1) + (s2 + s3)
 }
+
+//go:noescape
+func reluAsm(y, x []float32)
+
+//go:noescape
+func reluBackwardAsm(dx, dy, y []float32)
+
+//go:noescape
+func sgdAsm(w, v, g []float32, mom, decay, lr float32)
+
+// relu is reluGo, the whole vectors in AVX where the processor has it.
+func relu(y, x []float32) {
+	x = x[:len(y)]
+	if useAVX && len(y) >= 8 {
+		n := len(y) &^ 7
+		reluAsm(y[:n], x[:n])
+		y, x = y[n:], x[n:]
+	}
+	reluGo(y, x)
+}
+
+// reluBackward is reluBackwardGo, the whole vectors in AVX where the
+// processor has it.
+func reluBackward(dx, dy, y []float32) {
+	dy, y = dy[:len(dx)], y[:len(dx)]
+	if useAVX && len(dx) >= 8 {
+		n := len(dx) &^ 7
+		reluBackwardAsm(dx[:n], dy[:n], y[:n])
+		dx, dy, y = dx[n:], dy[n:], y[n:]
+	}
+	reluBackwardGo(dx, dy, y)
+}
+
+// sgd is sgdGo, the whole vectors in AVX where the processor has it.
+func sgd(w, v, g []float32, mom, decay, lr float32) {
+	v, g = v[:len(w)], g[:len(w)]
+	if useAVX && len(w) >= 8 {
+		n := len(w) &^ 7
+		sgdAsm(w[:n], v[:n], g[:n], mom, decay, lr)
+		w, v, g = w[n:], v[n:], g[n:]
+	}
+	sgdGo(w, v, g, mom, decay, lr)
+}

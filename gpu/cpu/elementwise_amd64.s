@@ -48,3 +48,98 @@ sumDone:
 	VMOVUPD Y0, s0+24(FP)
 	VZEROUPPER
 	RET
+
+// func reluAsm(y, x []float32)
+//
+// y = max(x, 0) as Go's builtin max computes it on amd64, so that NaNs
+// and signed zeros come out the same: max(x, y) = −min(−x, −y), and
+// min(a, b) = m | MIN(m, a) with m = MIN(a, b), MIN(p, q) = p < q ? p : q
+// (MINPS). Eight at a time.
+TEXT ·reluAsm(SB), NOSPLIT, $0-48
+	MOVQ y_base+0(FP), DI
+	MOVQ y_len+8(FP), CX
+	MOVQ x_base+24(FP), SI
+	MOVL $0x80000000, AX // the sign bit, also −0
+	MOVD AX, X7
+	VSHUFPS $0, X7, X7, X7
+	VINSERTF128 $1, X7, Y7, Y7
+	SHRQ $3, CX
+	JZ   reluDone
+
+reluLoop:
+	VMOVUPS (SI), Y0
+	VXORPS  Y7, Y0, Y0 // a = −x
+	VMINPS  Y7, Y0, Y1 // m = MIN(a, −0)
+	VMINPS  Y0, Y1, Y2 // MIN(m, a)
+	VORPS   Y1, Y2, Y2 // min(a, −0)
+	VXORPS  Y7, Y2, Y2 // −min(−x, −0)
+	VMOVUPS Y2, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	DECQ    CX
+	JNZ     reluLoop
+
+reluDone:
+	VZEROUPPER
+	RET
+
+// func reluBackwardAsm(dx, dy, y []float32)
+//
+// dx = dy where y > 0 (an ordered compare: false for a NaN), else +0.
+TEXT ·reluBackwardAsm(SB), NOSPLIT, $0-72
+	MOVQ dx_base+0(FP), DI
+	MOVQ dx_len+8(FP), CX
+	MOVQ dy_base+24(FP), SI
+	MOVQ y_base+48(FP), R8
+	VXORPS Y7, Y7, Y7
+	SHRQ $3, CX
+	JZ   rbDone
+
+rbLoop:
+	VMOVUPS (R8), Y0
+	VCMPPS  $0x1e, Y7, Y0, Y1 // y > 0 (GT_OQ)
+	VANDPS  (SI), Y1, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	ADDQ    $32, R8
+	DECQ    CX
+	JNZ     rbLoop
+
+rbDone:
+	VZEROUPPER
+	RET
+
+// func sgdAsm(w, v, g []float32, mom, decay, lr float32)
+//
+// v = (mom·v − decay·w) − lr·g, w += v, each product rounded on its own.
+TEXT ·sgdAsm(SB), NOSPLIT, $0-84
+	MOVQ w_base+0(FP), DI
+	MOVQ w_len+8(FP), CX
+	MOVQ v_base+24(FP), SI
+	MOVQ g_base+48(FP), R8
+	VBROADCASTSS mom+72(FP), Y5
+	VBROADCASTSS decay+76(FP), Y6
+	VBROADCASTSS lr+80(FP), Y7
+	SHRQ $3, CX
+	JZ   sgdDone
+
+sgdLoop:
+	VMOVUPS (DI), Y0     // w
+	VMULPS  (SI), Y5, Y1 // mom·v
+	VMULPS  Y0, Y6, Y2   // decay·w
+	VSUBPS  Y2, Y1, Y1
+	VMULPS  (R8), Y7, Y3 // lr·g
+	VSUBPS  Y3, Y1, Y1   // v
+	VMOVUPS Y1, (SI)
+	VADDPS  Y1, Y0, Y0   // w + v
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, DI
+	ADDQ    $32, SI
+	ADDQ    $32, R8
+	DECQ    CX
+	JNZ     sgdLoop
+
+sgdDone:
+	VZEROUPPER
+	RET
