@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/alexnet-go/trainer/gpu"
+	"github.com/alexnet-go/trainer/gpu/gputest"
 )
 
 // The dispatchers of the assembly loops (the AVX of lrn_amd64.s,
@@ -249,4 +250,14 @@ func TestElementwiseKernels2(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestConformanceGo runs the conformance suite with the assembly switched
+// off: the Go references alone must pass it too (they are what every
+// other architecture runs).
+func TestConformanceGo(t *testing.T) {
+	needAVX(t)
+	defer func(v bool) { useAVX = v }(useAVX)
+	useAVX = false
+	gputest.Run(t, New(Options{Threads: 2}))
 }
