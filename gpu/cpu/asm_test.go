@@ -110,6 +110,13 @@ func TestLRNKernels(t *testing.T) {
 				slideSquaresGo(ws, a, b)
 				sameBits64(t, name+" slideSquaresBoth", gs, ws)
 
+				for _, sign := range []float64{1, -1} {
+					gs, ws = append([]float64(nil), sum...), append([]float64(nil), sum...)
+					addSquares(gs, a, sign)
+					addSquaresGo(ws, a, sign)
+					sameBits64(t, fmt.Sprintf("%s addSquares sign=%g", name, sign), gs, ws)
+				}
+
 				gs, ws = append([]float64(nil), sum...), append([]float64(nil), sum...)
 				slide64(gs, u, w)
 				slide64Go(ws, u, w)

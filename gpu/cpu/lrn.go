@@ -107,12 +107,13 @@ func (d *Device) LRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
 	return nil
 }
 
-// addSquares adds sign·v[i]² to sum[i]. A float32 squared is exact in
-// float64, so adding and later subtracting a channel cancels closely.
-func addSquares(sum []float64, v []float32, sign float64) {
+// addSquaresGo adds sign·v[i]² to sum[i], the reference for addSquares.
+// A float32 squared is exact in float64, so adding and later subtracting
+// a channel cancels closely.
+func addSquaresGo(sum []float64, v []float32, sign float64) {
 	v = v[:len(sum)]
 	for i, x := range v {
-		sum[i] += sign * (float64(x) * float64(x))
+		sum[i] += float64(sign * float64(float64(x)*float64(x)))
 	}
 }
 

@@ -95,3 +95,17 @@ func mul32(y, x, f []float32) {
 	}
 	mul32Go(y, x, f)
 }
+
+//go:noescape
+func addSquaresAsm(sum []float64, v []float32, sign float64)
+
+// addSquares is addSquaresGo.
+func addSquares(sum []float64, v []float32, sign float64) {
+	v = v[:len(sum)]
+	if useAVX {
+		n := len(sum) &^ 3
+		addSquaresAsm(sum[:n], v[:n], sign)
+		sum, v = sum[n:], v[n:]
+	}
+	addSquaresGo(sum, v, sign)
+}

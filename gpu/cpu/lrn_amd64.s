@@ -201,3 +201,28 @@ powLoop:
 powDone:
 	VZEROUPPER
 	RET
+
+// func addSquaresAsm(sum []float64, v []float32, sign float64)
+TEXT ·addSquaresAsm(SB), NOSPLIT, $0-56
+	MOVQ sum_base+0(FP), SI
+	MOVQ sum_len+8(FP), CX
+	MOVQ v_base+24(FP), R8
+	VBROADCASTSD sign+48(FP), Y7
+	SHRQ $2, CX
+	JZ   addSqDone
+
+addSqLoop:
+	VCVTPS2PD (R8), Y1
+	VMULPD    Y1, Y1, Y1 // v²
+	VMULPD    Y1, Y7, Y1 // sign·v²
+	VMOVUPD   (SI), Y0
+	VADDPD    Y1, Y0, Y0 // sum + sign·v²
+	VMOVUPD   Y0, (SI)
+	ADDQ      $32, SI
+	ADDQ      $16, R8
+	DECQ      CX
+	JNZ       addSqLoop
+
+addSqDone:
+	VZEROUPPER
+	RET

@@ -18,3 +18,5 @@ func slide64(sum, a, b []float64) { slide64Go(sum, a, b) }
 func lrnDx(dx, dy, p, x []float32, sum []float64, coef float64) { lrnDxGo(dx, dy, p, x, sum, coef) }
 
 func mul32(y, x, f []float32) { mul32Go(y, x, f) }
+
+func addSquares(sum []float64, v []float32, sign float64) { addSquaresGo(sum, v, sign) }
