@@ -268,3 +268,68 @@ func TestConformanceGo(t *testing.T) {
 	useAVX = false
 	gputest.Run(t, New(Options{Threads: 2}))
 }
+
+// TestMaxInto requires maxInto to give the bits of Go's builtin max
+// (maxIntoGo), signed zeros and NaNs included, on every length up to 35.
+func TestMaxInto(t *testing.T) {
+	needAVX(t)
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, edges := range []bool{false, true} {
+		for n := range 36 {
+			for _, off := range []int{0, 1, 5} {
+				a, b := kernelValues(r, n+off, edges)[off:], kernelValues(r, n+off, edges)[off:]
+				if edges {
+					for i := range a {
+						switch r.IntN(5) {
+						case 0:
+							a[i], b[i] = float32(math.Copysign(0, -1)), 0
+						case 1:
+							a[i], b[i] = 0, float32(math.Copysign(0, -1))
+						case 2:
+							b[i] = -float32(math.NaN())
+						}
+					}
+				}
+				got, want := append([]float32(nil), a...), append([]float32(nil), a...)
+				maxInto(got, b)
+				maxIntoGo(want, b)
+				sameBits32(t, fmt.Sprintf("n=%d off=%d edges=%v maxInto", n, off, edges), got, want)
+			}
+		}
+	}
+}
+
+// TestMaxPoolAssembly requires MaxPool to give the same bits with the
+// assembly as without, on windows of 3 (the vector path) and 2, with
+// signed zeros and NaNs among the values.
+func TestMaxPoolAssembly(t *testing.T) {
+	needAVX(t)
+	defer func(v bool) { useAVX = v }(useAVX)
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, s := range []gpu.PoolShape{
+		{N: 2, C: 3, H: 27, W: 27, Size: 3, Stride: 2},
+		{N: 1, C: 2, H: 13, W: 21, Size: 3, Stride: 2},
+		{N: 1, C: 2, H: 9, W: 11, Size: 3, Stride: 3},
+		{N: 2, C: 1, H: 8, W: 10, Size: 2, Stride: 2},
+	} {
+		x := randSlice(r, s.XLen())
+		for i := range x {
+			switch r.IntN(10) {
+			case 0:
+				x[i] = float32(math.Copysign(0, -1))
+			case 1:
+				x[i] = 0
+			}
+		}
+		x[r.IntN(len(x))] = float32(math.NaN())
+		var ys [2][]float32
+		for i, avx := range []bool{false, true} {
+			useAVX = avx
+			d := testDevice(2, loadedBLAS())
+			y := alloc(t, d, s.YLen())
+			must(t, d.MaxPool(y, upload(t, d, x), s))
+			ys[i] = data(y)
+		}
+		sameBits32(t, fmt.Sprintf("%+v y", s), ys[1], ys[0])
+	}
+}

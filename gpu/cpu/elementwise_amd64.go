@@ -73,3 +73,18 @@ func sgd(w, v, g []float32, mom, decay, lr float32) {
 	}
 	sgdGo(w, v, g, mom, decay, lr)
 }
+
+//go:noescape
+func maxIntoAsm(dst, src []float32)
+
+// maxInto is maxIntoGo, the whole vectors in AVX where the processor has
+// it.
+func maxInto(dst, src []float32) {
+	src = src[:len(dst)]
+	if useAVX && len(dst) >= 8 {
+		n := len(dst) &^ 7
+		maxIntoAsm(dst[:n], src[:n])
+		dst, src = dst[n:], src[n:]
+	}
+	maxIntoGo(dst, src)
+}

@@ -143,3 +143,35 @@ sgdLoop:
 sgdDone:
 	VZEROUPPER
 	RET
+
+// func maxIntoAsm(dst, src []float32)
+//
+// dst = max(dst, src) as Go's builtin max computes it on amd64 (see
+// reluAsm), eight at a time.
+TEXT ·maxIntoAsm(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), DI
+	MOVQ dst_len+8(FP), CX
+	MOVQ src_base+24(FP), SI
+	MOVL $0x80000000, AX // the sign bit
+	MOVD AX, X7
+	VSHUFPS $0, X7, X7, X7
+	VINSERTF128 $1, X7, Y7, Y7
+	SHRQ $3, CX
+	JZ   maxDone
+
+maxLoop:
+	VXORPS  (DI), Y7, Y0 // a = −dst
+	VXORPS  (SI), Y7, Y3 // b = −src
+	VMINPS  Y3, Y0, Y1   // m = MIN(a, b)
+	VMINPS  Y0, Y1, Y2   // MIN(m, a)
+	VORPS   Y1, Y2, Y2   // min(a, b)
+	VXORPS  Y7, Y2, Y2   // −min(−dst, −src)
+	VMOVUPS Y2, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	DECQ    CX
+	JNZ     maxLoop
+
+maxDone:
+	VZEROUPPER
+	RET

@@ -13,3 +13,5 @@ func relu(y, x []float32) { reluGo(y, x) }
 func reluBackward(dx, dy, y []float32) { reluBackwardGo(dx, dy, y) }
 
 func sgd(w, v, g []float32, mom, decay, lr float32) { sgdGo(w, v, g, mom, decay, lr) }
+
+func maxInto(dst, src []float32) { maxIntoGo(dst, src) }

@@ -22,12 +22,13 @@ func (d *Device) MaxPool(y, x gpu.Buffer, s gpu.PoolShape) error {
 	xd := d.data("x", x, s.XLen()) // (N, C, H, W)
 	p, q, hw := s.P(), s.Q(), s.H*s.W
 	d.planes(s, func(wk, lo, hi int) {
-		vmax := d.buf32(wk, s.W)
+		buf := d.buf32(wk, 2*s.W)
+		vmax, wmax := buf[:s.W], buf[s.W:]
 		for pl := lo; pl < hi; pl++ {
 			xp, yp := xd[pl*hw:(pl+1)*hw], yd[pl*p*q:(pl+1)*p*q]
 			for i := range p {
 				columnMax(vmax, xp, s, i)
-				windowMax(yp[i*q:(i+1)*q], vmax, s.Size, s.Stride)
+				windowMax(yp[i*q:(i+1)*q], vmax, wmax, s.Size, s.Stride)
 			}
 		}
 	})
@@ -81,16 +82,36 @@ func columnMax(vmax, xp []float32, s gpu.PoolShape, i int) {
 	r0 := i * s.Stride * s.W
 	copy(vmax, xp[r0:r0+s.W])
 	for r := 1; r < s.Size; r++ {
-		row := xp[r0+r*s.W : r0+(r+1)*s.W]
-		row = row[:len(vmax)]
-		for k, v := range row {
-			vmax[k] = max(vmax[k], v)
-		}
+		maxInto(vmax, xp[r0+r*s.W:r0+(r+1)*s.W])
+	}
+}
+
+// maxIntoGo sets dst[k] = max(dst[k], src[k]): the reference for
+// maxInto's assembly.
+func maxIntoGo(dst, src []float32) {
+	src = src[:len(dst)]
+	for k, v := range src {
+		dst[k] = max(dst[k], v)
 	}
 }
 
 // windowMax sets m[j] to the maximum of vmax[j·stride … j·stride+size−1].
-func windowMax(m, vmax []float32, size, stride int) {
+// With 3×3 windows and the assembly, it takes the maxima of every three
+// neighbours, max(max(vmax[k], vmax[k+1]), vmax[k+2]), eight at a time
+// into tmp (as long as vmax), and picks every stride-th: more maxima than
+// it needs, but in vectors.
+func windowMax(m, vmax, tmp []float32, size, stride int) {
+	if size == 3 && useAVX && len(vmax) >= 10 {
+		n := len(vmax) - 2
+		t := tmp[:n]
+		copy(t, vmax[:n])
+		maxInto(t, vmax[1:n+1])
+		maxInto(t, vmax[2:n+2])
+		for j := range m {
+			m[j] = t[j*stride]
+		}
+		return
+	}
 	if size == 3 { // AlexNet's overlapping pooling
 		for j := range m {
 			w := vmax[j*stride : j*stride+3]
