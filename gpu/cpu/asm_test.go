@@ -299,9 +299,10 @@ func TestMaxInto(t *testing.T) {
 	}
 }
 
-// TestMaxPoolAssembly requires MaxPool to give the same bits with the
-// assembly as without, on windows of 3 (the vector path) and 2, with
-// signed zeros and NaNs among the values.
+// TestMaxPoolAssembly requires MaxPool and MaxPoolBackward to give the
+// same bits with the assembly as without, on windows of 3 (the vector
+// paths) and 2, with signed zeros and NaNs among the values, and on values
+// full of ties, where the first maximum must win.
 func TestMaxPoolAssembly(t *testing.T) {
 	needAVX(t)
 	defer func(v bool) { useAVX = v }(useAVX)
@@ -312,24 +313,30 @@ func TestMaxPoolAssembly(t *testing.T) {
 		{N: 1, C: 2, H: 9, W: 11, Size: 3, Stride: 3},
 		{N: 2, C: 1, H: 8, W: 10, Size: 2, Stride: 2},
 	} {
-		x := randSlice(r, s.XLen())
-		for i := range x {
-			switch r.IntN(10) {
-			case 0:
-				x[i] = float32(math.Copysign(0, -1))
-			case 1:
-				x[i] = 0
+		for _, ties := range []bool{false, true} {
+			x, dy := randSlice(r, s.XLen()), randSlice(r, s.YLen())
+			for i := range x {
+				switch {
+				case ties:
+					x[i] = float32(r.IntN(3))
+				case r.IntN(10) == 0:
+					x[i] = float32(math.Copysign(0, -1))
+				case r.IntN(10) == 0:
+					x[i] = 0
+				}
 			}
+			x[r.IntN(len(x))] = float32(math.NaN())
+			var ys, dxs [2][]float32
+			for i, avx := range []bool{false, true} {
+				useAVX = avx
+				d := testDevice(2, loadedBLAS())
+				xb, y, dx := upload(t, d, x), alloc(t, d, s.YLen()), alloc(t, d, s.XLen())
+				must(t, d.MaxPool(y, xb, s))
+				must(t, d.MaxPoolBackward(dx, upload(t, d, dy), xb, y, s))
+				ys[i], dxs[i] = data(y), data(dx)
+			}
+			sameBits32(t, fmt.Sprintf("%+v ties=%v y", s, ties), ys[1], ys[0])
+			sameBits32(t, fmt.Sprintf("%+v ties=%v dx", s, ties), dxs[1], dxs[0])
 		}
-		x[r.IntN(len(x))] = float32(math.NaN())
-		var ys [2][]float32
-		for i, avx := range []bool{false, true} {
-			useAVX = avx
-			d := testDevice(2, loadedBLAS())
-			y := alloc(t, d, s.YLen())
-			must(t, d.MaxPool(y, upload(t, d, x), s))
-			ys[i] = data(y)
-		}
-		sameBits32(t, fmt.Sprintf("%+v y", s), ys[1], ys[0])
 	}
 }

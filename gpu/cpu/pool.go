@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"math"
 	"math/bits"
 
 	"github.com/alexnet-go/trainer/gpu"
@@ -49,6 +50,7 @@ func (d *Device) MaxPoolBackward(dx, dy, x, y gpu.Buffer, s gpu.PoolShape) error
 	yd := d.data("y", y, s.YLen())    // (N, C, P, Q)
 	p, q, hw := s.P(), s.Q(), s.H*s.W
 	d.planes(s, func(wk, lo, hi int) {
+		tmp := d.buf32(wk, 2*s.W)
 		for pl := lo; pl < hi; pl++ {
 			xp, dxp, dyp := xd[pl*hw:(pl+1)*hw], dxd[pl*hw:(pl+1)*hw], dyd[pl*p*q:(pl+1)*p*q]
 			yp := yd[pl*p*q : (pl+1)*p*q]
@@ -57,7 +59,7 @@ func (d *Device) MaxPoolBackward(dx, dy, x, y gpu.Buffer, s gpu.PoolShape) error
 				m := yp[i*q : (i+1)*q]
 				dyi := dyp[i*q : (i+1)*q]
 				if s.Size == 3 {
-					route3(dxp, xp, dyi, m, s, i)
+					route3(dxp, xp, dyi, m, tmp, s, i)
 					continue
 				}
 				for j, v := range m {
@@ -133,12 +135,40 @@ func windowMax(m, vmax, tmp []float32, size, stride int) {
 // window of xp equal to m[j], the window's maximum, for every j of row i.
 // Which of the nine comes first is found without a branch: each equality
 // is a bit of a mask, and the first set bit is the answer.
-func route3(dxp, xp, dy, m []float32, s gpu.PoolShape, i int) {
+//
+// With the assembly, the windows that start in the row's first n columns
+// (see firstMax3) are searched eight at a time instead: m spread to the
+// windows' first columns in tmp (2·W values), the answers in tmp[W:].
+func route3(dxp, xp, dy, m, tmp []float32, s gpu.PoolShape, i int) {
 	w, st := s.W, s.Stride
 	r0 := i * st * w
 	x0, x1, x2 := xp[r0:r0+w], xp[r0+w:r0+2*w], xp[r0+2*w:r0+3*w]
 	dy = dy[:len(m)]
-	for j, v := range m {
+	j0 := 0
+	if useAVX {
+		me, first := tmp[:w], tmp[w:2*w]
+		for j, v := range m {
+			me[j*st] = v
+		}
+		n := firstMax3(first, x0, x1, x2, me)
+		// at[k] is the offset in the plane of the window's k-th value; 16
+		// entries so that at[k&15] needs no bounds check.
+		var at [16]int
+		for k := range 9 {
+			at[k] = k/3*w + k%3
+		}
+		for ; j0 < len(m) && j0*st < n; j0++ {
+			c := j0 * st
+			k := math.Float32bits(first[c])
+			if k > 8 { // a NaN in the window
+				dxp[argmax(xp, s, i, j0)] += dy[j0]
+				continue
+			}
+			dxp[r0+c+at[k&15]] += dy[j0]
+		}
+	}
+	for j := j0; j < len(m); j++ {
+		v := m[j]
 		c := j * st
 		a, b, e := x0[c:c+3], x1[c:c+3], x2[c:c+3]
 		mask := eqBit(a[0], v, 0) | eqBit(a[1], v, 1) | eqBit(a[2], v, 2) |
