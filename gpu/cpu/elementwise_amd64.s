@@ -60,7 +60,7 @@ TEXT ·reluAsm(SB), NOSPLIT, $0-48
 	MOVQ y_len+8(FP), CX
 	MOVQ x_base+24(FP), SI
 	MOVL $0x80000000, AX // the sign bit, also −0
-	MOVD AX, X7
+	VMOVD AX, X7
 	VSHUFPS $0, X7, X7, X7
 	VINSERTF128 $1, X7, Y7, Y7
 	SHRQ $3, CX
@@ -153,7 +153,7 @@ TEXT ·maxIntoAsm(SB), NOSPLIT, $0-48
 	MOVQ dst_len+8(FP), CX
 	MOVQ src_base+24(FP), SI
 	MOVL $0x80000000, AX // the sign bit
-	MOVD AX, X7
+	VMOVD AX, X7
 	VSHUFPS $0, X7, X7, X7
 	VINSERTF128 $1, X7, Y7, Y7
 	SHRQ $3, CX

@@ -1,6 +1,6 @@
 #include "textflag.h"
 
-#define BCAST(k, X, Y) MOVL $k, AX; MOVD AX, X; VSHUFPS $0, X, X, X; VINSERTF128 $1, X, Y, Y
+#define BCAST(k, X, Y) MOVL $k, AX; VMOVD AX, X; VSHUFPS $0, X, X, X; VINSERTF128 $1, X, Y, Y
 
 // func firstMax3Asm(first, x0, x1, x2, me []float32)
 //
