@@ -161,6 +161,8 @@ func BenchmarkMaxPool(b *testing.B) {
 		s := c.s
 		x, dx := upload(b, d, randSlice(r, s.XLen())), upload(b, d, randSlice(r, s.XLen()))
 		y, dy := upload(b, d, randSlice(r, s.YLen())), upload(b, d, randSlice(r, s.YLen()))
+		// The backward pass looks for y's maxima in x: y must be x's.
+		must(b, d.MaxPool(y, x, s))
 		opBench(b, c.name+"/", float64(s.XLen())/1e9, "Gvalues", []namedOp{
 			{"forward", func() error { return d.MaxPool(y, x, s) }},
 			{"backward", func() error { return d.MaxPoolBackward(dx, dy, x, y, s) }},

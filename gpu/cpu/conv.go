@@ -34,7 +34,11 @@ func (d *Device) Conv(y, x, w gpu.Buffer, s gpu.ConvShape) error {
 		crs, pq := s.C*s.R*s.S, s.P()*s.Q()
 		ld := b * pq
 		col := d.im2col(t, sc, xd, s, n0, b) // (C·R·S, B·P·Q)
-		yb := grow(&sc.tmp, s.K*ld)          // (K, B·P·Q)
+		if b == 1 {                          // image n0 of y is the block's matrix
+			d.gemm(t, false, false, s.K, ld, crs, 1, wd, crs, col, ld, 0, yd[n0*s.K*pq:(n0+1)*s.K*pq], ld)
+			return
+		}
+		yb := grow(&sc.tmp, s.K*ld) // (K, B·P·Q)
 		d.gemm(t, false, false, s.K, ld, crs, 1, wd, crs, col, ld, 0, yb, ld)
 		scatterBlock(t, yd, yb, s.K, pq, n0, b)
 	})
@@ -52,9 +56,8 @@ func (d *Device) ConvBackwardData(dx, dy, w gpu.Buffer, s gpu.ConvShape) error {
 	d.byBlocks(s, func(t int, sc *convScratch, n0, b int) {
 		crs, pq := s.C*s.R*s.S, s.P()*s.Q()
 		ld := b * pq
-		dyb := grow(&sc.tmp, s.K*ld) // (K, B·P·Q)
-		gatherBlock(t, dyb, dyd, s.K, pq, n0, b)
-		dcol := grow(&sc.col, crs*ld) // (C·R·S, B·P·Q)
+		dyb := gatherBlock(t, &sc.tmp, dyd, s.K, pq, n0, b) // (K, B·P·Q)
+		dcol := grow(&sc.col, crs*ld)                       // (C·R·S, B·P·Q)
 		d.gemm(t, true, false, crs, ld, s.K, 1, wd, crs, dyb, ld, 0, dcol, ld)
 		d.col2im(t, dxd, dcol, s, n0, b)
 	})
@@ -83,8 +86,9 @@ func (d *Device) byBlocks(s gpu.ConvShape, fn func(t int, sc *convScratch, n0, b
 }
 
 // convScratch is one worker's memory for a block of a convolution: the
-// column matrix, the block of y or dy, and the phases of strided inputs.
-type convScratch struct{ col, tmp, phases []float32 }
+// column matrix, the block of y or dy, and the phases of strided inputs;
+// worker 0's parts holds ConvBackwardFilter's partial sums.
+type convScratch struct{ col, tmp, phases, parts []float32 }
 
 // grow returns the first n values of *p, reallocated if it is shorter.
 func grow(p *[]float32, n int) []float32 {
@@ -95,31 +99,114 @@ func grow(p *[]float32, n int) []float32 {
 }
 
 // ConvBackwardFilter computes dw (K, C, R, S) = Σ_n dy[n]·col[n]ᵀ from
-// dy (N, K, P, Q) and x (N, C, H, W), one product per block of images,
-// accumulated into dw block after block in order.
+// dy (N, K, P, Q) and x (N, C, H, W), one product per block of images.
+// The blocks fall into at most convFilterGroups groups of consecutive
+// blocks, a function of the shape alone; each group's products accumulate
+// in block order into a sum of its own, and the groups' sums are added in
+// group order. With at least as many groups as threads each thread takes
+// whole groups, otherwise the threads share each product; either way the
+// sums are the same bits. With few filters (K ≤ convFilterTransposeK) each
+// product is computed transposed, dwᵀ (C·R·S, K) = col·dyᵀ, which OpenBLAS
+// runs about 1.2 times faster when K is the small side (alexnet-small's
+// 32 and 48 filters), and the total is transposed into dw; with many, the
+// transposes would cost more than they save (alexnet's 128 and 192).
 func (d *Device) ConvBackwardFilter(dw, dy, x gpu.Buffer, s gpu.ConvShape) error {
 	validate(s)
 	dwd := d.data("dw", dw, s.WLen()) // (K, C, R, S)
 	dyd := d.data("dy", dy, s.YLen()) // (N, K, P, Q)
 	xd := d.data("x", x, s.XLen())    // (N, C, H, W)
-	crs, pq := s.C*s.R*s.S, s.P()*s.Q()
+	crs, pq, kc := s.C*s.R*s.S, s.P()*s.Q(), s.WLen()
 	t := d.flopThreads(s.FLOPs())
 	nb := d.convBlock(s)
-	for n0 := 0; n0 < s.N; n0 += nb {
-		b := min(nb, s.N-n0)
-		ld := b * pq
-		sc := &d.convs[0]
-		dyb := grow(&sc.tmp, s.K*ld) // (K, B·P·Q)
-		gatherBlock(t, dyb, dyd, s.K, pq, n0, b)
-		col := d.im2col(t, sc, xd, s, n0, b) // (C·R·S, B·P·Q)
-		beta := float32(1)
-		if n0 == 0 {
-			beta = 0
+	blocks := (s.N + nb - 1) / nb
+	groups := min(blocks, convFilterGroups)
+	trans := s.K <= convFilterTransposeK
+	// Group g's sum: parts[g] (C·R·S, K) when trans, else dw for g = 0
+	// and parts[g−1] (K, C, R, S).
+	parts := grow(&d.convs[0].parts, groups*kc)
+	sumOf := func(g int) []float32 {
+		switch {
+		case trans:
+			return parts[g*kc : (g+1)*kc]
+		case g == 0:
+			return dwd
 		}
-		d.gemm(t, false, true, s.K, crs, ld, 1, dyb, ld, col, ld, beta, dwd, crs)
+		return parts[(g-1)*kc : g*kc]
+	}
+	group := func(t int, sc *convScratch, g int) {
+		sum := sumOf(g)
+		first := g * blocks / groups
+		for i := first; i < (g+1)*blocks/groups; i++ {
+			n0 := i * nb
+			b := min(nb, s.N-n0)
+			ld := b * pq
+			dyb := gatherBlock(t, &sc.tmp, dyd, s.K, pq, n0, b) // (K, B·P·Q)
+			col := d.im2col(t, sc, xd, s, n0, b)                // (C·R·S, B·P·Q)
+			beta := float32(1)
+			if i == first {
+				beta = 0
+			}
+			if trans {
+				d.gemm(t, false, true, crs, s.K, ld, 1, col, ld, dyb, ld, beta, sum, s.K)
+			} else {
+				d.gemm(t, false, true, s.K, crs, ld, 1, dyb, ld, col, ld, beta, sum, crs)
+			}
+		}
+	}
+	if t > 1 && groups >= t {
+		parallelWorkers(groups, t, func(wk, lo, hi int) {
+			for g := lo; g < hi; g++ {
+				group(1, &d.convs[wk], g)
+			}
+		})
+	} else {
+		for g := range groups {
+			group(t, &d.convs[0], g)
+		}
+	}
+	te := d.elemThreads(int64(groups * kc))
+	if groups > 1 {
+		total := sumOf(0)
+		parallelFor(kc, te, func(lo, hi int) {
+			for g := 1; g < groups; g++ {
+				addTo(total[lo:hi], sumOf(g)[lo:hi])
+			}
+		})
+	}
+	if trans {
+		parallelFor(crs, te, func(lo, hi int) { transposeInto(dwd, parts[:kc], crs, s.K, lo, hi) })
 	}
 	return nil
 }
+
+// convFilterTransposeK is the most filters for which ConvBackwardFilter
+// computes its products transposed.
+const convFilterTransposeK = 64
+
+// transposeInto sets rows lo…hi−1 of m (rows, cols), stored row-major,
+// into columns lo…hi−1 of dst (cols, rows), in tiles of 16×16 so that
+// both sides are read and written a cache line at a time.
+func transposeInto(dst, m []float32, rows, cols, lo, hi int) {
+	const tile = 16
+	for i0 := lo; i0 < hi; i0 += tile {
+		i1 := min(i0+tile, hi)
+		for j0 := 0; j0 < cols; j0 += tile {
+			j1 := min(j0+tile, cols)
+			for i := i0; i < i1; i++ {
+				row := m[i*cols+j0 : i*cols+j1]
+				for j, v := range row {
+					dst[(j0+j)*rows+i] = v
+				}
+			}
+		}
+	}
+}
+
+// convFilterGroups is the most partial sums ConvBackwardFilter splits a
+// batch into: enough for the threads of a small machine to share whole
+// groups, few enough that the sums (K·C·R·S values each) cost little
+// memory and one short pass to add.
+const convFilterGroups = 8
 
 // convBlockFloats is the column matrix's size a block of images aims at:
 // 1 MiB, so that the matrix, written by im2col and read by the GEMM right
@@ -169,17 +256,12 @@ func (d *Device) im2col(t int, sc *convScratch, xd []float32, s gpu.ConvShape, n
 			}
 		})
 		parallelFor(crs, t, func(lo, hi int) {
-			for i := range b {
-				im2colPhases(col[lo*ld+i*pq:], ld, de[i*s.C*ps:(i+1)*s.C*ps], s, l, lo, hi)
-			}
+			im2colPhases(col[lo*ld:], ld, de[:b*s.C*ps], s, l, lo, hi)
 		})
 		return col
 	}
 	parallelFor(crs, t, func(lo, hi int) {
-		for i := range b {
-			n := n0 + i
-			im2colRows(col[lo*ld+i*pq:], ld, xd[n*xs:(n+1)*xs], s, lo, hi)
-		}
+		im2colRows(col[lo*ld:], ld, xd[n0*xs:(n0+b)*xs], s, lo, hi)
 	})
 	return col
 }
@@ -202,29 +284,33 @@ func splitPhases(de, plane []float32, w, stride, l int) {
 	}
 }
 
-// im2colPhases is im2colRows for Stride > 1, reading the image split by
-// splitPhases into de (C, H, Stride, l): tap (r, t)'s output row i is
+// im2colPhases is im2colRows for Stride > 1, reading the images split by
+// splitPhases into de (b, C, H, Stride, l): tap (r, t)'s output row i is
 // input row i·Stride+r−Pad at columns q·Stride+t−Pad, which is one phase
 // of that row, (t−Pad) mod Stride, from column ⌊(t−Pad)/Stride⌋ + q on.
 func im2colPhases(col []float32, ld int, de []float32, s gpu.ConvShape, l, j0, j1 int) {
 	p, q, st := s.P(), s.Q(), s.Stride
 	ps := s.H * st * l
+	b := len(de) / (s.C * ps)
 	for j := j0; j < j1; j++ {
 		c, r, t := j/(s.R*s.S), j/s.S%s.R, j%s.S
-		dst := col[(j-j0)*ld : (j-j0)*ld+p*q]
 		qlo, qhi := validRange(t-s.Pad, st, s.W, q)
 		plo, phi := validRange(r-s.Pad, st, s.H, p)
-		clear(dst[:plo*q])
-		clear(dst[phi*q:])
 		ph := ((t-s.Pad)%st + st) % st
 		off := (t - s.Pad - ph) / st
-		for i := plo; i < phi; i++ {
-			h := i*st + r - s.Pad
-			src := de[c*ps+(h*st+ph)*l : c*ps+(h*st+ph+1)*l]
-			row := dst[i*q : (i+1)*q]
-			clear(row[:qlo])
-			clear(row[qhi:])
-			copy(row[qlo:qhi], src[qlo+off:])
+		for n := range b {
+			dst := col[(j-j0)*ld+n*p*q : (j-j0)*ld+(n+1)*p*q]
+			dn := de[(n*s.C+c)*ps : (n*s.C+c+1)*ps]
+			clear(dst[:plo*q])
+			clear(dst[phi*q:])
+			for i := plo; i < phi; i++ {
+				h := i*st + r - s.Pad
+				src := dn[(h*st+ph)*l : (h*st+ph+1)*l]
+				row := dst[i*q : (i+1)*q]
+				clear(row[:qlo])
+				clear(row[qhi:])
+				copy(row[qlo:qhi], src[qlo+off:])
+			}
 		}
 	}
 }
@@ -233,21 +319,26 @@ func im2colPhases(col []float32, ld int, de []float32, s gpu.ConvShape, l, j0, j
 // matrix dcol (C·R·S, b·P·Q), its channels split over t threads: channel
 // c's rows of dcol land only in channel c of dx.
 func (d *Device) col2im(t int, dxd, dcol []float32, s gpu.ConvShape, n0, b int) {
-	rs, pq, hw := s.R*s.S, s.P()*s.Q(), s.H*s.W
-	ld := b * pq
+	rs, hw := s.R*s.S, s.H*s.W
+	ld := b * s.P() * s.Q()
 	parallelFor(s.C, t, func(lo, hi int) {
+		dxb := dxd[n0*s.C*hw : (n0+b)*s.C*hw]
 		for i := range b {
-			dxn := dxd[(n0+i)*s.C*hw : (n0+i+1)*s.C*hw]
-			clear(dxn[lo*hw : hi*hw])
-			col2imRows(dxn, dcol[lo*rs*ld+i*pq:], ld, s, lo*rs, hi*rs)
+			clear(dxb[(i*s.C+lo)*hw : (i*s.C+hi)*hw])
 		}
+		col2imRows(dxb, dcol[lo*rs*ld:], ld, s, lo*rs, hi*rs)
 	})
 }
 
-// gatherBlock copies images n0…n0+b−1 of v (N, K, PQ) into m (K, b·PQ),
-// rows split over t threads.
-func gatherBlock(t int, m, v []float32, k, pq, n0, b int) {
+// gatherBlock returns images n0…n0+b−1 of v (N, K, PQ) as a matrix
+// (K, b·PQ): one image is that matrix already, several are copied into
+// *scratch, rows split over t threads.
+func gatherBlock(t int, scratch *[]float32, v []float32, k, pq, n0, b int) []float32 {
+	if b == 1 {
+		return v[n0*k*pq : (n0+1)*k*pq]
+	}
 	ld := b * pq
+	m := grow(scratch, k*ld)
 	parallelFor(k, t, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			for i := range b {
@@ -256,6 +347,7 @@ func gatherBlock(t int, m, v []float32, k, pq, n0, b int) {
 			}
 		}
 	})
+	return m
 }
 
 // scatterBlock is gatherBlock's inverse: it copies m (K, b·PQ) into
@@ -286,109 +378,147 @@ func validRange(off, stride, size, n int) (lo, hi int) {
 	return lo, hi
 }
 
-// im2colRows writes rows j0…j1−1 of image xn's column matrix into col,
-// row j−j0 at col[(j−j0)·ld:], P·Q values. xn is one image (C, H, W).
-func im2colRows(col []float32, ld int, xn []float32, s gpu.ConvShape, j0, j1 int) {
+// im2colRows writes rows j0…j1−1 of the column matrix of the images xb
+// (b, C, H, W) into col, row j−j0 at col[(j−j0)·ld:], image n's P·Q values
+// at n·P·Q on. Each row's tap and ranges are worked out once for all b
+// images: for alexnet-small's 7×7 layers that bookkeeping (divisions,
+// mostly) cost more than the 49 values it placed.
+func im2colRows(col []float32, ld int, xb []float32, s gpu.ConvShape, j0, j1 int) {
 	p, q, hw := s.P(), s.Q(), s.H*s.W
+	pq, xs := p*q, s.C*hw
+	b := len(xb) / xs
 	for j := j0; j < j1; j++ {
 		c, r, t := j/(s.R*s.S), j/s.S%s.R, j%s.S
-		plane := xn[c*hw : (c+1)*hw]
-		dst := col[(j-j0)*ld : (j-j0)*ld+p*q]
 		qlo, qhi := validRange(t-s.Pad, s.Stride, s.W, q)
 		plo, phi := validRange(r-s.Pad, s.Stride, s.H, p)
-		clear(dst[:plo*q])
-		clear(dst[phi*q:])
+		drow := col[(j-j0)*ld : (j-j0)*ld+b*pq]
 		if s.Stride == 1 && q == s.W {
 			// Row i of the tap is row i+r−Pad of the plane shifted by
 			// t−Pad: one copy of the valid rows, then zeros where the
 			// shift wrapped around a row's end.
 			off := (r-s.Pad)*s.W + t - s.Pad
 			lo, hi := max(plo*q, -off), min(phi*q, hw-off)
-			clear(dst[plo*q : max(lo, plo*q)])
-			if hi > lo {
-				copy(dst[lo:hi], plane[lo+off:hi+off])
+			for n := range b {
+				dst := drow[n*pq : (n+1)*pq]
+				if hi <= lo {
+					clear(dst)
+					continue
+				}
+				clear(dst[:lo])
+				copy(dst[lo:hi], xb[n*xs+c*hw+lo+off:n*xs+c*hw+hi+off])
+				clear(dst[hi:])
+				zeroColumns(dst, q, plo, phi, qlo, qhi)
 			}
-			clear(dst[max(hi, plo*q) : phi*q])
-			zeroColumns(dst, q, plo, phi, qlo, qhi)
 			continue
 		}
-		for i := plo; i < phi; i++ {
-			row := dst[i*q : (i+1)*q]
-			src := plane[(i*s.Stride+r-s.Pad)*s.W:]
-			clear(row[:qlo])
-			clear(row[qhi:])
-			iw := qlo*s.Stride + t - s.Pad
-			if s.Stride == 1 {
-				copy(row[qlo:qhi], src[iw:])
-				continue
-			}
-			for k := qlo; k < qhi; k++ {
-				row[k] = src[iw]
-				iw += s.Stride
+		for n := range b {
+			plane := xb[n*xs+c*hw : n*xs+(c+1)*hw]
+			dst := drow[n*pq : (n+1)*pq]
+			clear(dst[:plo*q])
+			clear(dst[phi*q:])
+			for i := plo; i < phi; i++ {
+				row := dst[i*q : (i+1)*q]
+				src := plane[(i*s.Stride+r-s.Pad)*s.W:]
+				clear(row[:qlo])
+				clear(row[qhi:])
+				iw := qlo*s.Stride + t - s.Pad
+				if s.Stride == 1 {
+					copy(row[qlo:qhi], src[iw:])
+					continue
+				}
+				for k := qlo; k < qhi; k++ {
+					row[k] = src[iw]
+					iw += s.Stride
+				}
 			}
 		}
 	}
 }
 
 // zeroColumns zeros columns [0, qlo) and [qhi, q) of rows plo…phi−1 of
-// m, a matrix of rows of q values.
+// m, a matrix of rows of q values. Row i's last columns and row i+1's
+// first are one run of q−qhi+qlo values, so it zeros one run per row.
 func zeroColumns(m []float32, q, plo, phi, qlo, qhi int) {
-	if qlo == 0 && qhi == q {
+	if (qlo == 0 && qhi == q) || phi <= plo {
 		return
 	}
-	for i := plo; i < phi; i++ {
-		row := m[i*q : (i+1)*q]
-		for k := range row[:qlo] {
-			row[k] = 0
+	m = m[plo*q : phi*q]
+	clear(m[:qlo])
+	// The runs are short (one or two values for AlexNet's paddings of 1
+	// and 2): stored one by one, not through clear's call.
+	switch gap := q - qhi + qlo; gap {
+	case 1:
+		for at := qhi; at < len(m); at += q {
+			m[at] = 0
 		}
-		for k := range row[qhi:] {
-			row[qhi+k] = 0
+	case 2:
+		for at := qhi; at+1 < len(m); at += q {
+			m[at+1] = 0
+			m[at] = 0
+		}
+	default:
+		for at := qhi; at+gap <= len(m); at += q {
+			z := m[at : at+gap]
+			for k := range z {
+				z[k] = 0
+			}
 		}
 	}
+	clear(m[len(m)-(q-qhi):])
 }
 
 // col2imRows adds rows j0…j1−1 of a column matrix, row j−j0 at
-// dcol[(j−j0)·ld:], P·Q values, to the pixels of image dxn (C, H, W) they
-// came from. With stride 1 and Q = W it zeros the entries of dcol that
-// fall in the padding, which it may then overwrite.
-func col2imRows(dxn, dcol []float32, ld int, s gpu.ConvShape, j0, j1 int) {
+// dcol[(j−j0)·ld:], image n's P·Q values at n·P·Q on, to the pixels of the
+// images dxb (b, C, H, W) they came from, each pixel's terms in the order
+// of j. With stride 1 and Q = W it zeros the entries of dcol that fall in
+// the padding, which it may then overwrite.
+func col2imRows(dxb, dcol []float32, ld int, s gpu.ConvShape, j0, j1 int) {
 	p, q, hw := s.P(), s.Q(), s.H*s.W
+	pq, xs := p*q, s.C*hw
+	b := len(dxb) / xs
 	for j := j0; j < j1; j++ {
 		c, r, t := j/(s.R*s.S), j/s.S%s.R, j%s.S
-		plane := dxn[c*hw : (c+1)*hw]
-		src := dcol[(j-j0)*ld : (j-j0)*ld+p*q]
 		qlo, qhi := validRange(t-s.Pad, s.Stride, s.W, q)
 		plo, phi := validRange(r-s.Pad, s.Stride, s.H, p)
+		srow := dcol[(j-j0)*ld : (j-j0)*ld+b*pq]
 		if s.Stride == 1 && q == s.W {
 			// im2colRows' shifted copy in reverse: the entries that
 			// wrapped around a row's end are zeroed, so one add over the
 			// valid rows adds nothing there.
-			zeroColumns(src, q, plo, phi, qlo, qhi)
 			off := (r-s.Pad)*s.W + t - s.Pad
 			lo, hi := max(plo*q, -off), min(phi*q, hw-off)
-			if hi > lo {
-				addTo(plane[lo+off:hi+off], src[lo:hi])
+			for n := range b {
+				src := srow[n*pq : (n+1)*pq]
+				zeroColumns(src, q, plo, phi, qlo, qhi)
+				if hi > lo {
+					addTo(dxb[n*xs+c*hw+lo+off:n*xs+c*hw+hi+off], src[lo:hi])
+				}
 			}
 			continue
 		}
-		for i := plo; i < phi; i++ {
-			row := src[i*q : (i+1)*q]
-			dst := plane[(i*s.Stride+r-s.Pad)*s.W:]
-			iw := qlo*s.Stride + t - s.Pad
-			if s.Stride == 1 {
-				addTo(dst[iw:iw+qhi-qlo], row[qlo:qhi])
-				continue
-			}
-			for k := qlo; k < qhi; k++ {
-				dst[iw] += row[k]
-				iw += s.Stride
+		for n := range b {
+			plane := dxb[n*xs+c*hw : n*xs+(c+1)*hw]
+			src := srow[n*pq : (n+1)*pq]
+			for i := plo; i < phi; i++ {
+				row := src[i*q : (i+1)*q]
+				dst := plane[(i*s.Stride+r-s.Pad)*s.W:]
+				iw := qlo*s.Stride + t - s.Pad
+				if s.Stride == 1 {
+					addTo(dst[iw:iw+qhi-qlo], row[qlo:qhi])
+					continue
+				}
+				for k := qlo; k < qhi; k++ {
+					dst[iw] += row[k]
+					iw += s.Stride
+				}
 			}
 		}
 	}
 }
 
-// addTo sets dst[i] += src[i] for every i of dst.
-func addTo(dst, src []float32) {
+// addToGo sets dst[i] += src[i] for every i of dst: the reference for
+// addTo's assembly.
+func addToGo(dst, src []float32) {
 	src = src[:len(dst)]
 	for i, v := range src {
 		dst[i] += v

@@ -11,6 +11,13 @@
 // headers), with gonum's pure-Go Sgemm as the fallback; see BLAS. OpenBLAS is
 // told to use one thread and the device parallelizes itself, so that two
 // devices of one thread each use one core each.
+//
+// The memory-bound loops (LRN, col2im's adds, bias, ReLU, the SGD update)
+// run in AVX assembly on amd64 processors that have it (the *_amd64.s
+// files), eight float32 or four float64 lanes at a time; each has a Go
+// loop beside it that is its reference, its tail and its fallback, with
+// the same operations in the same order and no fused multiply-adds, so
+// the bits are the same with or without the assembly.
 package cpu
 
 import (

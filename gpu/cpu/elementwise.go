@@ -16,11 +16,7 @@ func (d *Device) AddBias(y, b gpu.Buffer, s gpu.BiasShape) error {
 	t := d.elemThreads(int64(s.Len()))
 	parallelFor(s.N*s.C, t, func(lo, hi int) {
 		for pl := lo; pl < hi; pl++ {
-			v := bd[pl%s.C]
-			row := yd[pl*s.Inner : (pl+1)*s.Inner]
-			for i := range row {
-				row[i] += v
-			}
+			addConst(yd[pl*s.Inner:(pl+1)*s.Inner], bd[pl%s.C])
 		}
 	})
 	return nil
@@ -46,8 +42,17 @@ func (d *Device) BiasBackward(db, dy gpu.Buffer, s gpu.BiasShape) error {
 	return nil
 }
 
-// sum64 returns Σ v in float64, in four interleaved partial sums.
-func sum64(v []float32) float64 {
+// addConstGo sets v[i] += c: the reference for addConst's assembly.
+func addConstGo(v []float32, c float32) {
+	for i := range v {
+		v[i] += c
+	}
+}
+
+// sum64Go returns Σ v in float64, in four interleaved partial sums, the
+// last values (fewer than four) added to the first: the reference for
+// sum64's assembly.
+func sum64Go(v []float32) float64 {
 	var s0, s1, s2, s3 float64
 	for len(v) >= 4 {
 		w := v[:4]
@@ -73,12 +78,7 @@ func checkBias(s gpu.BiasShape) {
 // ReLU sets y = max(0, x) over n values; y may be x.
 func (d *Device) ReLU(y, x gpu.Buffer, n int) error {
 	yd, xd := d.data("y", y, n), d.data("x", x, n)
-	d.elementwise(n, func(lo, hi int) {
-		ys := yd[lo:hi]
-		for i, v := range xd[lo:hi] {
-			ys[i] = max(v, 0)
-		}
-	})
+	d.elementwise(n, func(lo, hi int) { relu(yd[lo:hi], xd[lo:hi]) })
 	return nil
 }
 
@@ -90,10 +90,18 @@ func (d *Device) ReLUBackward(dx, dy, y gpu.Buffer, n int) error {
 	return nil
 }
 
-// reluBackward sets dx[i] = dy[i] where y[i] > 0, else +0, with a mask
+// reluGo sets y[i] = max(x[i], 0): the reference for relu's assembly.
+func reluGo(y, x []float32) {
+	x = x[:len(y)]
+	for i, v := range x {
+		y[i] = max(v, 0)
+	}
+}
+
+// reluBackwardGo sets dx[i] = dy[i] where y[i] > 0, else +0, with a mask
 // rather than a branch: y's sign is random in a net, so a branch would
-// mispredict every other value.
-func reluBackward(dx, dy, y []float32) {
+// mispredict every other value. The reference for reluBackward's assembly.
+func reluBackwardGo(dx, dy, y []float32) {
 	dy, y = dy[:len(dx)], y[:len(dx)]
 	for i, v := range y {
 		var mask uint32 // a conditional move, not a branch
@@ -212,16 +220,19 @@ func (d *Device) concatArgs(joinedName string, joined gpu.Buffer, partName strin
 func (d *Device) SGD(w, v, dw gpu.Buffer, s gpu.SGDShape) error {
 	wd, vd, gd := d.data("w", w, s.N), d.data("v", v, s.N), d.data("dw", dw, s.N)
 	decay := float32(s.WeightDecay * s.LR)
-	d.elementwise(s.N, func(lo, hi int) {
-		ws := wd[lo:hi]
-		vs, gs := vd[lo:hi][:len(ws)], gd[lo:hi][:len(ws)]
-		for i, x := range ws {
-			// Each product is rounded on its own (no fused multiply-add)
-			// so that the result does not depend on the compiler.
-			vi := float32(s.Momentum*vs[i]) - float32(decay*x) - float32(s.LR*gs[i])
-			vs[i] = vi
-			ws[i] = x + vi
-		}
-	})
+	d.elementwise(s.N, func(lo, hi int) { sgd(wd[lo:hi], vd[lo:hi], gd[lo:hi], s.Momentum, decay, s.LR) })
 	return nil
+}
+
+// sgdGo sets v[i] = mom·v[i] − decay·w[i] − lr·g[i] and w[i] += v[i]: the
+// reference for sgd's assembly.
+func sgdGo(w, v, g []float32, mom, decay, lr float32) {
+	v, g = v[:len(w)], g[:len(w)]
+	for i, x := range w {
+		// Each product is rounded on its own (no fused multiply-add)
+		// so that the result does not depend on the compiler.
+		vi := float32(mom*v[i]) - float32(decay*x) - float32(lr*g[i])
+		v[i] = vi
+		w[i] = x + vi
+	}
 }

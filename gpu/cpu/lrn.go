@@ -40,9 +40,7 @@ func (d *Device) LRN(y, x gpu.Buffer, s gpu.LRNShape) error {
 				addSquares(sum, ch(xd, c), 1)
 			}
 			for c := range s.C {
-				for i, v := range sum {
-					f[i] = float32(k + alpha*v)
-				}
+				lrnScale(f, sum, k, alpha)
 				negPow32(f, s.Beta)
 				mul32(ch(yd, c), ch(xd, c), f)
 				slideSquares(sum, xd, base, hw, c+half+1, c-half, s.C)
@@ -82,13 +80,8 @@ func (d *Device) LRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
 				addSquares(sum, ch(xd, c), 1)
 			}
 			for c := range s.C {
-				pc, rc, dyc, yc := power(c), ratio(c), ch(dyd, c), ch(yd, c)
-				rc, dyc, yc = rc[:len(pc)], dyc[:len(pc)], yc[:len(pc)]
-				for i, v := range sum[:len(pc)] {
-					sc := k + alpha*v
-					pc[i] = float32(sc)
-					rc[i] = float64(dyc[i]) * float64(yc[i]) / sc
-				}
+				pc := power(c)
+				lrnRatio(pc, ratio(c), sum, ch(dyd, c), ch(yd, c), k, alpha)
 				negPow32(pc, s.Beta)
 				slideSquares(sum, xd, base, hw, c+half+1, c-half, s.C)
 			}
@@ -99,11 +92,7 @@ func (d *Device) LRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
 				add64(sum, ratio(c), 1)
 			}
 			for c := range s.C {
-				pc, dxc, dyc, xc := power(c), ch(dxd, c), ch(dyd, c), ch(xd, c)
-				dxc, dyc, xc, sum := dxc[:len(pc)], dyc[:len(pc)], xc[:len(pc)], sum[:len(pc)]
-				for i, p := range pc {
-					dxc[i] = float32(float64(dyc[i])*float64(p) - coef*float64(xc[i])*sum[i])
-				}
+				lrnDx(ch(dxd, c), ch(dyd, c), power(c), ch(xd, c), sum, coef)
 				switch in, out := c+half+1, c-half; {
 				case in < s.C && out >= 0:
 					slide64(sum, ratio(in), ratio(out))
@@ -118,12 +107,13 @@ func (d *Device) LRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
 	return nil
 }
 
-// addSquares adds sign·v[i]² to sum[i]. A float32 squared is exact in
-// float64, so adding and later subtracting a channel cancels closely.
-func addSquares(sum []float64, v []float32, sign float64) {
+// addSquaresGo adds sign·v[i]² to sum[i], the reference for addSquares.
+// A float32 squared is exact in float64, so adding and later subtracting
+// a channel cancels closely.
+func addSquaresGo(sum []float64, v []float32, sign float64) {
 	v = v[:len(sum)]
 	for i, x := range v {
-		sum[i] += sign * (float64(x) * float64(x))
+		sum[i] += float64(sign * float64(float64(x)*float64(x)))
 	}
 }
 
@@ -136,11 +126,7 @@ func slideSquares(sum []float64, v []float32, base, hw, in, out, c int) {
 	m := len(sum)
 	switch {
 	case in < c && out >= 0:
-		a, b := v[base+in*hw:][:m], v[base+out*hw:][:m]
-		for i, x := range a {
-			y := b[i]
-			sum[i] = sum[i] + float64(x)*float64(x) - float64(y)*float64(y)
-		}
+		slideSquaresBoth(sum, v[base+in*hw:][:m], v[base+out*hw:][:m])
 	case in < c:
 		addSquares(sum, v[base+in*hw:][:m], 1)
 	case out >= 0:
@@ -148,11 +134,61 @@ func slideSquares(sum []float64, v []float32, base, hw, in, out, c int) {
 	}
 }
 
-// slide64 sets sum[i] = (sum[i] + a[i]) − b[i].
-func slide64(sum, a, b []float64) {
+// The loops below are the references for the AVX assembly of
+// lrn_amd64.s, which must give the same bits: each product is converted
+// explicitly, which forbids the compiler to fuse it with the add or
+// subtract that follows (Go fuses multiply-adds on some architectures, and
+// on amd64 when built for v3), so that both round every operation.
+
+// lrnScaleGo sets f[i] = float32(K + Alpha·sum[i]), the scale in float32.
+func lrnScaleGo(f []float32, sum []float64, k, alpha float64) {
+	sum = sum[:len(f)]
+	for i, v := range sum {
+		f[i] = float32(k + float64(alpha*v))
+	}
+}
+
+// lrnRatioGo sets, with scale = K + Alpha·sum[i], p[i] = float32(scale)
+// and r[i] = dy[i]·y[i]/scale.
+func lrnRatioGo(p []float32, r, sum []float64, dy, y []float32, k, alpha float64) {
+	r, sum, dy, y = r[:len(p)], sum[:len(p)], dy[:len(p)], y[:len(p)]
+	for i, v := range sum {
+		sc := k + float64(alpha*v)
+		p[i] = float32(sc)
+		r[i] = float64(float64(dy[i])*float64(y[i])) / sc
+	}
+}
+
+// slideSquaresGo sets sum[i] = (sum[i] + a[i]²) − b[i]².
+func slideSquaresGo(sum []float64, a, b []float32) {
+	a, b = a[:len(sum)], b[:len(sum)]
+	for i, x := range a {
+		y := b[i]
+		sum[i] = sum[i] + float64(float64(x)*float64(x)) - float64(float64(y)*float64(y))
+	}
+}
+
+// lrnDxGo sets dx[i] = float32(dy[i]·p[i] − 2αβ·x[i]·sum[i]), coef = 2αβ.
+func lrnDxGo(dx, dy, p, x []float32, sum []float64, coef float64) {
+	dy, p, x, sum = dy[:len(dx)], p[:len(dx)], x[:len(dx)], sum[:len(dx)]
+	for i, v := range dy {
+		dx[i] = float32(float64(float64(v)*float64(p[i])) - float64(float64(coef*float64(x[i]))*sum[i]))
+	}
+}
+
+// slide64Go sets sum[i] = (sum[i] + a[i]) − b[i].
+func slide64Go(sum, a, b []float64) {
 	a, b = a[:len(sum)], b[:len(sum)]
 	for i, x := range a {
 		sum[i] = sum[i] + x - b[i]
+	}
+}
+
+// mul32Go sets y[i] = x[i]·f[i] for every i of f.
+func mul32Go(y, x, f []float32) {
+	y, x = y[:len(f)], x[:len(f)]
+	for i, v := range f {
+		y[i] = x[i] * v
 	}
 }
 
@@ -161,13 +197,5 @@ func add64(sum, v []float64, sign float64) {
 	v = v[:len(sum)]
 	for i, x := range v {
 		sum[i] += sign * x
-	}
-}
-
-// mul32 sets y[i] = x[i]·f[i] for every i of f.
-func mul32(y, x, f []float32) {
-	y, x = y[:len(f)], x[:len(f)]
-	for i, v := range f {
-		y[i] = x[i] * v
 	}
 }

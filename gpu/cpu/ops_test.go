@@ -264,6 +264,11 @@ var convShapes = []gpu.ConvShape{
 	{N: 5, C: 4, H: 6, W: 6, K: 3, R: 3, S: 3, Stride: 3, Pad: 2},
 	{N: 2, C: 2, H: 4, W: 5, K: 3, R: 2, S: 3, Stride: 1, Pad: 3},
 	{N: 7, C: 8, H: 10, W: 9, K: 5, R: 3, S: 3, Stride: 1, Pad: 1}, // test devices: blocks of 4 and 3 images
+	// More filters than convFilterTransposeK: ConvBackwardFilter's direct
+	// products, ten blocks of one image in eight groups, two of two blocks.
+	{N: 10, C: 4, H: 8, W: 7, K: 70, R: 3, S: 3, Stride: 1, Pad: 1},
+	// Few filters: the transposed products, in the same groups.
+	{N: 10, C: 3, H: 6, W: 5, K: 6, R: 3, S: 3, Stride: 1, Pad: 1},
 }
 
 func at(s gpu.ConvShape, n, c, h, w int) int { return ((n*s.C+c)*s.H+h)*s.W + w }
@@ -329,8 +334,12 @@ func must(t testing.TB, err error) {
 // requires bitwise-equal results, across thread counts too.
 func TestDeterminism(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	s := gpu.ConvShape{N: 6, C: 8, H: 13, W: 11, K: 20, R: 3, S: 3, Stride: 1, Pad: 1}
+	// 30 images: ten blocks of three, eight groups of ConvBackwardFilter,
+	// some of two blocks.
+	s := gpu.ConvShape{N: 30, C: 8, H: 13, W: 11, K: 20, R: 3, S: 3, Stride: 1, Pad: 1}
 	x, w, dy := randSlice(r, s.XLen()), randSlice(r, s.WLen()), randSlice(r, s.YLen())
+	s2 := gpu.ConvShape{N: 9, C: 4, H: 8, W: 7, K: 70, R: 3, S: 3, Stride: 1, Pad: 1}
+	x2, dy2 := randSlice(r, s2.XLen()), randSlice(r, s2.YLen())
 	ls := gpu.LinearShape{N: 9, In: 70, Out: 45}
 	lx, lw, ldy := randSlice(r, ls.N*ls.In), randSlice(r, ls.Out*ls.In), randSlice(r, ls.N*ls.Out)
 	run := func(d *Device) [][]float32 {
@@ -340,16 +349,21 @@ func TestDeterminism(t *testing.T) {
 		must(t, d.Conv(y, xb, wb, s))
 		must(t, d.ConvBackwardData(dx, dyb, wb, s))
 		must(t, d.ConvBackwardFilter(dw, dyb, xb, s))
+		// Many filters (ConvBackwardFilter's direct products), nine
+		// blocks of one image, eight groups.
+		bx, bdy := upload(t, d, x2), upload(t, d, dy2)
+		dw2 := alloc(t, d, s2.WLen())
+		must(t, d.ConvBackwardFilter(dw2, bdy, bx, s2))
 		lxb, lwb, ldyb := upload(t, d, lx), upload(t, d, lw), upload(t, d, ldy)
 		ldx, ldw, ldb := alloc(t, d, ls.N*ls.In), alloc(t, d, ls.Out*ls.In), alloc(t, d, ls.Out)
 		must(t, d.LinearBackwardData(ldx, ldyb, lwb, ls))
 		must(t, d.LinearBackwardWeights(ldw, ldb, ldyb, lxb, ls))
-		for _, b := range []gpu.Buffer{y, dx, dw, ldx, ldw, ldb} {
+		for _, b := range []gpu.Buffer{y, dx, dw, ldx, ldw, ldb, dw2} {
 			out = append(out, slices.Clone(data(b)))
 		}
 		return out
 	}
-	names := []string{"y", "dx", "dw", "linear dx", "linear dw", "linear db"}
+	names := []string{"y", "dx", "dw", "linear dx", "linear dw", "linear db", "dw, many filters"}
 
 	// With fewer images than threads, the one image's products are split
 	// over the threads: the same bits again, on a rerun and across counts.

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"math"
 	"math/bits"
 
 	"github.com/alexnet-go/trainer/gpu"
@@ -22,12 +23,13 @@ func (d *Device) MaxPool(y, x gpu.Buffer, s gpu.PoolShape) error {
 	xd := d.data("x", x, s.XLen()) // (N, C, H, W)
 	p, q, hw := s.P(), s.Q(), s.H*s.W
 	d.planes(s, func(wk, lo, hi int) {
-		vmax := d.buf32(wk, s.W)
+		buf := d.buf32(wk, 2*s.W)
+		vmax, wmax := buf[:s.W], buf[s.W:]
 		for pl := lo; pl < hi; pl++ {
 			xp, yp := xd[pl*hw:(pl+1)*hw], yd[pl*p*q:(pl+1)*p*q]
 			for i := range p {
 				columnMax(vmax, xp, s, i)
-				windowMax(yp[i*q:(i+1)*q], vmax, s.Size, s.Stride)
+				windowMax(yp[i*q:(i+1)*q], vmax, wmax, s.Size, s.Stride)
 			}
 		}
 	})
@@ -36,27 +38,28 @@ func (d *Device) MaxPool(y, x gpu.Buffer, s gpu.PoolShape) error {
 
 // MaxPoolBackward sets dx (N, C, H, W) to dy (N, C, P, Q) routed to the
 // first maximum, in row-major order, of each window of x (N, C, H, W),
-// summed where windows overlap. The maxima are found again in x; y is not
-// read.
+// summed where windows overlap. Each window's maximum is read from
+// y = MaxPool(x) (N, C, P, Q) and looked for in x; a window where it is
+// not found (a NaN, or a y that is not x's) goes to its first maximum as
+// argmax finds it.
 func (d *Device) MaxPoolBackward(dx, dy, x, y gpu.Buffer, s gpu.PoolShape) error {
 	validate(s)
 	dxd := d.data("dx", dx, s.XLen()) // (N, C, H, W)
 	dyd := d.data("dy", dy, s.YLen()) // (N, C, P, Q)
 	xd := d.data("x", x, s.XLen())    // (N, C, H, W)
-	d.data("y", y, s.YLen())
+	yd := d.data("y", y, s.YLen())    // (N, C, P, Q)
 	p, q, hw := s.P(), s.Q(), s.H*s.W
 	d.planes(s, func(wk, lo, hi int) {
-		buf := d.buf32(wk, s.W+q)
-		vmax, m := buf[:s.W], buf[s.W:]
+		tmp := d.buf32(wk, 2*s.W)
 		for pl := lo; pl < hi; pl++ {
 			xp, dxp, dyp := xd[pl*hw:(pl+1)*hw], dxd[pl*hw:(pl+1)*hw], dyd[pl*p*q:(pl+1)*p*q]
+			yp := yd[pl*p*q : (pl+1)*p*q]
 			clear(dxp)
 			for i := range p {
-				columnMax(vmax, xp, s, i)
-				windowMax(m, vmax, s.Size, s.Stride)
+				m := yp[i*q : (i+1)*q]
 				dyi := dyp[i*q : (i+1)*q]
 				if s.Size == 3 {
-					route3(dxp, xp, dyi, m, s, i)
+					route3(dxp, xp, dyi, m, tmp, s, i)
 					continue
 				}
 				for j, v := range m {
@@ -81,16 +84,36 @@ func columnMax(vmax, xp []float32, s gpu.PoolShape, i int) {
 	r0 := i * s.Stride * s.W
 	copy(vmax, xp[r0:r0+s.W])
 	for r := 1; r < s.Size; r++ {
-		row := xp[r0+r*s.W : r0+(r+1)*s.W]
-		row = row[:len(vmax)]
-		for k, v := range row {
-			vmax[k] = max(vmax[k], v)
-		}
+		maxInto(vmax, xp[r0+r*s.W:r0+(r+1)*s.W])
+	}
+}
+
+// maxIntoGo sets dst[k] = max(dst[k], src[k]): the reference for
+// maxInto's assembly.
+func maxIntoGo(dst, src []float32) {
+	src = src[:len(dst)]
+	for k, v := range src {
+		dst[k] = max(dst[k], v)
 	}
 }
 
 // windowMax sets m[j] to the maximum of vmax[j·stride … j·stride+size−1].
-func windowMax(m, vmax []float32, size, stride int) {
+// With 3×3 windows and the assembly, it takes the maxima of every three
+// neighbours, max(max(vmax[k], vmax[k+1]), vmax[k+2]), eight at a time
+// into tmp (as long as vmax), and picks every stride-th: more maxima than
+// it needs, but in vectors.
+func windowMax(m, vmax, tmp []float32, size, stride int) {
+	if size == 3 && useAVX && len(vmax) >= 10 {
+		n := len(vmax) - 2
+		t := tmp[:n]
+		copy(t, vmax[:n])
+		maxInto(t, vmax[1:n+1])
+		maxInto(t, vmax[2:n+2])
+		for j := range m {
+			m[j] = t[j*stride]
+		}
+		return
+	}
 	if size == 3 { // AlexNet's overlapping pooling
 		for j := range m {
 			w := vmax[j*stride : j*stride+3]
@@ -112,12 +135,40 @@ func windowMax(m, vmax []float32, size, stride int) {
 // window of xp equal to m[j], the window's maximum, for every j of row i.
 // Which of the nine comes first is found without a branch: each equality
 // is a bit of a mask, and the first set bit is the answer.
-func route3(dxp, xp, dy, m []float32, s gpu.PoolShape, i int) {
+//
+// With the assembly, the windows that start in the row's first n columns
+// (see firstMax3) are searched eight at a time instead: m spread to the
+// windows' first columns in tmp (2·W values), the answers in tmp[W:].
+func route3(dxp, xp, dy, m, tmp []float32, s gpu.PoolShape, i int) {
 	w, st := s.W, s.Stride
 	r0 := i * st * w
 	x0, x1, x2 := xp[r0:r0+w], xp[r0+w:r0+2*w], xp[r0+2*w:r0+3*w]
 	dy = dy[:len(m)]
-	for j, v := range m {
+	j0 := 0
+	if useAVX {
+		me, first := tmp[:w], tmp[w:2*w]
+		for j, v := range m {
+			me[j*st] = v
+		}
+		n := firstMax3(first, x0, x1, x2, me)
+		// at[k] is the offset in the plane of the window's k-th value; 16
+		// entries so that at[k&15] needs no bounds check.
+		var at [16]int
+		for k := range 9 {
+			at[k] = k/3*w + k%3
+		}
+		for ; j0 < len(m) && j0*st < n; j0++ {
+			c := j0 * st
+			k := math.Float32bits(first[c])
+			if k > 8 { // a NaN in the window
+				dxp[argmax(xp, s, i, j0)] += dy[j0]
+				continue
+			}
+			dxp[r0+c+at[k&15]] += dy[j0]
+		}
+	}
+	for j := j0; j < len(m); j++ {
+		v := m[j]
 		c := j * st
 		a, b, e := x0[c:c+3], x1[c:c+3], x2[c:c+3]
 		mask := eqBit(a[0], v, 0) | eqBit(a[1], v, 1) | eqBit(a[2], v, 2) |
