@@ -20,6 +20,12 @@ const lrnBlock = 128
 // LRN sets y (N, C, H, W) to the local response normalization of
 // x (N, C, H, W) across channels.
 func (d *Device) LRN(y, x gpu.Buffer, s gpu.LRNShape) error {
+	return d.lrn(y, x, s, false)
+}
+
+// lrn is LRN, of max(0, x) if relu (ReLULRN): each block's channels are
+// then rectified into scratch first, so that both run the same loops.
+func (d *Device) lrn(y, x gpu.Buffer, s gpu.LRNShape, relu bool) error {
 	validate(s)
 	yd := d.data("y", y, s.Len()) // (N, C, H, W)
 	xd := d.data("x", x, s.Len()) // (N, C, H, W)
@@ -28,31 +34,51 @@ func (d *Device) LRN(y, x gpu.Buffer, s gpu.LRNShape) error {
 	blocks := (hw + lrnBlock - 1) / lrnBlock
 	t := d.elemThreads(4 * int64(s.Len()))
 	parallelWorkers(s.N*blocks, t, func(wk, lo, hi int) {
-		buf, fbuf := d.buf64(wk, lrnBlock), d.buf32(wk, lrnBlock)
+		buf, fbuf := d.buf64(wk, lrnBlock), d.buf32(wk, (1+s.C)*lrnBlock)
 		for u := lo; u < hi; u++ {
 			p0 := u % blocks * lrnBlock
 			m := min(lrnBlock, hw-p0)
 			base := u/blocks*s.C*hw + p0
 			ch := func(v []float32, c int) []float32 { return v[base+c*hw : base+c*hw+m] }
+			xs := func(c int) []float32 { return ch(xd, c) }
+			if relu {
+				xs = rectified(fbuf[lrnBlock:], xs, s.C, m)
+			}
 			sum, f := buf[:m], fbuf[:m]
 			clear(sum)
 			for c := range min(half, s.C-1) + 1 {
-				addSquares(sum, ch(xd, c), 1)
+				addSquares(sum, xs(c), 1)
 			}
 			for c := range s.C {
 				lrnScale(f, sum, k, alpha)
 				negPow32(f, s.Beta)
-				mul32(ch(yd, c), ch(xd, c), f)
-				slideSquares(sum, xd, base, hw, c+half+1, c-half, s.C)
+				mul32(ch(yd, c), xs(c), f)
+				slideSquares(sum, xs, c+half+1, c-half, s.C)
 			}
 		}
 	})
 	return nil
 }
 
+// rectified copies max(0, xs(c)) for the C channels of a block of m
+// values into scratch and returns its channels.
+func rectified(scratch []float32, xs func(c int) []float32, C, m int) func(c int) []float32 {
+	for c := range C {
+		relu(scratch[c*m:][:m], xs(c))
+	}
+	return func(c int) []float32 { return scratch[c*m:][:m] }
+}
+
 // LRNBackward computes dx (N, C, H, W) from dy, x and y = LRN(x), all
 // (N, C, H, W), recomputing the scale from x.
 func (d *Device) LRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
+	return d.lrnBackward(dx, dy, x, y, s, false)
+}
+
+// lrnBackward is LRNBackward, or if relu ReLULRNBackward: the same loops
+// on max(0, x), rectified into scratch, then dx zeroed where x ≤ 0, as
+// ReLUBackward would.
+func (d *Device) lrnBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape, relu bool) error {
 	validate(s)
 	dxd := d.data("dx", dx, s.Len()) // (N, C, H, W)
 	dyd := d.data("dy", dy, s.Len()) // (N, C, H, W)
@@ -64,12 +90,16 @@ func (d *Device) LRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
 	blocks := (hw + lrnBlock - 1) / lrnBlock
 	t := d.elemThreads(8 * int64(s.Len()))
 	parallelWorkers(s.N*blocks, t, func(wk, lo, hi int) {
-		buf, pbuf := d.buf64(wk, (s.C+1)*lrnBlock), d.buf32(wk, s.C*lrnBlock)
+		buf, pbuf := d.buf64(wk, (s.C+1)*lrnBlock), d.buf32(wk, 2*s.C*lrnBlock)
 		for u := lo; u < hi; u++ {
 			p0 := u % blocks * lrnBlock
 			m := min(lrnBlock, hw-p0)
 			base := u/blocks*s.C*hw + p0
 			ch := func(v []float32, c int) []float32 { return v[base+c*hw : base+c*hw+m] }
+			xs := func(c int) []float32 { return ch(xd, c) }
+			if relu {
+				xs = rectified(pbuf[s.C*lrnBlock:], xs, s.C, m)
+			}
 			sum := buf[:m]
 			ratio := func(c int) []float64 { return buf[lrnBlock*(1+c):][:m] }
 			power := func(c int) []float32 { return pbuf[lrnBlock*c:][:m] }
@@ -77,13 +107,13 @@ func (d *Device) LRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
 			// ratio[c] = dy[c]·y[c]/scale[c] and power[c] = scale[c]^−β.
 			clear(sum)
 			for c := range min(half, s.C-1) + 1 {
-				addSquares(sum, ch(xd, c), 1)
+				addSquares(sum, xs(c), 1)
 			}
 			for c := range s.C {
 				pc := power(c)
 				lrnRatio(pc, ratio(c), sum, ch(dyd, c), ch(yd, c), k, alpha)
 				negPow32(pc, s.Beta)
-				slideSquares(sum, xd, base, hw, c+half+1, c-half, s.C)
+				slideSquares(sum, xs, c+half+1, c-half, s.C)
 			}
 
 			// dx[c] from the window sum of ratio around c.
@@ -92,7 +122,10 @@ func (d *Device) LRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
 				add64(sum, ratio(c), 1)
 			}
 			for c := range s.C {
-				lrnDx(ch(dxd, c), ch(dyd, c), power(c), ch(xd, c), sum, coef)
+				lrnDx(ch(dxd, c), ch(dyd, c), power(c), xs(c), sum, coef)
+				if relu {
+					reluBackward(ch(dxd, c), ch(dxd, c), xs(c))
+				}
 				switch in, out := c+half+1, c-half; {
 				case in < s.C && out >= 0:
 					slide64(sum, ratio(in), ratio(out))
@@ -119,18 +152,16 @@ func addSquaresGo(sum []float64, v []float32, sign float64) {
 
 // slideSquares moves a window sum of squares one channel on: it adds
 // channel in's squares and subtracts channel out's, each only if it is
-// among the C channels, the channels of one block being v[base+c·hw:],
-// len(sum) values. With both, one pass does (sum + in²) − out², the same
-// bits as two.
-func slideSquares(sum []float64, v []float32, base, hw, in, out, c int) {
-	m := len(sum)
+// among the C channels, xs(c) being channel c's values of the block.
+// With both, one pass does (sum + in²) − out², the same bits as two.
+func slideSquares(sum []float64, xs func(c int) []float32, in, out, c int) {
 	switch {
 	case in < c && out >= 0:
-		slideSquaresBoth(sum, v[base+in*hw:][:m], v[base+out*hw:][:m])
+		slideSquaresBoth(sum, xs(in), xs(out))
 	case in < c:
-		addSquares(sum, v[base+in*hw:][:m], 1)
+		addSquares(sum, xs(in), 1)
 	case out >= 0:
-		addSquares(sum, v[base+out*hw:][:m], -1)
+		addSquares(sum, xs(out), -1)
 	}
 }
 
