@@ -280,18 +280,35 @@ func (d *Device) TanhBackward(dx, dy, y gpu.Buffer, n int) error {
 // LRN is local response normalization across channels (kernels/lrn.cu).
 func (d *Device) LRN(y, x gpu.Buffer, s gpu.LRNShape) error {
 	validate(s)
-	n := s.Len()
-	return d.launch("lrn_forward", d.grid(n), threads, s.N, s.C, s.H*s.W, s.Size, s.Alpha, s.Beta, s.K,
+	n, span := s.Len(), d.lrnSpan(s)
+	return d.launch("lrn_forward", d.grid(s.N*s.H*s.W*((s.C+span-1)/span)), threads, s.N, s.C, s.H*s.W, span, s.Size, s.Alpha, s.Beta, s.K,
 		d.buf("y", y, n), d.buf("x", x, n))
 }
 
 // LRNBackward computes dx from dy, x and y = LRN(x) (kernels/lrn.cu).
 func (d *Device) LRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
 	validate(s)
-	n := s.Len()
-	return d.launch("lrn_backward", d.grid(n), threads, s.N, s.C, s.H*s.W, s.Size, s.Alpha, s.Beta, s.K,
+	n, span := s.Len(), d.lrnSpan(s)
+	return d.launch("lrn_backward", d.grid(s.N*s.H*s.W*((s.C+span-1)/span)), threads, s.N, s.C, s.H*s.W, span, s.Size, s.Alpha, s.Beta, s.K,
 		d.buf("dx", dx, n), d.buf("dy", dy, n), d.buf("x", x, n), d.buf("y", y, n))
 }
+
+// lrnSpan returns how many channels each thread of the LRN kernels walks
+// (kernels/lrn.cu): all C, unless the N·H·W pixels are too few threads to
+// fill the GPU (2048 a multiprocessor), as conv2's 27×27 at batch 128 are
+// on an H200; then the channels are split in runs of at least lrnMinSpan,
+// each of which reads size−1 channels more than its own (from the cache:
+// the neighbouring runs read them too).
+func (d *Device) lrnSpan(s gpu.LRNShape) int {
+	want := 2048 * max(1, d.gc.info.SMs)
+	pixels := s.N * s.H * s.W
+	parts := min((want+pixels-1)/pixels, max(1, s.C/lrnMinSpan))
+	return (s.C + parts - 1) / parts
+}
+
+// lrnMinSpan is the fewest channels lrnSpan gives a thread: below it the
+// window's first sum costs more than the parallelism gains.
+const lrnMinSpan = 16
 
 // MaxPool is overlapping max pooling (kernels/pool.cu).
 func (d *Device) MaxPool(y, x gpu.Buffer, s gpu.PoolShape) error {
@@ -301,12 +318,12 @@ func (d *Device) MaxPool(y, x gpu.Buffer, s gpu.PoolShape) error {
 }
 
 // MaxPoolBackward routes dy to the first maximum of each window, summing
-// where windows overlap (kernels/pool.cu). y is not read.
+// where windows overlap (kernels/pool.cu). y must be MaxPool(x): it says
+// where each window's maximum is without a scan of the window.
 func (d *Device) MaxPoolBackward(dx, dy, x, y gpu.Buffer, s gpu.PoolShape) error {
 	validate(s)
-	d.ptr("y", y, s.YLen())
 	return d.launch("maxpool_backward", d.grid(s.XLen()), threads, s.N*s.C, s.H, s.W, s.P(), s.Q(), s.Size, s.Stride,
-		d.buf("dx", dx, s.XLen()), d.buf("dy", dy, s.YLen()), d.buf("x", x, s.XLen()))
+		d.buf("dx", dx, s.XLen()), d.buf("dy", dy, s.YLen()), d.buf("x", x, s.XLen()), d.buf("y", y, s.YLen()))
 }
 
 // Dropout is inverted dropout with gpu.DropoutKeep's mask
