@@ -66,90 +66,154 @@ __device__ static float fused_negpow(float s, float beta) {
 // fused_relu is relu.cu's max(0, v).
 __device__ static float fused_relu(float v) { return v > 0.0f ? v : 0.0f; }
 
-// fused_square, fused_init, fused_slide and fused_ratio are lrn.cu's
-// lrn_square, lrn_init, lrn_slide and lrn_ratio, reading max(0, x).
-__device__ static double fused_square(const float* x, int j, int hw) {
-	double v = (double)fused_relu(x[(long long)j * hw]);
-	return v * v;
+// fused_lrn_at is lrn.cu's lrn_at on max(0, x).
+__device__ static float fused_lrn_at(const float* x, int j, int C, int hw) {
+	return j >= 0 && j < C ? fused_relu(x[(long long)j * hw]) : 0.0f;
 }
 
-__device__ static double fused_init(const float* x, int c, int C, int hw, int half) {
-	double sum = 0.0;
-	for (int j = max(c - half, 0); j <= min(c + half, C - 1); j++) sum += fused_square(x, j, hw);
-	return sum;
+// fused_lrn_ahead is lrn.cu's lrn_ahead, x through fused_lrn_at.
+__device__ static void fused_lrn_ahead(const float* x, const float* dy, const float* y, int c, int from, int C, int hw, int h,
+                                       float* nx, float* ndy, float* ny) {
+	*nx = fused_lrn_at(x, c + 2 * h, C, hw);
+	int j = c + h;
+	if (j >= from && j >= 0 && j < C) {
+		long long o = (long long)j * hw;
+		*ndy = dy[o];
+		*ny = y[o];
+	}
 }
 
-__device__ static double fused_slide(double sum, const float* x, int c, int C, int hw, int half) {
-	int in = c + half + 1, out = c - half;
-	if (in < C && out >= 0) return sum + fused_square(x, in, hw) - fused_square(x, out, hw);
-	if (in < C) return sum + fused_square(x, in, hw);
-	if (out >= 0) return sum - fused_square(x, out, hw);
-	return sum;
+// fused_lrn_scale is lrn.cu's lrn_scale on max(0, x).
+__device__ static float fused_lrn_scale(const float* x, int c, int C, int hw, int half, float alpha, float k) {
+	float sum = 0.0f;
+	for (int j = max(c - half, 0); j <= min(c + half, C - 1); j++) {
+		float v = fused_relu(x[(long long)j * hw]);
+		sum += v * v;
+	}
+	return k + alpha * sum;
 }
 
-__device__ static double fused_ratio(const float* dy, const float* y, int j, int hw, double sum, double alpha, double k) {
-	long long o = (long long)j * hw;
-	return (double)dy[o] * (double)y[o] / (k + alpha * sum);
+// fused_lrn_forward_run is lrn.cu's lrn_forward_run on max(0, x).
+template <int H>
+__device__ static void fused_lrn_forward_run(float* y, const float* x, int c0, int c1, int C, int hw, float alpha, float beta, float k) {
+	float v[2 * H + 1];
+#pragma unroll
+	for (int i = 0; i <= 2 * H; i++) v[i] = 0.0f;
+	float next = fused_lrn_at(x, c0 - H, C, hw);
+	for (int c = c0 - 2 * H; c < c1; c++) {
+#pragma unroll
+		for (int i = 0; i < 2 * H; i++) v[i] = v[i + 1];
+		v[2 * H] = next;
+		if (c + 1 < c1) next = fused_lrn_at(x, c + 1 + H, C, hw);
+		if (c < c0) continue;
+		float sum = 0.0f;
+#pragma unroll
+		for (int i = 0; i <= 2 * H; i++) sum += v[i] * v[i];
+		y[(long long)c * hw] = v[H] * fused_negpow(k + alpha * sum, beta);
+	}
+}
+
+// fused_lrn_backward_run is lrn.cu's lrn_backward_run on max(0, x):
+// v holds max(0, x), and dx is 0 where x ≤ 0.
+template <int H>
+__device__ static void fused_lrn_backward_run(float* dx, const float* dy, const float* x, const float* y, int c0, int c1, int C, int hw,
+                                              float alpha, float beta, float k) {
+	float v[2 * H + 1], r[2 * H + 1], s[H + 1], g[H + 1];
+	float coef = 2.0f * alpha * beta;
+#pragma unroll
+	for (int i = 0; i <= 2 * H; i++) v[i] = r[i] = 0.0f;
+#pragma unroll
+	for (int i = 0; i <= H; i++) s[i] = g[i] = 0.0f;
+	float nx = 0.0f, ndy = 0.0f, ny = 0.0f;
+	fused_lrn_ahead(x, dy, y, c0 - 4 * H, c0 - H, C, hw, H, &nx, &ndy, &ny);
+	for (int c = c0 - 4 * H; c < c1; c++) {
+#pragma unroll
+		for (int i = 0; i < 2 * H; i++) v[i] = v[i + 1], r[i] = r[i + 1];
+#pragma unroll
+		for (int i = 0; i < H; i++) s[i] = s[i + 1], g[i] = g[i + 1];
+		v[2 * H] = nx;
+		float dyj = ndy, yj = ny;
+		if (c + 1 < c1) fused_lrn_ahead(x, dy, y, c + 1, c0 - H, C, hw, H, &nx, &ndy, &ny);
+		int j = c + H; // the channel whose ratio enters c's window
+		r[2 * H] = 0.0f;
+		if (j >= c0 - H && j >= 0 && j < C) {
+			float sum = 0.0f;
+#pragma unroll
+			for (int i = 0; i <= 2 * H; i++) sum += v[i] * v[i];
+			s[H] = k + alpha * sum;
+			g[H] = dyj;
+			r[2 * H] = dyj * yj / s[H];
+		}
+		if (c < c0) continue;
+		float acc = 0.0f;
+#pragma unroll
+		for (int i = 0; i <= 2 * H; i++) acc += r[i];
+		float d = g[0] * fused_negpow(s[0], beta) - coef * v[0] * acc;
+		dx[(long long)c * hw] = v[0] > 0.0f ? d : 0.0f;
+	}
+}
+
+// fused_lrn_pixel is lrn.cu's lrn_pixel.
+__device__ static long long fused_lrn_pixel(long long t, int C, int hw, int span, int* c0, int* c1) {
+	int parts = (C + span - 1) / span;
+	*c0 = (int)(t / hw % parts) * span;
+	*c1 = min(*c0 + span, C);
+	return t / ((long long)hw * parts) * C * hw + t % hw;
 }
 
 extern "C" __global__ void relu_lrn_forward(int N, int C, int hw, int span, int size, float alpha, float beta, float k,
                                             float* y, const float* x) {
-	int half = size / 2, parts = (C + span - 1) / span;
-	long long total = (long long)N * parts * hw;
+	int half = size / 2;
+	long long total = (long long)N * ((C + span - 1) / span) * hw;
 	for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total; t += (long long)gridDim.x * blockDim.x) {
-		int pix = (int)(t % hw);
-		int c0 = (int)(t / hw % parts) * span, c1 = min(c0 + span, C);
-		long long base = t / ((long long)hw * parts) * C * hw + pix;
-		const float* xp = x + base;
-		float* yp = y + base;
-		double sum = fused_init(xp, c0, C, hw, half);
-		for (int c = c0; c < c1; c++) {
-			long long o = (long long)c * hw;
-			float s = (float)((double)k + (double)alpha * sum);
-			yp[o] = fused_relu(xp[o]) * fused_negpow(s, beta);
-			sum = fused_slide(sum, xp, c, C, hw, half);
+		int c0, c1;
+		long long p = fused_lrn_pixel(t, C, hw, span, &c0, &c1);
+		float* yp = y + p;
+		const float* xp = x + p;
+		switch (half) {
+		case 0: fused_lrn_forward_run<0>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
+		case 1: fused_lrn_forward_run<1>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
+		case 2: fused_lrn_forward_run<2>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
+		case 3: fused_lrn_forward_run<3>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
+		case 4: fused_lrn_forward_run<4>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
+		default:
+			for (int c = c0; c < c1; c++) {
+				long long o = (long long)c * hw;
+				yp[o] = fused_relu(xp[o]) * fused_negpow(fused_lrn_scale(xp, c, C, hw, half, alpha, k), beta);
+			}
 		}
 	}
 }
 
 extern "C" __global__ void relu_lrn_backward(int N, int C, int hw, int span, int size, float alpha, float beta, float k,
                                              float* dx, const float* dy, const float* x, const float* y) {
-	int half = size / 2, parts = (C + span - 1) / span;
-	double a64 = alpha, k64 = k, coef = 2.0 * a64 * (double)beta;
-	long long total = (long long)N * parts * hw;
+	int half = size / 2;
+	long long total = (long long)N * ((C + span - 1) / span) * hw;
 	for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total; t += (long long)gridDim.x * blockDim.x) {
-		int pix = (int)(t % hw);
-		int c0 = (int)(t / hw % parts) * span, c1 = min(c0 + span, C);
-		long long base = t / ((long long)hw * parts) * C * hw + pix;
-		const float *xp = x + base, *dyp = dy + base, *yp = y + base;
-		float* dxp = dx + base;
-		int lo = max(c0 - half, 0), in = lo;
-		double sin = fused_init(xp, lo, C, hw, half), sc = sin, sout = sin;
-		for (int j = lo; j < c0; j++) sc = fused_slide(sc, xp, j, C, hw, half);
-		double r = 0.0;
-		for (; in <= min(c0 + half, C - 1); in++) {
-			r += fused_ratio(dyp, yp, in, hw, sin, a64, k64);
-			sin = fused_slide(sin, xp, in, C, hw, half);
+		int c0, c1;
+		long long p = fused_lrn_pixel(t, C, hw, span, &c0, &c1);
+		float* dxp = dx + p;
+		const float *dyp = dy + p, *xp = x + p, *yp = y + p;
+		switch (half) {
+		case 0: fused_lrn_backward_run<0>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
+		case 1: fused_lrn_backward_run<1>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
+		case 2: fused_lrn_backward_run<2>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
+		case 3: fused_lrn_backward_run<3>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
+		case 4: fused_lrn_backward_run<4>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
+		default: {
+			float coef = 2.0f * alpha * beta;
+			for (int c = c0; c < c1; c++) {
+				float acc = 0.0f;
+				for (int j = max(c - half, 0); j <= min(c + half, C - 1); j++) {
+					long long o = (long long)j * hw;
+					acc += dyp[o] * yp[o] / fused_lrn_scale(xp, j, C, hw, half, alpha, k);
+				}
+				long long o = (long long)c * hw;
+				float xr = fused_relu(xp[o]);
+				float d = dyp[o] * fused_negpow(fused_lrn_scale(xp, c, C, hw, half, alpha, k), beta) - coef * xr * acc;
+				dxp[o] = xr > 0.0f ? d : 0.0f;
+			}
 		}
-		for (int c = c0; c < c1; c++) {
-			long long o = (long long)c * hw;
-			float p = fused_negpow((float)(k64 + a64 * sc), beta);
-			float xr = fused_relu(xp[o]);
-			float g = (float)((double)dyp[o] * (double)p - coef * (double)xr * r);
-			dxp[o] = xr > 0.0f ? g : 0.0f;
-			sc = fused_slide(sc, xp, c, C, hw, half);
-			int out = c - half;
-			double ri = 0.0, ro = 0.0;
-			if (in < C) {
-				ri = fused_ratio(dyp, yp, in, hw, sin, a64, k64);
-				sin = fused_slide(sin, xp, in, C, hw, half);
-				in++;
-			}
-			if (out >= 0) {
-				ro = fused_ratio(dyp, yp, out, hw, sout, a64, k64);
-				sout = fused_slide(sout, xp, out, C, hw, half);
-			}
-			r = r + ri - ro;
 		}
 	}
 }
