@@ -49,8 +49,8 @@ func KernelCases(n int) []KernelCase {
 // each output written once, float32. LRN reads x, writes y; its backward
 // reads dy, x and y and writes dx. Max pooling reads x and writes y; its
 // backward reads x (where the maxima are) and dy and writes dx (y is not
-// needed: the maxima can be found again in x; ours reads it too, a tenth
-// more than the floor on these shapes, rather than scan each window).
+// needed: the maxima can be found again in x, as ours does on these
+// shapes).
 // ReLU+LRN fused moves what LRN alone does.
 func Floor(op string, c KernelCase) int64 {
 	l, x, y := int64(c.LRN.Len()), int64(c.Pool.XLen()), int64(c.Pool.YLen())

@@ -191,7 +191,13 @@ func matchCPU(t *testing.T, hd *Device, cd gpu.Device) {
 
 	negZero := float32(math.Copysign(0, -1))
 	for _, ps := range []gpu.PoolShape{{N: 1, C: 3, H: 9, W: 9, Size: 3, Stride: 2}, {N: 4, C: 16, H: 27, W: 27, Size: 3, Stride: 2},
-		{N: 2, C: 3, H: 8, W: 7, Size: 3, Stride: 1}, {N: 1, C: 4, H: 9, W: 8, Size: 2, Stride: 2}} {
+		{N: 2, C: 3, H: 8, W: 7, Size: 3, Stride: 1}, {N: 1, C: 4, H: 9, W: 8, Size: 2, Stride: 2},
+		// Planes too big for one block's shared memory: bands of output
+		// rows (poolBand), and a plane too wide for even one row (a
+		// pixel a thread, the maxima from y).
+		{N: 1, C: 2, H: 40, W: 200, Size: 3, Stride: 2}, {N: 1, C: 1, H: 30, W: 300, Size: 3, Stride: 1},
+		{N: 1, C: 2, H: 64, W: 100, Size: 2, Stride: 2}, {N: 1, C: 1, H: 40, W: 40, Size: 3, Stride: 1},
+		{N: 1, C: 2, H: 5, W: 1400, Size: 3, Stride: 2}} {
 		px := make([]float32, ps.XLen())
 		for i := range px {
 			// Ties everywhere, windows of zeros (as after a ReLU), and

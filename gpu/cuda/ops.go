@@ -318,12 +318,40 @@ func (d *Device) MaxPool(y, x gpu.Buffer, s gpu.PoolShape) error {
 }
 
 // MaxPoolBackward routes dy to the first maximum of each window, summing
-// where windows overlap (kernels/pool.cu). y must be MaxPool(x): it says
-// where each window's maximum is without a scan of the window.
+// where windows overlap (kernels/pool.cu). y must be MaxPool(x): planes
+// too wide for a block's shared memory find each window's maximum there.
 func (d *Device) MaxPoolBackward(dx, dy, x, y gpu.Buffer, s gpu.PoolShape) error {
 	validate(s)
-	return d.launch("maxpool_backward", d.grid(s.XLen()), threads, s.N*s.C, s.H, s.W, s.P(), s.Q(), s.Size, s.Stride,
+	band, grid := poolBand(s), d.grid(s.XLen())
+	if band > 0 {
+		grid = min(s.N*s.C*((s.P()+band-1)/band), 32*max(1, d.gc.info.SMs))
+	}
+	return d.launch("maxpool_backward", grid, threads, s.N*s.C, s.H, s.W, s.P(), s.Q(), s.Size, s.Stride, band,
 		d.buf("dx", dx, s.XLen()), d.buf("dy", dy, s.YLen()), d.buf("x", x, s.XLen()), d.buf("y", y, s.YLen()))
+}
+
+// poolTile and poolWindows are kernels/pool.cu's POOL_TILE and
+// POOL_WINDOWS: the floats of x and the windows a block of
+// maxpool_backward holds in shared memory.
+const poolTile, poolWindows = 4096, 1024
+
+// poolBand returns the output rows a block of maxpool_backward takes
+// (kernels/pool.cu): all P where the plane fits in shared memory (conv1's
+// 55×55 and conv2's 27×27 do), else the most whose windows and input rows
+// fit, counting the windows of the band above that reach into it; 0 (a
+// pixel a thread) where not even one row fits.
+func poolBand(s gpu.PoolShape) int {
+	p, q := s.P(), s.Q()
+	if s.H*s.W <= poolTile && p*q <= poolWindows {
+		return p
+	}
+	above := (s.Size - 1 + s.Stride - 1) / s.Stride
+	for r := p; r >= 1; r-- {
+		if ((r+above-1)*s.Stride+s.Size)*s.W <= poolTile && (r+above)*q <= poolWindows {
+			return r
+		}
+	}
+	return 0
 }
 
 // Dropout is inverted dropout with gpu.DropoutKeep's mask
