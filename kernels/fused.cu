@@ -174,8 +174,6 @@ extern "C" __global__ void relu_lrn_forward(int N, int C, int hw, int span, int 
 		case 0: fused_lrn_forward_run<0>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
 		case 1: fused_lrn_forward_run<1>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
 		case 2: fused_lrn_forward_run<2>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
-		case 3: fused_lrn_forward_run<3>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
-		case 4: fused_lrn_forward_run<4>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
 		default:
 			for (int c = c0; c < c1; c++) {
 				long long o = (long long)c * hw;
@@ -198,8 +196,6 @@ extern "C" __global__ void relu_lrn_backward(int N, int C, int hw, int span, int
 		case 0: fused_lrn_backward_run<0>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
 		case 1: fused_lrn_backward_run<1>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
 		case 2: fused_lrn_backward_run<2>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
-		case 3: fused_lrn_backward_run<3>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
-		case 4: fused_lrn_backward_run<4>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
 		default: {
 			float coef = 2.0f * alpha * beta;
 			for (int c = c0; c < c1; c++) {

@@ -27,9 +27,11 @@
 // 0…C−1 (which add nothing: the sums are never −0), so the bits are those
 // of a direct sum per value; the CPU device slides its sums in double,
 // and the two agree to float32 rounding (gpu/cuda's
-// TestKernelsMatchCPUDevice). half ≤ 4 (size ≤ 9) is a template, its
-// windows unrolled into registers; a larger half sums directly, one
-// output at a time, re-reading x from the cache.
+// TestKernelsMatchCPUDevice). half ≤ 2 (size ≤ 5: the paper's) is a
+// template, its windows unrolled into registers; a larger half sums
+// directly, one output at a time, re-reading x from the cache, as the
+// kernels did before. (A kernel gets the registers of its largest
+// branch, so each template case costs every size occupancy.)
 
 __device__ static float lrn_negpow(float s, float beta) {
 	if (beta == 0.75f) {
@@ -61,7 +63,7 @@ __device__ static void lrn_ahead(const float* x, const float* dy, const float* y
 	}
 }
 
-// lrn_scale is scale[c] summed directly, for half > 4.
+// lrn_scale is scale[c] summed directly, for half > 2.
 __device__ static float lrn_scale(const float* x, int c, int C, int hw, int half, float alpha, float k) {
 	float sum = 0.0f;
 	for (int j = max(c - half, 0); j <= min(c + half, C - 1); j++) {
@@ -157,8 +159,6 @@ extern "C" __global__ void lrn_forward(int N, int C, int hw, int span, int size,
 		case 0: lrn_forward_run<0>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
 		case 1: lrn_forward_run<1>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
 		case 2: lrn_forward_run<2>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
-		case 3: lrn_forward_run<3>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
-		case 4: lrn_forward_run<4>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
 		default:
 			for (int c = c0; c < c1; c++) {
 				long long o = (long long)c * hw;
@@ -181,8 +181,6 @@ extern "C" __global__ void lrn_backward(int N, int C, int hw, int span, int size
 		case 0: lrn_backward_run<0>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
 		case 1: lrn_backward_run<1>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
 		case 2: lrn_backward_run<2>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
-		case 3: lrn_backward_run<3>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
-		case 4: lrn_backward_run<4>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
 		default: {
 			float coef = 2.0f * alpha * beta;
 			for (int c = c0; c < c1; c++) {

@@ -108,7 +108,7 @@ func matchCPU(t *testing.T, hd *Device, cd gpu.Device) {
 		{N: 1, C: 50, H: 3, W: 5, Size: 5, Alpha: 1e-1, Beta: 0.75, K: 2},
 		{N: 2, C: 37, H: 2, W: 3, Size: 7, Alpha: 1e-1, Beta: 0.75, K: 1},  // runs of 19 and 18
 		{N: 1, C: 9, H: 4, W: 4, Size: 4, Alpha: 1e-1, Beta: 1, K: 1},      // even size: the window is 2·2+1
-		{N: 2, C: 14, H: 3, W: 3, Size: 11, Alpha: 1e-2, Beta: 0.75, K: 1}, // half > 4: lrn.cu's direct sums
+		{N: 2, C: 14, H: 3, W: 3, Size: 11, Alpha: 1e-2, Beta: 0.75, K: 1}, // half > 2: lrn.cu's direct sums
 	} {
 		n := ls.Len()
 		x, dy, y, dx := in(normal(n)), in(normal(n)), out(n), out(n)

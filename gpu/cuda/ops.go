@@ -297,8 +297,9 @@ func (d *Device) LRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
 // (kernels/lrn.cu): all C, unless the N·H·W pixels are too few threads to
 // fill the GPU (2048 a multiprocessor), as conv2's 27×27 at batch 128 are
 // on an H200; then the channels are split in runs of at least lrnMinSpan,
-// each of which reads size−1 channels more than its own (from the cache:
-// the neighbouring runs read them too).
+// each of which also reads the channels its windows reach beyond it (up to
+// 2·(size/2) on either side backward), from the cache: the neighbouring
+// runs read them too.
 func (d *Device) lrnSpan(s gpu.LRNShape) int {
 	want := 2048 * max(1, d.gc.info.SMs)
 	pixels := s.N * s.H * s.W
