@@ -22,7 +22,15 @@ type pair [2]gpu.Buffer
 // library functions differ; the bias gradient sums in double, in
 // another order). The conformance suite checks each backend against
 // float64 references with tolerances; this checks the promise that the
-// GPU's results are the CPU device's.
+// GPU's results are the CPU device's. Mistakes it was seen to fail on:
+// LRN's register window one channel short at the top, or taking in
+// channel C; a run of channels starting its ratios at its first channel
+// rather than size/2 before it, or its prefetch stopping a step early;
+// size 5 through the size-3 template; max-pool backward giving the
+// gradient to every, or the last, of equal maxima; a band of rows missing
+// the windows of the band above; no barrier between the copy of x and the
+// search for the maxima; the pixel-a-thread fallback's first-maximum test
+// dropped.
 func TestKernelsMatchCPUDevice(t *testing.T) {
 	k := loadHostKernels(t)
 	for _, c := range hostConfigs {
