@@ -65,15 +65,17 @@ func (d *Device) LinearReLUBackward(dx, dw, db, dy, x, w, y gpu.Buffer, s gpu.Li
 // ReLULRN sets y = LRN(max(0, x)) (kernels/fused.cu).
 func (d *Device) ReLULRN(y, x gpu.Buffer, s gpu.LRNShape) error {
 	validate(s)
-	n, span := s.Len(), d.lrnSpan(s)
-	return d.launch("relu_lrn_forward", d.grid(s.N*s.H*s.W*((s.C+span-1)/span)), threads, s.N, s.C, s.H*s.W, span, s.Size, s.Alpha, s.Beta, s.K,
+	n := s.Len()
+	grid, span := d.lrnGrid(s)
+	return d.launch("relu_lrn_forward", grid, threads, s.N, s.C, s.H*s.W, span, s.Size, s.Alpha, s.Beta, s.K,
 		d.buf("y", y, n), d.buf("x", x, n))
 }
 
 // ReLULRNBackward computes dx for y = ReLULRN(x) (kernels/fused.cu).
 func (d *Device) ReLULRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
 	validate(s)
-	n, span := s.Len(), d.lrnSpan(s)
-	return d.launch("relu_lrn_backward", d.grid(s.N*s.H*s.W*((s.C+span-1)/span)), threads, s.N, s.C, s.H*s.W, span, s.Size, s.Alpha, s.Beta, s.K,
+	n := s.Len()
+	grid, span := d.lrnGrid(s)
+	return d.launch("relu_lrn_backward", grid, threads, s.N, s.C, s.H*s.W, span, s.Size, s.Alpha, s.Beta, s.K,
 		d.buf("dx", dx, n), d.buf("dy", dy, n), d.buf("x", x, n), d.buf("y", y, n))
 }

@@ -280,17 +280,26 @@ func (d *Device) TanhBackward(dx, dy, y gpu.Buffer, n int) error {
 // LRN is local response normalization across channels (kernels/lrn.cu).
 func (d *Device) LRN(y, x gpu.Buffer, s gpu.LRNShape) error {
 	validate(s)
-	n, span := s.Len(), d.lrnSpan(s)
-	return d.launch("lrn_forward", d.grid(s.N*s.H*s.W*((s.C+span-1)/span)), threads, s.N, s.C, s.H*s.W, span, s.Size, s.Alpha, s.Beta, s.K,
+	n := s.Len()
+	grid, span := d.lrnGrid(s)
+	return d.launch("lrn_forward", grid, threads, s.N, s.C, s.H*s.W, span, s.Size, s.Alpha, s.Beta, s.K,
 		d.buf("y", y, n), d.buf("x", x, n))
 }
 
 // LRNBackward computes dx from dy, x and y = LRN(x) (kernels/lrn.cu).
 func (d *Device) LRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
 	validate(s)
-	n, span := s.Len(), d.lrnSpan(s)
-	return d.launch("lrn_backward", d.grid(s.N*s.H*s.W*((s.C+span-1)/span)), threads, s.N, s.C, s.H*s.W, span, s.Size, s.Alpha, s.Beta, s.K,
+	n := s.Len()
+	grid, span := d.lrnGrid(s)
+	return d.launch("lrn_backward", grid, threads, s.N, s.C, s.H*s.W, span, s.Size, s.Alpha, s.Beta, s.K,
 		d.buf("dx", dx, n), d.buf("dy", dy, n), d.buf("x", x, n), d.buf("y", y, n))
+}
+
+// lrnGrid returns the blocks and the span of channels of the LRN kernels
+// (kernels/lrn.cu, fused.cu): a thread per pixel and run of span channels.
+func (d *Device) lrnGrid(s gpu.LRNShape) (grid, span int) {
+	span = d.lrnSpan(s)
+	return d.grid(s.N * s.H * s.W * ((s.C + span - 1) / span)), span
 }
 
 // lrnSpan returns how many channels each thread of the LRN kernels walks

@@ -71,3 +71,23 @@ func TestPoolBandFitsSharedMemory(t *testing.T) {
 		}
 	}
 }
+
+// lrnSpan on an H200 (132 multiprocessors): conv1's 387,200 pixels at
+// batch 128 fill it, one run of all 48 channels; conv2's 93,312 do not,
+// so three runs of 43, 43 and 42; never runs under lrnMinSpan.
+func TestLRNSpan(t *testing.T) {
+	d := &Device{gc: &gpuContext{info: Info{SMs: 132}}}
+	for _, tc := range []struct {
+		s    gpu.LRNShape
+		want int
+	}{
+		{gpu.LRNShape{N: 128, C: 48, H: 55, W: 55, Size: 5}, 48},
+		{gpu.LRNShape{N: 128, C: 128, H: 27, W: 27, Size: 5}, 43},
+		{gpu.LRNShape{N: 1, C: 40, H: 2, W: 2, Size: 5}, 20},
+		{gpu.LRNShape{N: 1, C: 15, H: 1, W: 1, Size: 5}, 15},
+	} {
+		if got := d.lrnSpan(tc.s); got != tc.want {
+			t.Errorf("lrnSpan(%+v) = %d, want %d", tc.s, got, tc.want)
+		}
+	}
+}
