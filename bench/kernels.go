@@ -49,13 +49,15 @@ func KernelCases(n int) []KernelCase {
 // each output written once, float32. LRN reads x, writes y; its backward
 // reads dy, x and y and writes dx. Max pooling reads x and writes y; its
 // backward reads x (where the maxima are) and dy and writes dx (y is not
-// needed: the maxima can be found again in x).
+// needed: the maxima can be found again in x, as ours does on these
+// shapes).
+// ReLU+LRN fused moves what LRN alone does.
 func Floor(op string, c KernelCase) int64 {
 	l, x, y := int64(c.LRN.Len()), int64(c.Pool.XLen()), int64(c.Pool.YLen())
 	switch op {
-	case "LRN":
+	case "LRN", "ReLULRN":
 		return 4 * 2 * l
-	case "LRNBackward":
+	case "LRNBackward", "ReLULRNBackward":
 		return 4 * 4 * l
 	case "MaxPool":
 		return 4 * (x + y)
@@ -65,8 +67,10 @@ func Floor(op string, c KernelCase) int64 {
 	panic("bench: no op " + op)
 }
 
-// KernelOps are the ops timed, in the order of the report.
-var KernelOps = []string{"LRN", "LRNBackward", "MaxPool", "MaxPoolBackward"}
+// KernelOps are the ops timed, in the order of the report. The fused
+// ReLU+LRN (gpu.Device.ReLULRN) has no vendor twin: cuDNN fuses no
+// activation into its LRN.
+var KernelOps = []string{"LRN", "LRNBackward", "MaxPool", "MaxPoolBackward", "ReLULRN", "ReLULRNBackward"}
 
 // KernelRow is one op of one layer on one device: ours, and the vendor
 // library's where the device has one (gpu.VendorOps).
@@ -103,10 +107,10 @@ type KernelsReport struct {
 	Rows    []KernelRow     `json:"rows"`
 }
 
-// Kernels times LRN and max pooling, forward and backward, on conv1's and
-// conv2's shapes on every device of o.GPUs, against a device copy's
-// bandwidth measured in the same run, and writes kernels.md and
-// kernels.json to o.Out.
+// Kernels times LRN, max pooling and the fused ReLU+LRN, forward and
+// backward, on conv1's and conv2's shapes on every device of o.GPUs,
+// against a device copy's bandwidth measured in the same run, and writes
+// kernels.md and kernels.json to o.Out.
 func Kernels(o KernelsOptions) (*KernelsReport, error) {
 	spec := o.GPUs
 	if spec == "" {
@@ -309,8 +313,15 @@ func kernelsOn(rep *KernelsReport, d gpu.Device, o KernelsOptions) error {
 		if err != nil {
 			return err
 		}
+		fy, err := alloc(ls.Len(), false)
+		if err != nil {
+			return err
+		}
 		// The backward passes read the forward's outputs.
 		if err := d.LRN(y, x, ls); err != nil {
+			return err
+		}
+		if err := d.ReLULRN(fy, x, ls); err != nil {
 			return err
 		}
 		if err := d.MaxPool(py, x, ps); err != nil {
@@ -321,6 +332,8 @@ func kernelsOn(rep *KernelsReport, d gpu.Device, o KernelsOptions) error {
 			"LRNBackward":     func() error { return d.LRNBackward(dx, dy, x, y, ls) },
 			"MaxPool":         func() error { return d.MaxPool(py, x, ps) },
 			"MaxPoolBackward": func() error { return d.MaxPoolBackward(dx, pdy, x, py, ps) },
+			"ReLULRN":         func() error { return d.ReLULRN(fy, x, ls) },
+			"ReLULRNBackward": func() error { return d.ReLULRNBackward(dx, dy, x, fy, ls) },
 		}
 		var theirs map[string]func() error
 		if vendor != nil {
@@ -365,7 +378,7 @@ func kernelsOn(rep *KernelsReport, d gpu.Device, o KernelsOptions) error {
 // copy's.
 func (r *KernelsReport) Markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "LRN and overlapping max pooling per tower at batch %d (median of %d runs). The floor reads each input once and writes each output once; GB/s is the floor over the time; %% of copy is that over a device-to-device copy's GB/s (read + write) in the same run. Goal (issue #12): ≥ 80%% of copy.\n\n", r.Batch, r.Repeats)
+	fmt.Fprintf(&b, "LRN and overlapping max pooling per tower at batch %d (median of %d runs). The floor reads each input once and writes each output once; GB/s is the floor over the time; %% of copy is that over a device-to-device copy's GB/s (read + write) in the same run. Goal (issue #12): ≥ 80%% of copy. ReLULRN is ReLU fused into LRN (cuDNN has no such op); its floor is LRN's.\n\n", r.Batch, r.Repeats)
 	b.WriteString("| device | clock | copy size | copy ms | copy GB/s |\n|---|---|---|---|---|\n")
 	for _, c := range r.Copies {
 		fmt.Fprintf(&b, "| %s | %s | %.1f MB | %.3f | %.1f |\n", c.Device, c.Clock, float64(c.Bytes)/1e6, c.Ms, c.GBs)

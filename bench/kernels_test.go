@@ -28,6 +28,8 @@ func TestKernelFloors(t *testing.T) {
 		{"LRNBackward", conv1, 4 * 4 * (2 * 48 * 55 * 55)},
 		{"MaxPool", conv1, 4 * (2*48*55*55 + 2*48*27*27)},
 		{"MaxPoolBackward", conv2, 4 * (2*(2*128*27*27) + 2*128*13*13)},
+		{"ReLULRN", conv2, 4 * 2 * (2 * 128 * 27 * 27)},
+		{"ReLULRNBackward", conv1, 4 * 4 * (2 * 48 * 55 * 55)},
 	} {
 		if got := Floor(tc.op, tc.c); got != tc.want {
 			t.Errorf("Floor(%s, %s) = %d, want %d", tc.op, tc.c.Layer, got, tc.want)
@@ -50,7 +52,7 @@ func TestKernelsCPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	var back KernelsReport
-	if err := json.Unmarshal(js, &back); err != nil || len(back.Rows) != 8 || back.Rows[7] != rep.Rows[7] {
+	if err := json.Unmarshal(js, &back); err != nil || len(back.Rows) != 12 || back.Rows[11] != rep.Rows[11] {
 		t.Errorf("kernels.json: %v, %d rows", err, len(back.Rows))
 	}
 	if md, err := os.ReadFile(filepath.Join(out, "kernels.md")); err != nil || string(md) != rep.Markdown() {
@@ -72,12 +74,13 @@ func checkKernelsReport(t *testing.T, rep *KernelsReport, device, vendor string,
 		t.Errorf("copy of %d bytes, want conv1's LRN input, %d", rep.Copies[0].Bytes, 4*batch*48*55*55)
 	}
 	cp := rep.Copies[0].GBs
-	if len(rep.Rows) != 8 {
-		t.Fatalf("%d rows, want 2 layers × 4 ops", len(rep.Rows))
+	ops := len(KernelOps)
+	if len(rep.Rows) != 2*ops {
+		t.Fatalf("%d rows, want 2 layers × %d ops", len(rep.Rows), ops)
 	}
 	for i, r := range rep.Rows {
-		c := KernelCases(batch)[i/4]
-		if r.Layer != c.Layer || r.Op != KernelOps[i%4] || r.Device != device {
+		c := KernelCases(batch)[i/ops]
+		if r.Layer != c.Layer || r.Op != KernelOps[i%ops] || r.Device != device {
 			t.Errorf("row %d is %s %s on %s", i, r.Layer, r.Op, r.Device)
 		}
 		if r.FloorBytes != Floor(r.Op, c) || r.Ms <= 0 {
@@ -86,12 +89,19 @@ func checkKernelsReport(t *testing.T, rep *KernelsReport, device, vendor string,
 		if want := float64(r.FloorBytes) / (r.Ms / 1e3) / 1e9; math.Abs(r.GBs-want) > 1e-9*want || math.Abs(r.OfCopy-r.GBs/cp) > 1e-12 {
 			t.Errorf("row %d: %g GB/s, %g of copy; want %g, %g", i, r.GBs, r.OfCopy, want, want/cp)
 		}
+		if strings.HasPrefix(r.Op, "ReLU") {
+			// No vendor twin.
+			if r.Vendor != "" || r.VendorMs != 0 {
+				t.Errorf("row %d: vendor %q %g ms for the fused %s", i, r.Vendor, r.VendorMs, r.Op)
+			}
+			continue
+		}
 		if r.Vendor != vendor || (vendor != "" && (r.VendorMs <= 0 || math.Abs(r.VendorOf-r.VendorGBs/cp) > 1e-12)) || (vendor == "" && r.VendorMs != 0) {
 			t.Errorf("row %d: vendor %q %g ms, %g of copy; want %q", i, r.Vendor, r.VendorMs, r.VendorOf, vendor)
 		}
 	}
 	md := rep.Markdown()
-	if !strings.Contains(md, "| "+device+" | conv2 | MaxPoolBackward |") || (vendor != "" && !strings.Contains(md, vendor)) {
+	if !strings.Contains(md, "| "+device+" | conv2 | MaxPoolBackward |") || !strings.Contains(md, "| "+device+" | conv1 | ReLULRNBackward |") || (vendor != "" && !strings.Contains(md, vendor)) {
 		t.Errorf("markdown lacks rows:\n%s", md)
 	}
 }

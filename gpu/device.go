@@ -208,7 +208,8 @@ type Ops interface {
 	// no padding. y (N,C,P,Q), x (N,C,H,W).
 	MaxPool(y, x Buffer, s PoolShape) error
 	// MaxPoolBackward routes dy to the first maximum of each window and sums
-	// where windows overlap. dx (N,C,H,W).
+	// where windows overlap. dx (N,C,H,W); y is MaxPool(x), which a backend
+	// may read to know each window's maximum (CUDA does).
 	MaxPoolBackward(dx, dy, x, y Buffer, s PoolShape) error
 
 	// Linear sets y = x·wᵀ + b. y (N,Out), x (N,In), w (Out,In), b (Out).

@@ -17,8 +17,9 @@
 //
 // Layout: y, dy, dx (N, C, inner), NCHW, inner = H·W for a convolution and
 // 1 for a fully-connected layer (then C is Out); b, db (C); the LRN's as in
-// lrn.cu (hw = H·W). bias_relu and the LRN kernels: one thread per value,
-// grid-stride. relu_bias_backward: one block per channel, each thread
+// lrn.cu (hw = H·W). bias_relu: one thread per value, grid-stride; the
+// LRN kernels: lrn.cu's walk down the channels, one thread per pixel and
+// run of span channels. relu_bias_backward: one block per channel, each thread
 // summing a strided share in double, then a shared-memory tree (bias.cu's
 // order); launch with 256 threads per block. dx may alias dy.
 
@@ -65,50 +66,150 @@ __device__ static float fused_negpow(float s, float beta) {
 // fused_relu is relu.cu's max(0, v).
 __device__ static float fused_relu(float v) { return v > 0.0f ? v : 0.0f; }
 
+// fused_lrn_at is lrn.cu's lrn_at on max(0, x).
+__device__ static float fused_lrn_at(const float* x, int j, int C, int hw) {
+	return j >= 0 && j < C ? fused_relu(x[(long long)j * hw]) : 0.0f;
+}
+
+// fused_lrn_ahead is lrn.cu's lrn_ahead, x through fused_lrn_at.
+__device__ static void fused_lrn_ahead(const float* x, const float* dy, const float* y, int c, int from, int C, int hw, int h,
+                                       float* nx, float* ndy, float* ny) {
+	*nx = fused_lrn_at(x, c + 2 * h, C, hw);
+	int j = c + h;
+	if (j >= from && j >= 0 && j < C) {
+		long long o = (long long)j * hw;
+		*ndy = dy[o];
+		*ny = y[o];
+	}
+}
+
 // fused_lrn_scale is lrn.cu's lrn_scale on max(0, x).
 __device__ static float fused_lrn_scale(const float* x, int c, int C, int hw, int half, float alpha, float k) {
-	int lo = max(c - half, 0), hi = min(c + half, C - 1);
 	float sum = 0.0f;
-	for (int j = lo; j <= hi; j++) {
-		float v = fused_relu(x[j * hw]);
+	for (int j = max(c - half, 0); j <= min(c + half, C - 1); j++) {
+		float v = fused_relu(x[(long long)j * hw]);
 		sum += v * v;
 	}
 	return k + alpha * sum;
 }
 
-extern "C" __global__ void relu_lrn_forward(int N, int C, int hw, int size, float alpha, float beta, float k,
-                                            float* y, const float* x) {
-	long long total = (long long)N * C * hw;
-	int half = size / 2;
-	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
-		int pix = (int)(i % hw);
-		int c = (int)(i / hw % C);
-		long long n = i / ((long long)hw * C);
-		const float* xi = x + n * (long long)C * hw + pix;
-		float s = fused_lrn_scale(xi, c, C, hw, half, alpha, k);
-		y[i] = fused_relu(x[i]) * fused_negpow(s, beta);
+// fused_lrn_forward_run is lrn.cu's lrn_forward_run on max(0, x).
+template <int H>
+__device__ static void fused_lrn_forward_run(float* y, const float* x, int c0, int c1, int C, int hw, float alpha, float beta, float k) {
+	float v[2 * H + 1];
+#pragma unroll
+	for (int i = 0; i <= 2 * H; i++) v[i] = 0.0f;
+	float next = fused_lrn_at(x, c0 - H, C, hw);
+	for (int c = c0 - 2 * H; c < c1; c++) {
+#pragma unroll
+		for (int i = 0; i < 2 * H; i++) v[i] = v[i + 1];
+		v[2 * H] = next;
+		if (c + 1 < c1) next = fused_lrn_at(x, c + 1 + H, C, hw);
+		if (c < c0) continue;
+		float sum = 0.0f;
+#pragma unroll
+		for (int i = 0; i <= 2 * H; i++) sum += v[i] * v[i];
+		y[(long long)c * hw] = v[H] * fused_negpow(k + alpha * sum, beta);
 	}
 }
 
-extern "C" __global__ void relu_lrn_backward(int N, int C, int hw, int size, float alpha, float beta, float k,
-                                             float* dx, const float* dy, const float* x, const float* y) {
-	long long total = (long long)N * C * hw;
-	int half = size / 2;
+// fused_lrn_backward_run is lrn.cu's lrn_backward_run on max(0, x):
+// v holds max(0, x), and dx is 0 where x ≤ 0.
+template <int H>
+__device__ static void fused_lrn_backward_run(float* dx, const float* dy, const float* x, const float* y, int c0, int c1, int C, int hw,
+                                              float alpha, float beta, float k) {
+	float v[2 * H + 1], r[2 * H + 1], s[H + 1], g[H + 1];
 	float coef = 2.0f * alpha * beta;
-	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
-		int pix = (int)(i % hw);
-		int c = (int)(i / hw % C);
-		long long base = i / ((long long)hw * C) * (long long)C * hw + pix;
-		const float* xi = x + base;
-		int lo = max(c - half, 0), hi = min(c + half, C - 1);
-		float acc = 0.0f;
-		for (int j = lo; j <= hi; j++) {
-			float sj = fused_lrn_scale(xi, j, C, hw, half, alpha, k);
-			acc += dy[base + (long long)j * hw] * y[base + (long long)j * hw] / sj;
+#pragma unroll
+	for (int i = 0; i <= 2 * H; i++) v[i] = r[i] = 0.0f;
+#pragma unroll
+	for (int i = 0; i <= H; i++) s[i] = g[i] = 0.0f;
+	float nx = 0.0f, ndy = 0.0f, ny = 0.0f;
+	fused_lrn_ahead(x, dy, y, c0 - 4 * H, c0 - H, C, hw, H, &nx, &ndy, &ny);
+	for (int c = c0 - 4 * H; c < c1; c++) {
+#pragma unroll
+		for (int i = 0; i < 2 * H; i++) v[i] = v[i + 1], r[i] = r[i + 1];
+#pragma unroll
+		for (int i = 0; i < H; i++) s[i] = s[i + 1], g[i] = g[i + 1];
+		v[2 * H] = nx;
+		float dyj = ndy, yj = ny;
+		if (c + 1 < c1) fused_lrn_ahead(x, dy, y, c + 1, c0 - H, C, hw, H, &nx, &ndy, &ny);
+		int j = c + H; // the channel whose ratio enters c's window
+		r[2 * H] = 0.0f;
+		if (j >= c0 - H && j >= 0 && j < C) {
+			float sum = 0.0f;
+#pragma unroll
+			for (int i = 0; i <= 2 * H; i++) sum += v[i] * v[i];
+			s[H] = k + alpha * sum;
+			g[H] = dyj;
+			r[2 * H] = dyj * yj / s[H];
 		}
-		float sc = fused_lrn_scale(xi, c, C, hw, half, alpha, k);
-		float xr = fused_relu(x[i]);
-		float g = dy[i] * fused_negpow(sc, beta) - coef * xr * acc;
-		dx[i] = xr > 0.0f ? g : 0.0f;
+		if (c < c0) continue;
+		float acc = 0.0f;
+#pragma unroll
+		for (int i = 0; i <= 2 * H; i++) acc += r[i];
+		float d = g[0] * fused_negpow(s[0], beta) - coef * v[0] * acc;
+		dx[(long long)c * hw] = v[0] > 0.0f ? d : 0.0f;
+	}
+}
+
+// fused_lrn_pixel is lrn.cu's lrn_pixel.
+__device__ static long long fused_lrn_pixel(long long t, int C, int hw, int span, int* c0, int* c1) {
+	int parts = (C + span - 1) / span;
+	*c0 = (int)(t / hw % parts) * span;
+	*c1 = min(*c0 + span, C);
+	return t / ((long long)hw * parts) * C * hw + t % hw;
+}
+
+extern "C" __global__ void relu_lrn_forward(int N, int C, int hw, int span, int size, float alpha, float beta, float k,
+                                            float* y, const float* x) {
+	int half = size / 2;
+	long long total = (long long)N * ((C + span - 1) / span) * hw;
+	for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total; t += (long long)gridDim.x * blockDim.x) {
+		int c0, c1;
+		long long p = fused_lrn_pixel(t, C, hw, span, &c0, &c1);
+		float* yp = y + p;
+		const float* xp = x + p;
+		switch (half) {
+		case 0: fused_lrn_forward_run<0>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
+		case 1: fused_lrn_forward_run<1>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
+		case 2: fused_lrn_forward_run<2>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
+		default:
+			for (int c = c0; c < c1; c++) {
+				long long o = (long long)c * hw;
+				yp[o] = fused_relu(xp[o]) * fused_negpow(fused_lrn_scale(xp, c, C, hw, half, alpha, k), beta);
+			}
+		}
+	}
+}
+
+extern "C" __global__ void relu_lrn_backward(int N, int C, int hw, int span, int size, float alpha, float beta, float k,
+                                             float* dx, const float* dy, const float* x, const float* y) {
+	int half = size / 2;
+	long long total = (long long)N * ((C + span - 1) / span) * hw;
+	for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total; t += (long long)gridDim.x * blockDim.x) {
+		int c0, c1;
+		long long p = fused_lrn_pixel(t, C, hw, span, &c0, &c1);
+		float* dxp = dx + p;
+		const float *dyp = dy + p, *xp = x + p, *yp = y + p;
+		switch (half) {
+		case 0: fused_lrn_backward_run<0>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
+		case 1: fused_lrn_backward_run<1>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
+		case 2: fused_lrn_backward_run<2>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
+		default: {
+			float coef = 2.0f * alpha * beta;
+			for (int c = c0; c < c1; c++) {
+				float acc = 0.0f;
+				for (int j = max(c - half, 0); j <= min(c + half, C - 1); j++) {
+					long long o = (long long)j * hw;
+					acc += dyp[o] * yp[o] / fused_lrn_scale(xp, j, C, hw, half, alpha, k);
+				}
+				long long o = (long long)c * hw;
+				float xr = fused_relu(xp[o]);
+				float d = dyp[o] * fused_negpow(fused_lrn_scale(xp, c, C, hw, half, alpha, k), beta) - coef * xr * acc;
+				dxp[o] = xr > 0.0f ? d : 0.0f;
+			}
+		}
+		}
 	}
 }

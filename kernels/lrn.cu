@@ -11,9 +11,27 @@
 // convention; a Caffe-style net passes alpha/size.
 //
 // Layout: x, y, dx, dy are NCHW, N images, C channels, hw = H·W pixels per
-// channel, pixel fastest. One thread per output value (n, c, pixel); the
-// sums are direct, O(size) per value forward and O(size²) backward, which
-// for the paper's size 5 is cheaper than the memory traffic.
+// channel, pixel fastest. One thread per pixel (n, pixel) and run of span
+// channels (all C, or fewer where N·hw threads would not fill the GPU:
+// gpu/cuda's lrnSpan). It walks down its channels, hw apart, so that the
+// threads of a warp read neighbouring pixels of one channel together, and
+// keeps what the window needs in registers: forward, the 2·half+1 values
+// of x around c; backward, the 2·half+1 values of x from c to c+2·half
+// (for scale[c+half]), the ratios dy·y/scale of c's window, and the
+// scales and dy from c to c+half. So each value of x, dy and y is read
+// from DRAM once, and a run re-reads only the half (forward) or 2·half
+// (backward) channels its window reaches beyond it, which its neighbour
+// has just read; each step loads the next step's values before it
+// computes, so that a thread keeps two steps' loads in flight. All in
+// float32, each sum in the order of j with zeros for the channels outside
+// 0…C−1 (which add nothing: the sums are never −0), so the bits are those
+// of a direct sum per value; the CPU device slides its sums in double,
+// and the two agree to float32 rounding (gpu/cuda's
+// TestKernelsMatchCPUDevice). half ≤ 2 (size ≤ 5: the paper's) is a
+// template, its windows unrolled into registers; a larger half sums
+// directly, one output at a time, re-reading x from the cache, as the
+// kernels did before. (A kernel gets the registers of its largest
+// branch, so each template case costs every size occupancy.)
 
 __device__ static float lrn_negpow(float s, float beta) {
 	if (beta == 0.75f) {
@@ -25,48 +43,156 @@ __device__ static float lrn_negpow(float s, float beta) {
 	return powf(s, -beta);
 }
 
-// lrn_scale returns scale[c] for the pixel at p (the offset of channel 0).
-__device__ static float lrn_scale(const float* x, int p, int c, int C, int hw, int half, float alpha, float k) {
-	int lo = max(c - half, 0), hi = min(c + half, C - 1);
+// lrn_at is channel j of the pixel x points at (channel 0), 0 outside
+// the C channels.
+__device__ static float lrn_at(const float* x, int j, int C, int hw) {
+	return j >= 0 && j < C ? x[(long long)j * hw] : 0.0f;
+}
+
+// lrn_ahead loads what step c of lrn_backward_run takes in: x[c+2h]
+// into *nx and, where channel j = c+h has a ratio (from, on), dy[j] and
+// y[j] into *ndy and *ny.
+__device__ static void lrn_ahead(const float* x, const float* dy, const float* y, int c, int from, int C, int hw, int h,
+                                 float* nx, float* ndy, float* ny) {
+	*nx = lrn_at(x, c + 2 * h, C, hw);
+	int j = c + h;
+	if (j >= from && j >= 0 && j < C) {
+		long long o = (long long)j * hw;
+		*ndy = dy[o];
+		*ny = y[o];
+	}
+}
+
+// lrn_scale is scale[c] summed directly, for half > 2.
+__device__ static float lrn_scale(const float* x, int c, int C, int hw, int half, float alpha, float k) {
 	float sum = 0.0f;
-	for (int j = lo; j <= hi; j++) {
-		float v = x[p + j * hw];
+	for (int j = max(c - half, 0); j <= min(c + half, C - 1); j++) {
+		float v = x[(long long)j * hw];
 		sum += v * v;
 	}
 	return k + alpha * sum;
 }
 
-extern "C" __global__ void lrn_forward(int N, int C, int hw, int size, float alpha, float beta, float k,
-                                       float* y, const float* x) {
-	long long total = (long long)N * C * hw;
-	int half = size / 2;
-	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
-		int pix = (int)(i % hw);
-		int c = (int)(i / hw % C);
-		long long n = i / ((long long)hw * C);
-		const float* xi = x + n * (long long)C * hw + pix;
-		float s = lrn_scale(xi, 0, c, C, hw, half, alpha, k);
-		y[i] = x[i] * lrn_negpow(s, beta);
+// lrn_forward_run computes y[c0…c1−1] of one pixel, the window in
+// registers: v[i] = x[c−H+i]. next is the channel the following step
+// takes in, loaded a step ahead so that a thread has two loads in flight.
+template <int H>
+__device__ static void lrn_forward_run(float* y, const float* x, int c0, int c1, int C, int hw, float alpha, float beta, float k) {
+	float v[2 * H + 1];
+#pragma unroll
+	for (int i = 0; i <= 2 * H; i++) v[i] = 0.0f;
+	float next = lrn_at(x, c0 - H, C, hw);
+	for (int c = c0 - 2 * H; c < c1; c++) {
+#pragma unroll
+		for (int i = 0; i < 2 * H; i++) v[i] = v[i + 1];
+		v[2 * H] = next;
+		if (c + 1 < c1) next = lrn_at(x, c + 1 + H, C, hw);
+		if (c < c0) continue;
+		float sum = 0.0f;
+#pragma unroll
+		for (int i = 0; i <= 2 * H; i++) sum += v[i] * v[i];
+		y[(long long)c * hw] = v[H] * lrn_negpow(k + alpha * sum, beta);
 	}
 }
 
-extern "C" __global__ void lrn_backward(int N, int C, int hw, int size, float alpha, float beta, float k,
-                                        float* dx, const float* dy, const float* x, const float* y) {
-	long long total = (long long)N * C * hw;
-	int half = size / 2;
+// lrn_backward_run computes dx[c0…c1−1] of one pixel. At channel c:
+// v[i] = x[c+i] (the window of c+H; v[0] is x[c]), r[i] = dy·y/scale at
+// c−H+i, s[i] = scale[c+i], g[i] = dy[c+i]. The ratios are needed from
+// c0−H on; nx, ndy and ny are the following step's x, dy and y, loaded a
+// step ahead.
+template <int H>
+__device__ static void lrn_backward_run(float* dx, const float* dy, const float* x, const float* y, int c0, int c1, int C, int hw,
+                                        float alpha, float beta, float k) {
+	float v[2 * H + 1], r[2 * H + 1], s[H + 1], g[H + 1];
 	float coef = 2.0f * alpha * beta;
-	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
-		int pix = (int)(i % hw);
-		int c = (int)(i / hw % C);
-		long long base = i / ((long long)hw * C) * (long long)C * hw + pix;
-		const float* xi = x + base;
-		int lo = max(c - half, 0), hi = min(c + half, C - 1);
-		float acc = 0.0f;
-		for (int j = lo; j <= hi; j++) {
-			float sj = lrn_scale(xi, 0, j, C, hw, half, alpha, k);
-			acc += dy[base + (long long)j * hw] * y[base + (long long)j * hw] / sj;
+#pragma unroll
+	for (int i = 0; i <= 2 * H; i++) v[i] = r[i] = 0.0f;
+#pragma unroll
+	for (int i = 0; i <= H; i++) s[i] = g[i] = 0.0f;
+	float nx = 0.0f, ndy = 0.0f, ny = 0.0f;
+	lrn_ahead(x, dy, y, c0 - 4 * H, c0 - H, C, hw, H, &nx, &ndy, &ny);
+	for (int c = c0 - 4 * H; c < c1; c++) {
+#pragma unroll
+		for (int i = 0; i < 2 * H; i++) v[i] = v[i + 1], r[i] = r[i + 1];
+#pragma unroll
+		for (int i = 0; i < H; i++) s[i] = s[i + 1], g[i] = g[i + 1];
+		v[2 * H] = nx;
+		float dyj = ndy, yj = ny;
+		if (c + 1 < c1) lrn_ahead(x, dy, y, c + 1, c0 - H, C, hw, H, &nx, &ndy, &ny);
+		int j = c + H; // the channel whose ratio enters c's window
+		r[2 * H] = 0.0f;
+		if (j >= c0 - H && j >= 0 && j < C) {
+			float sum = 0.0f;
+#pragma unroll
+			for (int i = 0; i <= 2 * H; i++) sum += v[i] * v[i];
+			s[H] = k + alpha * sum;
+			g[H] = dyj;
+			r[2 * H] = dyj * yj / s[H];
 		}
-		float sc = lrn_scale(xi, 0, c, C, hw, half, alpha, k);
-		dx[i] = dy[i] * lrn_negpow(sc, beta) - coef * x[i] * acc;
+		if (c < c0) continue;
+		float acc = 0.0f;
+#pragma unroll
+		for (int i = 0; i <= 2 * H; i++) acc += r[i];
+		dx[(long long)c * hw] = g[0] * lrn_negpow(s[0], beta) - coef * v[0] * acc;
+	}
+}
+
+// lrn_pixel splits thread index t into the pixel's offset (channel 0) and
+// its run of channels c0…c1−1.
+__device__ static long long lrn_pixel(long long t, int C, int hw, int span, int* c0, int* c1) {
+	int parts = (C + span - 1) / span;
+	*c0 = (int)(t / hw % parts) * span;
+	*c1 = min(*c0 + span, C);
+	return t / ((long long)hw * parts) * C * hw + t % hw;
+}
+
+extern "C" __global__ void lrn_forward(int N, int C, int hw, int span, int size, float alpha, float beta, float k,
+                                       float* y, const float* x) {
+	int half = size / 2;
+	long long total = (long long)N * ((C + span - 1) / span) * hw;
+	for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total; t += (long long)gridDim.x * blockDim.x) {
+		int c0, c1;
+		long long p = lrn_pixel(t, C, hw, span, &c0, &c1);
+		float* yp = y + p;
+		const float* xp = x + p;
+		switch (half) {
+		case 0: lrn_forward_run<0>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
+		case 1: lrn_forward_run<1>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
+		case 2: lrn_forward_run<2>(yp, xp, c0, c1, C, hw, alpha, beta, k); break;
+		default:
+			for (int c = c0; c < c1; c++) {
+				long long o = (long long)c * hw;
+				yp[o] = xp[o] * lrn_negpow(lrn_scale(xp, c, C, hw, half, alpha, k), beta);
+			}
+		}
+	}
+}
+
+extern "C" __global__ void lrn_backward(int N, int C, int hw, int span, int size, float alpha, float beta, float k,
+                                        float* dx, const float* dy, const float* x, const float* y) {
+	int half = size / 2;
+	long long total = (long long)N * ((C + span - 1) / span) * hw;
+	for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total; t += (long long)gridDim.x * blockDim.x) {
+		int c0, c1;
+		long long p = lrn_pixel(t, C, hw, span, &c0, &c1);
+		float* dxp = dx + p;
+		const float *dyp = dy + p, *xp = x + p, *yp = y + p;
+		switch (half) {
+		case 0: lrn_backward_run<0>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
+		case 1: lrn_backward_run<1>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
+		case 2: lrn_backward_run<2>(dxp, dyp, xp, yp, c0, c1, C, hw, alpha, beta, k); break;
+		default: {
+			float coef = 2.0f * alpha * beta;
+			for (int c = c0; c < c1; c++) {
+				float acc = 0.0f;
+				for (int j = max(c - half, 0); j <= min(c + half, C - 1); j++) {
+					long long o = (long long)j * hw;
+					acc += dyp[o] * yp[o] / lrn_scale(xp, j, C, hw, half, alpha, k);
+				}
+				long long o = (long long)c * hw;
+				dxp[o] = dyp[o] * lrn_negpow(lrn_scale(xp, c, C, hw, half, alpha, k), beta) - coef * xp[o] * acc;
+			}
+		}
+		}
 	}
 }

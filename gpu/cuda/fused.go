@@ -66,7 +66,8 @@ func (d *Device) LinearReLUBackward(dx, dw, db, dy, x, w, y gpu.Buffer, s gpu.Li
 func (d *Device) ReLULRN(y, x gpu.Buffer, s gpu.LRNShape) error {
 	validate(s)
 	n := s.Len()
-	return d.launch("relu_lrn_forward", d.grid(n), threads, s.N, s.C, s.H*s.W, s.Size, s.Alpha, s.Beta, s.K,
+	grid, span := d.lrnGrid(s)
+	return d.launch("relu_lrn_forward", grid, threads, s.N, s.C, s.H*s.W, span, s.Size, s.Alpha, s.Beta, s.K,
 		d.buf("y", y, n), d.buf("x", x, n))
 }
 
@@ -74,6 +75,7 @@ func (d *Device) ReLULRN(y, x gpu.Buffer, s gpu.LRNShape) error {
 func (d *Device) ReLULRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
 	validate(s)
 	n := s.Len()
-	return d.launch("relu_lrn_backward", d.grid(n), threads, s.N, s.C, s.H*s.W, s.Size, s.Alpha, s.Beta, s.K,
+	grid, span := d.lrnGrid(s)
+	return d.launch("relu_lrn_backward", grid, threads, s.N, s.C, s.H*s.W, span, s.Size, s.Alpha, s.Beta, s.K,
 		d.buf("dx", dx, n), d.buf("dy", dy, n), d.buf("x", x, n), d.buf("y", y, n))
 }

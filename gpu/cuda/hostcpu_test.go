@@ -22,7 +22,15 @@ type pair [2]gpu.Buffer
 // library functions differ; the bias gradient sums in double, in
 // another order). The conformance suite checks each backend against
 // float64 references with tolerances; this checks the promise that the
-// GPU's results are the CPU device's.
+// GPU's results are the CPU device's. Mistakes it was seen to fail on:
+// LRN's register window one channel short at the top, or taking in
+// channel C; a run of channels starting its ratios at its first channel
+// rather than size/2 before it, or its prefetch stopping a step early;
+// size 5 through the size-3 template; max-pool backward giving the
+// gradient to every, or the last, of equal maxima; a band of rows missing
+// the windows of the band above; no barrier between the copy of x and the
+// search for the maxima; the pixel-a-thread fallback's first-maximum test
+// dropped.
 func TestKernelsMatchCPUDevice(t *testing.T) {
 	k := loadHostKernels(t)
 	for _, c := range hostConfigs {
@@ -103,6 +111,12 @@ func matchCPU(t *testing.T, hd *Device, cd gpu.Device) {
 		{N: 2, C: 7, H: 3, W: 5, Size: 5, Alpha: 1e-2, Beta: 0.75, K: 2},
 		{N: 1, C: 6, H: 2, W: 3, Size: 3, Alpha: 0.5, Beta: 0.75, K: 1},
 		{N: 3, C: 16, H: 13, W: 13, Size: 5, Alpha: 1e-3, Beta: 0.6, K: 1.5}, // powf, several blocks
+		// Few pixels and many channels: lrnSpan splits the channels in
+		// runs (17, 17 and 16 here), each starting its sums afresh.
+		{N: 1, C: 50, H: 3, W: 5, Size: 5, Alpha: 1e-1, Beta: 0.75, K: 2},
+		{N: 2, C: 37, H: 2, W: 3, Size: 7, Alpha: 1e-1, Beta: 0.75, K: 1},  // runs of 19 and 18
+		{N: 1, C: 9, H: 4, W: 4, Size: 4, Alpha: 1e-1, Beta: 1, K: 1},      // even size: the window is 2·2+1
+		{N: 2, C: 14, H: 3, W: 3, Size: 11, Alpha: 1e-2, Beta: 0.75, K: 1}, // half > 2: lrn.cu's direct sums
 	} {
 		n := ls.Len()
 		x, dy, y, dx := in(normal(n)), in(normal(n)), out(n), out(n)
@@ -183,10 +197,23 @@ func matchCPU(t *testing.T, hd *Device, cd gpu.Device) {
 		}
 	}
 
-	for _, ps := range []gpu.PoolShape{{N: 1, C: 3, H: 9, W: 9, Size: 3, Stride: 2}, {N: 4, C: 16, H: 27, W: 27, Size: 3, Stride: 2}} {
+	negZero := float32(math.Copysign(0, -1))
+	for _, ps := range []gpu.PoolShape{{N: 1, C: 3, H: 9, W: 9, Size: 3, Stride: 2}, {N: 4, C: 16, H: 27, W: 27, Size: 3, Stride: 2},
+		{N: 2, C: 3, H: 8, W: 7, Size: 3, Stride: 1}, {N: 1, C: 4, H: 9, W: 8, Size: 2, Stride: 2},
+		// Planes too big for one block's shared memory: bands of output
+		// rows (poolBand), and a plane too wide for even one row (a
+		// pixel a thread, the maxima from y).
+		{N: 1, C: 2, H: 40, W: 200, Size: 3, Stride: 2}, {N: 1, C: 1, H: 30, W: 300, Size: 3, Stride: 1},
+		{N: 1, C: 2, H: 64, W: 100, Size: 2, Stride: 2}, {N: 1, C: 1, H: 40, W: 40, Size: 3, Stride: 1},
+		{N: 1, C: 2, H: 5, W: 1400, Size: 3, Stride: 2}} {
 		px := make([]float32, ps.XLen())
 		for i := range px {
-			px[i] = float32(rng.IntN(3)) // ties everywhere
+			// Ties everywhere, windows of zeros (as after a ReLU), and
+			// −0 among them: −0 == +0, so the first of either wins.
+			px[i] = float32(rng.IntN(3))
+			if px[i] == 0 && rng.IntN(2) == 0 {
+				px[i] = negZero
+			}
 		}
 		x, dy, y, dx := in(px), in(normal(ps.YLen())), out(ps.YLen()), out(ps.XLen())
 		both(func(d gpu.Device, at func(pair) gpu.Buffer) error {

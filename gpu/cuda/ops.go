@@ -281,7 +281,8 @@ func (d *Device) TanhBackward(dx, dy, y gpu.Buffer, n int) error {
 func (d *Device) LRN(y, x gpu.Buffer, s gpu.LRNShape) error {
 	validate(s)
 	n := s.Len()
-	return d.launch("lrn_forward", d.grid(n), threads, s.N, s.C, s.H*s.W, s.Size, s.Alpha, s.Beta, s.K,
+	grid, span := d.lrnGrid(s)
+	return d.launch("lrn_forward", grid, threads, s.N, s.C, s.H*s.W, span, s.Size, s.Alpha, s.Beta, s.K,
 		d.buf("y", y, n), d.buf("x", x, n))
 }
 
@@ -289,9 +290,35 @@ func (d *Device) LRN(y, x gpu.Buffer, s gpu.LRNShape) error {
 func (d *Device) LRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
 	validate(s)
 	n := s.Len()
-	return d.launch("lrn_backward", d.grid(n), threads, s.N, s.C, s.H*s.W, s.Size, s.Alpha, s.Beta, s.K,
+	grid, span := d.lrnGrid(s)
+	return d.launch("lrn_backward", grid, threads, s.N, s.C, s.H*s.W, span, s.Size, s.Alpha, s.Beta, s.K,
 		d.buf("dx", dx, n), d.buf("dy", dy, n), d.buf("x", x, n), d.buf("y", y, n))
 }
+
+// lrnGrid returns the blocks and the span of channels of the LRN kernels
+// (kernels/lrn.cu, fused.cu): a thread per pixel and run of span channels.
+func (d *Device) lrnGrid(s gpu.LRNShape) (grid, span int) {
+	span = d.lrnSpan(s)
+	return d.grid(s.N * s.H * s.W * ((s.C + span - 1) / span)), span
+}
+
+// lrnSpan returns how many channels each thread of the LRN kernels walks
+// (kernels/lrn.cu): all C, unless the N·H·W pixels are too few threads to
+// fill the GPU (2048 a multiprocessor), as conv2's 27×27 at batch 128 are
+// on an H200; then the channels are split in runs of at least lrnMinSpan,
+// each of which also reads the channels its windows reach beyond it (up to
+// 2·(size/2) on either side backward), from the cache: the neighbouring
+// runs read them too.
+func (d *Device) lrnSpan(s gpu.LRNShape) int {
+	want := 2048 * max(1, d.gc.info.SMs)
+	pixels := s.N * s.H * s.W
+	parts := min((want+pixels-1)/pixels, max(1, s.C/lrnMinSpan))
+	return (s.C + parts - 1) / parts
+}
+
+// lrnMinSpan is the fewest channels lrnSpan gives a thread: below it the
+// window's first sum costs more than the parallelism gains.
+const lrnMinSpan = 16
 
 // MaxPool is overlapping max pooling (kernels/pool.cu).
 func (d *Device) MaxPool(y, x gpu.Buffer, s gpu.PoolShape) error {
@@ -301,12 +328,40 @@ func (d *Device) MaxPool(y, x gpu.Buffer, s gpu.PoolShape) error {
 }
 
 // MaxPoolBackward routes dy to the first maximum of each window, summing
-// where windows overlap (kernels/pool.cu). y is not read.
+// where windows overlap (kernels/pool.cu). y must be MaxPool(x): planes
+// too wide for a block's shared memory find each window's maximum there.
 func (d *Device) MaxPoolBackward(dx, dy, x, y gpu.Buffer, s gpu.PoolShape) error {
 	validate(s)
-	d.ptr("y", y, s.YLen())
-	return d.launch("maxpool_backward", d.grid(s.XLen()), threads, s.N*s.C, s.H, s.W, s.P(), s.Q(), s.Size, s.Stride,
-		d.buf("dx", dx, s.XLen()), d.buf("dy", dy, s.YLen()), d.buf("x", x, s.XLen()))
+	band, grid := poolBand(s), d.grid(s.XLen())
+	if band > 0 {
+		grid = min(s.N*s.C*((s.P()+band-1)/band), 32*max(1, d.gc.info.SMs))
+	}
+	return d.launch("maxpool_backward", grid, threads, s.N*s.C, s.H, s.W, s.P(), s.Q(), s.Size, s.Stride, band,
+		d.buf("dx", dx, s.XLen()), d.buf("dy", dy, s.YLen()), d.buf("x", x, s.XLen()), d.buf("y", y, s.YLen()))
+}
+
+// poolTile and poolWindows are kernels/pool.cu's POOL_TILE and
+// POOL_WINDOWS: the floats of x and the windows a block of
+// maxpool_backward holds in shared memory.
+const poolTile, poolWindows = 4096, 1024
+
+// poolBand returns the output rows a block of maxpool_backward takes
+// (kernels/pool.cu): all P where the plane fits in shared memory (conv1's
+// 55×55 and conv2's 27×27 do), else the most whose windows and input rows
+// fit, counting the windows of the band above that reach into it; 0 (a
+// pixel a thread) where not even one row fits.
+func poolBand(s gpu.PoolShape) int {
+	p, q := s.P(), s.Q()
+	if s.H*s.W <= poolTile && p*q <= poolWindows {
+		return p
+	}
+	above := (s.Size - 1 + s.Stride - 1) / s.Stride
+	for r := p; r >= 1; r-- {
+		if ((r+above-1)*s.Stride+s.Size)*s.W <= poolTile && (r+above)*q <= poolWindows {
+			return r
+		}
+	}
+	return 0
 }
 
 // Dropout is inverted dropout with gpu.DropoutKeep's mask
