@@ -75,6 +75,9 @@ type hostGPU struct {
 	lib     *libs
 
 	mu       sync.Mutex
+	libMu    sync.Mutex // one fake cuBLAS or cuDNN call at a time (serialize)
+	drvMu    sync.Mutex // one fake driver call at a time
+	recMu    sync.Mutex // calls and handles, which every fake appends to
 	mem      map[uint64]*region
 	seq      int
 	handles  uintptr
@@ -125,12 +128,16 @@ func (g *hostGPU) open(o Options) *Device {
 }
 
 func (g *hostGPU) handle() uintptr {
+	g.recMu.Lock()
+	defer g.recMu.Unlock()
 	g.handles++
 	return 0x1000 + g.handles
 }
 
 // record appends a line to the call record.
 func (g *hostGPU) record(format string, args ...any) {
+	g.recMu.Lock()
+	defer g.recMu.Unlock()
 	g.calls = append(g.calls, fmt.Sprintf(format, args...))
 }
 
@@ -180,6 +187,14 @@ func (g *hostGPU) span(p, bytes uint64) []byte {
 		}
 	}
 	return nil
+}
+
+// hasStream reports whether s is a stream of g, for the fakes that run
+// beside the driver (NCCL's ranks, one goroutine each).
+func (g *hostGPU) hasStream(s uintptr) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.streams[s]
 }
 
 // floats returns n float32 of device memory at p, or nil.
@@ -242,7 +257,7 @@ func (g *hostGPU) stream(s uintptr) Result {
 }
 
 func (g *hostGPU) driver() *driver {
-	return &driver{
+	return serialize(&g.drvMu, &driver{
 		path: "host",
 		cuGetErrorName: func(r Result, s *uintptr) Result {
 			n, ok := hostErrorNames[r]
@@ -413,7 +428,7 @@ func (g *hostGPU) driver() *driver {
 			return cudaSuccess
 		},
 		cuLaunchKernel: g.launch,
-	}
+	})
 }
 
 // launch is cuLaunchKernel: it records the launch with its arguments,
@@ -497,6 +512,8 @@ func (g *hostGPU) checkAllLaunched(t *testing.T) {
 
 // takeCalls returns the call record so far and clears it.
 func (g *hostGPU) takeCalls() []string {
+	g.recMu.Lock()
+	defer g.recMu.Unlock()
 	c := slices.Clone(g.calls)
 	g.calls = g.calls[:0]
 	return c

@@ -2,7 +2,9 @@ package cuda
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
+	"sync"
 	"unsafe"
 )
 
@@ -56,7 +58,7 @@ func (g *hostGPU) cublas() *cublas {
 	hname := map[uintptr]string{}
 	stream := map[uintptr]uintptr{}
 	created := 0
-	return &cublas{
+	return serialize(&g.libMu, &cublas{
 		path: "host",
 		create: func(h *uintptr) Result {
 			*h = g.handle()
@@ -100,7 +102,7 @@ func (g *hostGPU) cublas() *cublas {
 		sgemm: func(h uintptr, ta, tb int32, m, n, k int32, alpha *float32, a uint64, lda int32, b uint64, ldb int32, beta *float32, c uint64, ldc int32) Result {
 			return g.sgemm(hname[h], stream[h], ta, tb, int(m), int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc))
 		},
-	}
+	})
 }
 
 // sgemm is cublasSgemm: C = α·op(A)·op(B) + β·C, column-major, op(A)
@@ -410,6 +412,28 @@ func (c *hostDNN) cudnn() *cudnn {
 		},
 	}
 	c.vendor(lib, handle)
+	return serialize(&g.libMu, lib)
+}
+
+// serialize makes every function field of the fake library *lib hold mu
+// while it runs: the fakes keep their descriptors and handles in plain
+// maps, and replicas (parallel.Replicas) call them from a goroutine per
+// device, as the real, thread-safe libraries allow.
+func serialize[L any](mu *sync.Mutex, lib *L) *L {
+	v := reflect.ValueOf(lib).Elem()
+	for i := range v.NumField() {
+		f := v.Field(i)
+		if f.Kind() != reflect.Func || f.IsNil() {
+			continue
+		}
+		f = reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem() // unexported: settable through its address
+		inner := reflect.ValueOf(f.Interface())
+		f.Set(reflect.MakeFunc(f.Type(), func(args []reflect.Value) []reflect.Value {
+			mu.Lock()
+			defer mu.Unlock()
+			return inner.Call(args)
+		}))
+	}
 	return lib
 }
 

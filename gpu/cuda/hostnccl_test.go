@@ -270,7 +270,7 @@ func (h *hostNCCL) allReduce(send, recv uint64, count uint64, dtype, op int32, c
 		return hostOp{}, ncclInvalidArgument
 	}
 	sname, ok := h.streamOf[stream]
-	if !ok && h.g.streams[stream] {
+	if !ok && h.g.hasStream(stream) {
 		// A stream the group made, named for the communicator it is
 		// first used with: one shared by two ranks would show.
 		sname = "the group's stream for " + c.name
@@ -292,10 +292,12 @@ func (h *hostNCCL) allReduce(send, recv uint64, count uint64, dtype, op int32, c
 		return fail(ncclInvalidArgument, "the host NCCL reduces ncclFloat32 only, not %d", dtype)
 	case opNames[op] == "":
 		return fail(ncclInvalidArgument, "op %d", op)
-	case !h.g.streams[stream]:
+	case !h.g.hasStream(stream):
 		return fail(ncclInvalidArgument, "not a stream of the host GPU")
 	}
+	h.g.mu.Lock() // the driver's allocations change g.mem under it
 	s, r := h.g.floats(send, int(count)), h.g.floats(recv, int(count))
+	h.g.mu.Unlock()
 	if s == nil || r == nil {
 		return fail(ncclInvalidArgument, "%d floats at send or recv reach past their allocations", count)
 	}
