@@ -85,7 +85,7 @@ func benchCommand() *cli.Command {
 			},
 			{
 				Name:  "kernels",
-				Usage: "LRN and max pooling, forward and backward, on conv1's and conv2's shapes: our time, cuDNN's, the bytes moved and the fraction of a device copy's bandwidth",
+				Usage: "LRN, max pooling and the fused ReLU+LRN, forward and backward, on conv1's and conv2's shapes: our time, cuDNN's, the bytes moved and the fraction of a device copy's bandwidth",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "gpus", Usage: "the devices, as for train, each timed on its own (default: GPU 0 if there is one, else cpu)"},
 					&cli.IntFlag{Name: "batch", Value: 128, Usage: "images"},
