@@ -75,6 +75,15 @@ nets=${NETS:-alexnet-small,alexnet}
 batch=${BATCH:-128}
 repeats=${REPEATS:-20}
 started=$(date +%s)
+# SECTIONS: which parts run, separated by commas (default all): tests (the
+# cuda.test steps of 3, NCCL and replicas included), scale (3c), train (4),
+# speed (5), e2e (5b), kernels, pytorch (6), precision (7's tests and
+# speeds), convergence (7's runs). The devices step always runs. A 15-minute
+# GPU session fits the whole check in two runs, e.g.
+# SECTIONS=tests,kernels,scale,train,speed then
+# SECTIONS=e2e,pytorch,precision,convergence, each with BUDGET=540.
+sections=",${SECTIONS:-all},"
+want() { [[ $sections == *,all,* || $sections == *",$1,"* ]]; }
 
 names=(); results=(); times=()
 # step NAME [-t SECONDS] CMD…: run CMD with a timeout, log to $out/NAME.log,
@@ -140,7 +149,9 @@ else
 fi
 
 # 3. The CUDA backend's tests, verbose, one per step.
-if [ -x "$dir/cuda.test" ]; then
+if ! want tests; then
+	skip cuda.test "not in SECTIONS"
+elif [ -x "$dir/cuda.test" ]; then
 	for t in TestConformance TestConformancePair TestTwoTowersMatchCPU TestTimer TestSharesMemory TestDeterministic TestOpenCloseLoop TestVendorOps; do
 		step "$t" "$dir/cuda.test" -test.v -test.run "^$t\$" -test.timeout "${timeout_s}s"
 		grep -E -- '--- FAIL' "$out/$t.log" | head -30
@@ -168,26 +179,26 @@ has_gpu() { passed devices && ! grep -q "no CUDA driver" "$out/devices.log"; }
 # 3c. Replicas (issue #16), where the trainer has `bench scale`: two
 # replicas of the two-tower net on one GPU (--gpus 0,0,0,0) against one,
 # its JSON in $out/scale.
-if [ -x "$dir/trainer" ] && has_gpu && "$dir/trainer" bench --help 2>&1 | grep -qE '^[[:space:]]+scale([[:space:]]|,)'; then
+if want scale && [ -x "$dir/trainer" ] && has_gpu && "$dir/trainer" bench --help 2>&1 | grep -qE '^[[:space:]]+scale([[:space:]]|,)'; then
 	step bench-scale -t 25 "$dir/trainer" bench scale --gpus 0,0,0,0 --quick --out "$out/scale"
 	ls "$out/scale" 2>/dev/null
 else
-	skip bench-scale "no trainer with bench scale, or no GPU found"
+	skip bench-scale "not in SECTIONS, no trainer with bench scale, or no GPU found"
 fi
 
 # 4. A short training run on one GPU, both towers.
-if [ -x "$dir/trainer" ] && [ -d "$data" ] && has_gpu; then
+if want train && [ -x "$dir/trainer" ] && [ -d "$data" ] && has_gpu; then
 	step train-0,0 "$dir/trainer" train --gpus 0,0 --epochs 1 --limit 8192 --data "$data" --out "$out/run-0,0"
 else
-	skip train-0,0 "no trainer, no data at $data (set DATA), or no GPU found"
+	skip train-0,0 "not in SECTIONS, no trainer, no data at $data (set DATA), or no GPU found"
 fi
 
 # 5. Throughput.
-if [ -x "$dir/trainer" ] && has_gpu; then
+if want speed && [ -x "$dir/trainer" ] && has_gpu; then
 	step bench-speed "$dir/trainer" bench speed --placements "0;0,0" --nets "$nets" --batch "$batch" --repeats "$repeats" --out "$out/speed"
 	[ -f "$out/speed/speed.md" ] && cat "$out/speed/speed.md" | head -20
 else
-	skip bench-speed "no $dir/trainer, or no GPU found"
+	skip bench-speed "not in SECTIONS, no $dir/trainer, or no GPU found"
 fi
 
 py=${PYTHON:-python3}
@@ -200,7 +211,7 @@ has_torch() { $py -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available()
 # run; speed-summary.py writes $out/speed.json and fails the step if an
 # end-to-end row keeps under 95% of its synthetic step's images/s, or if
 # 0,0 is slower than 0.
-if [ "${E2E:-1}" = 1 ] && [ -x "$dir/trainer" ] && { has_gpu || [ -n "${E2E_RUNS:-}" ]; }; then
+if want e2e && [ "${E2E:-1}" = 1 ] && [ -x "$dir/trainer" ] && { has_gpu || [ -n "${E2E_RUNS:-}" ]; }; then
 	synth=${E2E_DIR:-$out/e2e}
 	step e2e-images "$py" "$here/synth-images.py" "$synth/src" --train "${E2E_IMAGES:-3000}" --val "${E2E_VAL:-200}" --size 256
 	if passed e2e-images; then
@@ -225,17 +236,17 @@ if [ "${E2E:-1}" = 1 ] && [ -x "$dir/trainer" ] && { has_gpu || [ -n "${E2E_RUNS
 		step e2e-summary -t 30 "$py" "$here/speed-summary.py" --out "$out/speed.json" "${reports[@]}" --torch "${torchlogs[@]}"
 	fi
 else
-	skip e2e "E2E=0, no trainer, or no GPU found (E2E_RUNS='alexnet-small:cpu;cpu,cpu' forces a dry run)"
+	skip e2e "not in SECTIONS, E2E=0, no trainer, or no GPU found (E2E_RUNS='alexnet-small:cpu;cpu,cpu' forces a dry run)"
 fi
-if [ -x "$dir/trainer" ] && has_gpu; then
+if want kernels && [ -x "$dir/trainer" ] && has_gpu; then
 	step bench-kernels -t 90 "$dir/trainer" bench kernels --gpus 0 --batch "$batch" --repeats "$repeats" --out "$out/kernels"
 	[ -f "$out/kernels/kernels.md" ] && cat "$out/kernels/kernels.md"
 else
-	skip bench-kernels "no $dir/trainer, or devices failed or found no GPU"
+	skip bench-kernels "not in SECTIONS, no $dir/trainer, or devices failed or found no GPU"
 fi
 
 # 6. The PyTorch twin (bench/pytorch), where python3 has torch with CUDA.
-if [ "${PYTORCH:-1}" = 1 ] && [ -x "$dir/trainer" ] && has_torch; then
+if want pytorch && [ "${PYTORCH:-1}" = 1 ] && [ -x "$dir/trainer" ] && has_torch; then
 	$py -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())' | tee "$out/torch.log"
 	P="$py $here/../bench/pytorch/parity.py --trainer $dir/trainer --device cuda"
 	export PYTHONUNBUFFERED=1
@@ -249,7 +260,7 @@ if [ "${PYTORCH:-1}" = 1 ] && [ -x "$dir/trainer" ] && has_torch; then
 	step speed-twin-alexnet -t 150 $S --net alexnet --grouped
 	step speed-twin-small -t 90 $S --net alexnet-small --grouped
 else
-	skip pytorch "PYTORCH=0, no trainer, or no python3 with torch and CUDA"
+	skip pytorch "not in SECTIONS, PYTORCH=0, no trainer, or no python3 with torch and CUDA"
 fi
 
 # 7. Precisions (issue #12): bf16's GPU tests, a training step in each
@@ -258,15 +269,15 @@ fi
 # `bench speed --precision` skips it all.
 precs=${PRECISIONS:-tf32 bf16}
 prec_nets=${PREC_NETS:-alexnet}
-if [ -x "$dir/cuda.test" ] && has_gpu; then
+if want precision && [ -x "$dir/cuda.test" ] && has_gpu; then
 	for t in TestConformanceBF16 TestTwoTowersBF16MatchCPU; do
 		step "$t" "$dir/cuda.test" -test.v -test.run "^$t\$" -test.timeout "${timeout_s}s"
 		grep -E -- '--- FAIL' "$out/$t.log" | head -30
 	done
 else
-	skip bf16-cuda-tests "no $dir/cuda.test, or no GPU found"
+	skip bf16-cuda-tests "not in SECTIONS, no $dir/cuda.test, or no GPU found"
 fi
-if [ -x "$dir/trainer" ] && "$dir/trainer" bench speed --help 2>&1 | grep -q -- '--precision' &&
+if want precision && [ -x "$dir/trainer" ] && "$dir/trainer" bench speed --help 2>&1 | grep -q -- '--precision' &&
 	{ has_gpu || [ -n "${PREC_PLACEMENTS:-}" ]; }; then
 	reports=() tlogs=()
 	# fp32: step 5's rows and step 6's PyTorch twins where they ran.
@@ -287,17 +298,17 @@ if [ -x "$dir/trainer" ] && "$dir/trainer" bench speed --help 2>&1 | grep -q -- 
 		step precision-summary -t 30 "$py" "$here/precision-summary.py" --out "$out/speed-precision.json" "${reports[@]}" --torch "${tlogs[@]}"
 	fi
 else
-	skip precision-speed "no $dir/trainer, one without bench speed --precision, or no GPU found"
+	skip precision-speed "not in SECTIONS, no $dir/trainer, one without bench speed --precision, or no GPU found"
 fi
 left=$((budget - ($(date +%s) - started)))
 conv_deadline=$((left - 60 < ${CONV_DEADLINE:-240} ? left - 60 : ${CONV_DEADLINE:-240}))
-if [ "${CONVERGENCE:-1}" = 1 ] && [ -x "$dir/trainer" ] && [ -d "$data" ] && { has_gpu || [ -n "${CONV_GPUS:-}" ]; } &&
+if want convergence && [ "${CONVERGENCE:-1}" = 1 ] && [ -x "$dir/trainer" ] && [ -d "$data" ] && { has_gpu || [ -n "${CONV_GPUS:-}" ]; } &&
 	"$dir/trainer" train --help 2>&1 | grep -q 'bf16' && [ "$conv_deadline" -ge 60 ]; then
 	step bf16-convergence -t $((conv_deadline + 45)) env GPUS="${CONV_GPUS:-0,0}" DEADLINE="$conv_deadline" \
 		LIMIT="${CONV_LIMIT:-0}" EPOCHS="${CONV_EPOCHS:-4}" PYTHON="$py" \
 		"$here/precision-convergence.sh" "$dir/trainer" "$data" "$out/convergence"
 else
-	skip bf16-convergence "CONVERGENCE=0, no trainer with --precision bf16, no data at $data, no GPU found, or under 2 minutes of the budget left"
+	skip bf16-convergence "not in SECTIONS, CONVERGENCE=0, no trainer with --precision bf16, no data at $data, no GPU found, or under 2 minutes of the budget left"
 fi
 
 echo

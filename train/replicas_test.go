@@ -65,8 +65,12 @@ func agree(t *testing.T, what string, ms, want []Metrics, w, wantW model.Weights
 // cpu,cpu,cpu,cpu against cpu,cpu, and the one-tower net on cpu,cpu
 // against cpu, at the same global batch and seed, the batches rendered on
 // the devices (each replica its slice) and on the host: the same losses,
-// errors and weights to 1e-5, epoch after epoch; config.json records the
-// replicas.
+// errors and weights to 1e-5 after an epoch of three steps; config.json
+// records the replicas. (Longer, the two drift apart by rounding alone: a
+// sum in another order moves a pre-activation near 0 across the ReLU, and
+// after six steps at the rate 0.05 conv1's weights differ by 3e-4 of
+// their largest, as they do at 0.01; parallel's TestReplicasTrainAsOne
+// holds each step to 1e-5.)
 func TestReplicasTrainAsOne(t *testing.T) {
 	dir := t.TempDir()
 	writeCIFAR(t, dir, true, nil)
@@ -80,7 +84,7 @@ func TestReplicasTrainAsOne(t *testing.T) {
 				deviceAugment = onDevice
 				defer func() { deviceAugment = old }()
 				c := tinyConfig(t, dir)
-				c.Net, c.Epochs, c.CheckpointMinutes = tc.net, 2, 0
+				c.Net, c.Epochs, c.CheckpointMinutes = tc.net, 1, 0
 				c.GPUs = tc.one
 				ms1, w1, c1, _ := replicaRun(t, c)
 				c.GPUs = tc.two
