@@ -155,14 +155,15 @@ func layerTable(prof []parallel.LayerTime, steps int) string {
 }
 
 // workerTable formats each worker's WorkerTime over steps steps, in
-// milliseconds per step: its work, its waits for the other device and
-// the time it had finished while another had not.
+// milliseconds per step: its work (and its thread's CPU time: less than
+// the work when other threads took its core), its waits for the other
+// device and the time it had finished while another had not.
 func workerTable(ws []parallel.WorkerTime, steps int) string {
 	var sb strings.Builder
 	ms := func(d time.Duration) float64 { return d.Seconds() * 1e3 / float64(steps) }
 	for _, w := range ws {
-		fmt.Fprintf(&sb, "  %-6s wall %8.2f  work %8.2f  wait-fwd %7.2f  wait-bwd %7.2f  done %7.2f\n",
-			w.Device, ms(w.Wall), ms(w.Work), ms(w.WaitForward), ms(w.WaitBackward), ms(w.Done))
+		fmt.Fprintf(&sb, "  %-6s wall %8.2f  work %8.2f (thread cpu %8.2f)  wait-fwd %7.2f  wait-bwd %7.2f  done %7.2f\n",
+			w.Device, ms(w.Wall), ms(w.Work), ms(w.CPU), ms(w.WaitForward), ms(w.WaitBackward), ms(w.Done))
 	}
 	return strings.TrimRight(sb.String(), "\n")
 }

@@ -91,6 +91,7 @@ type worker struct {
 	// writes them, and they are read between steps.
 	waitFwd, waitBwd time.Duration // blocked on another device's output, forward and backward
 	job              time.Duration // running its share of the steps
+	cpu              time.Duration // its thread's CPU time meanwhile
 	backward         bool          // the step in progress is in its backward pass
 }
 
@@ -180,10 +181,11 @@ func (r *Runner) all(f func(ctx context.Context, wk *worker) error) error {
 	errs := make(chan error, len(r.workers))
 	for _, wk := range r.workers {
 		wk.jobs <- func() {
-			t0 := time.Now()
+			t0, c0 := time.Now(), threadCPU()
 			wk.backward = false
 			err := f(ctx, wk)
 			wk.job += time.Since(t0)
+			wk.cpu += threadCPU() - c0
 			if err != nil {
 				cancel()
 			}
@@ -475,11 +477,13 @@ func (r *Runner) Profile() []LayerTime {
 // until another device's activations or gradients arrive) and Done
 // (finished its share of a step while another worker had not). On a
 // device that runs work asynchronously the waits include none of the
-// device's own idle time.
+// device's own idle time. CPU is the CPU time the worker's thread used
+// (Linux; 0 elsewhere): on the CPU device, Work less CPU is time the
+// thread was ready but another thread had its core.
 type WorkerTime struct {
 	Device                                string
 	Wall, Work, WaitForward, WaitBackward time.Duration
-	Done                                  time.Duration
+	Done, CPU                             time.Duration
 }
 
 // WorkerTimes returns each worker's WorkerTime, one per device, in the
@@ -488,7 +492,7 @@ func (r *Runner) WorkerTimes() []WorkerTime {
 	var out []WorkerTime
 	for _, w := range r.workers {
 		out = append(out, WorkerTime{Device: w.dev.Name(), Wall: r.wall, Work: w.job - w.waitFwd - w.waitBwd,
-			WaitForward: w.waitFwd, WaitBackward: w.waitBwd, Done: r.wall - w.job})
+			WaitForward: w.waitFwd, WaitBackward: w.waitBwd, Done: r.wall - w.job, CPU: w.cpu})
 	}
 	return out
 }
@@ -497,7 +501,7 @@ func (r *Runner) WorkerTimes() []WorkerTime {
 func (r *Runner) ResetProfile() {
 	r.wall = 0
 	for _, w := range r.workers {
-		w.waitFwd, w.waitBwd, w.job = 0, 0, 0
+		w.waitFwd, w.waitBwd, w.job, w.cpu = 0, 0, 0, 0
 	}
 	for _, n := range r.nodes {
 		n.fwd, n.bwd = 0, 0
