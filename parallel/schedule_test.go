@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/alexnet-go/trainer/gpu"
 	"github.com/alexnet-go/trainer/gpu/cpu"
@@ -112,5 +113,57 @@ func TestWeightGradientsAfterSends(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// slowDevice is a CPU device whose forward convolutions each take at
+// least delay longer.
+type slowDevice struct {
+	*cpu.Device
+	delay time.Duration
+}
+
+func (d *slowDevice) Conv(y, x, w gpu.Buffer, s gpu.ConvShape) error {
+	time.Sleep(d.delay)
+	return d.Device.Conv(y, x, w, s)
+}
+
+// WorkerTimes charges a wait to the worker that waits: with tower b's
+// forward convolutions slowed by 100 ms each, tower a waits at the joins
+// (conv3, fc6) for most of that in each step, tower b hardly at all, and
+// each worker's times add up to the steps' wall time.
+func TestWorkerTimes(t *testing.T) {
+	net, err := model.Build("alexnet-small", model.Options{Channels: 1, Classes: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cpu.New(cpu.Options{Index: 0, Threads: 1})
+	b := &slowDevice{Device: cpu.New(cpu.Options{Index: 1, Threads: 1}), delay: 100 * time.Millisecond}
+	r := newRunner(t, net, model.Init(net, 1), a, b)
+	in := batch(net, 8, 1)
+	if _, err := r.Train(in, 0.01); err != nil {
+		t.Fatal(err)
+	}
+	r.ResetProfile()
+	const steps = 2
+	for range steps {
+		if _, err := r.Train(in, 0.01); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ws := r.WorkerTimes()
+	if len(ws) != 2 || ws[0].Device != a.Name() || ws[1].Device != b.Name() {
+		t.Fatalf("worker times %+v, want one for %s and one for %s", ws, a.Name(), b.Name())
+	}
+	for _, w := range ws {
+		if sum := w.Work + w.WaitForward + w.WaitBackward + w.Done; sum != w.Wall || w.Work <= 0 {
+			t.Errorf("%s: %+v adds up to %v, not the wall time", w.Device, w, sum)
+		}
+	}
+	// b's five slowed convolutions (conv1b to conv5b) make the wall
+	// time; a waits for conv2b's output, then for conv3b to conv5b's.
+	if min := steps * 150 * time.Millisecond; ws[0].WaitForward < min || ws[1].WaitForward > ws[0].WaitForward/4 {
+		t.Errorf("forward waits %v on %s and %v on the slowed %s; want at least %v on the first, a quarter of that at most on the second",
+			ws[0].WaitForward, ws[0].Device, ws[1].WaitForward, ws[1].Device, min)
 	}
 }
