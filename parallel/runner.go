@@ -472,10 +472,12 @@ func (r *Runner) Profile() []LayerTime {
 }
 
 // WorkerTime is where one device's worker spent the wall time of the
-// steps since the last ResetProfile: the steps' whole wall time is Work
-// (computing and issuing work), WaitForward and WaitBackward (blocked
-// until another device's activations or gradients arrive) and Done
-// (finished its share of a step while another worker had not). On a
+// steps since the last ResetProfile (of every call that runs on all the
+// workers at once: Eval, and reading or setting the weights, count as
+// steps too): the whole, Wall, is Work (computing and issuing work),
+// WaitForward and WaitBackward (blocked until another device's
+// activations or gradients arrive) and Done (finished its share of a
+// step while another worker had not). On a
 // device that runs work asynchronously the waits include none of the
 // device's own idle time. CPU is the CPU time the worker's thread used
 // (Linux; 0 elsewhere): on the CPU device, Work less CPU is time the
