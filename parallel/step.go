@@ -484,9 +484,9 @@ func (r *Runner) backward(ctx context.Context, wk *worker, N int, lr float32) er
 			}
 		}
 		// The weight gradient waits for the next wait on another
-		// device (defer); or, without one to wait for (device timing
-		// on, replicas), it follows the input gradient sent to another
-		// device (late), which then overlaps it.
+		// device (deferred); or, where nothing is deferred (replicas),
+		// it follows the input gradient sent to another device (late),
+		// which then overlaps it.
 		deferred := i > lastWait && r.split(n)
 		late := deferred || (!r.deviceTiming && r.sendsGrad(n))
 		if n.wt != nil {
@@ -537,10 +537,10 @@ func (r *Runner) backward(ctx context.Context, wk *worker, N int, lr float32) er
 // lastGradientWait is the table index of the last node wk's backward
 // pass waits at for another device's gradient (the lowest index): the
 // layers above it may leave their weight gradients until that wait
-// (backward). len(r.nodes), so that none does, when there is none, and where a
-// layer's backward must stay one span: with device timing on (one pair
-// of marks per layer and pass) or replicas (whose buckets are handed
-// over as soon as the gradients are final).
+// (backward). It is len(r.nodes), so that none does, when there is no
+// such wait, and where a layer's backward must stay one span: with
+// device timing on (one pair of marks per layer and pass) or replicas
+// (whose buckets are handed over as soon as the gradients are final).
 func (r *Runner) lastGradientWait(wk *worker) int {
 	if r.deviceTiming || r.opt.reduce != nil {
 		return len(r.nodes)
