@@ -128,6 +128,7 @@ func benchStep(b *testing.B, name string, batch int) {
 			b.ReportMetric(float64(r.MovedBytes())/float64(b.N)/(1<<20), "MiB-moved/step")
 			b.Logf("%s on %s: %.1f GFLOP/s = %.2f of SGEMM (%.1f before, %.1f after, %d threads); per layer, ms per step:\n%s",
 				name, p.name, rate, rate/((gemm+gemmAfter)/2), gemm, gemmAfter, p.threads, layerTable(r.Profile(), b.N))
+			b.Logf("%s on %s: each worker's share of the steps' wall time, ms per step:\n%s", name, p.name, workerTable(r.WorkerTimes(), b.N))
 		})
 	}
 	for _, t := range []struct {
@@ -151,6 +152,20 @@ func layerTable(prof []parallel.LayerTime, steps int) string {
 	}
 	fmt.Fprintf(&sb, "  %-15s fwd %7.2f  bwd %7.2f", "all layers", ms(fwd), ms(bwd))
 	return sb.String()
+}
+
+// workerTable formats each worker's WorkerTime over steps steps, in
+// milliseconds per step: its work (and its thread's CPU time: less than
+// the work when other threads took its core), its waits for the other
+// device and the time it had finished while another had not.
+func workerTable(ws []parallel.WorkerTime, steps int) string {
+	var sb strings.Builder
+	ms := func(d time.Duration) float64 { return d.Seconds() * 1e3 / float64(steps) }
+	for _, w := range ws {
+		fmt.Fprintf(&sb, "  %-6s wall %8.2f  work %8.2f (thread cpu %8.2f)  wait-fwd %7.2f  wait-bwd %7.2f  done %7.2f\n",
+			w.Device, ms(w.Wall), ms(w.Work), ms(w.CPU), ms(w.WaitForward), ms(w.WaitBackward), ms(w.Done))
+	}
+	return strings.TrimRight(sb.String(), "\n")
 }
 
 // torchPython returns a Python that imports torch: $ALEXNET_PYTHON, else

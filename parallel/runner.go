@@ -77,6 +77,8 @@ type Runner struct {
 	moved atomic.Int64 // bytes moved between devices since the last reset
 
 	deviceTiming bool // time layers on the devices' clocks where they can (SetDeviceTiming)
+
+	wall time.Duration // the steps' wall time since the last ResetProfile (WorkerTimes)
 }
 
 // worker is the goroutine that owns one device: every call on the device
@@ -84,6 +86,13 @@ type Runner struct {
 type worker struct {
 	dev  gpu.Device
 	jobs chan func()
+
+	// Summed over steps since the last ResetProfile; only this worker
+	// writes them, and they are read between steps.
+	waitFwd, waitBwd time.Duration // blocked on another device's output, forward and backward
+	job              time.Duration // running its share of the steps
+	cpu              time.Duration // its thread's CPU time meanwhile
+	backward         bool          // the step in progress is in its backward pass
 }
 
 func newWorker(d gpu.Device) *worker {
@@ -167,10 +176,16 @@ func New(net *model.Net, devs []gpu.Device, w model.Weights, o Options) (*Runner
 func (r *Runner) all(f func(ctx context.Context, wk *worker) error) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	began := time.Now()
+	defer func() { r.wall += time.Since(began) }()
 	errs := make(chan error, len(r.workers))
 	for _, wk := range r.workers {
 		wk.jobs <- func() {
+			t0, c0 := time.Now(), threadCPU()
+			wk.backward = false
 			err := f(ctx, wk)
+			wk.job += time.Since(t0)
+			wk.cpu += threadCPU() - c0
 			if err != nil {
 				cancel()
 			}
@@ -249,6 +264,14 @@ func (r *Runner) send(e *edge) error {
 
 // recv waits until e has arrived on this worker's device.
 func recv(ctx context.Context, e *edge) error {
+	began := time.Now()
+	defer func() {
+		if w := e.to; w.backward {
+			w.waitBwd += time.Since(began)
+		} else {
+			w.waitFwd += time.Since(began)
+		}
+	}()
 	select {
 	case ev := <-e.ready:
 		if err := e.to.dev.Wait(ev); err != nil {
@@ -448,8 +471,40 @@ func (r *Runner) Profile() []LayerTime {
 	return out
 }
 
-// ResetProfile zeroes the times Profile reports.
+// WorkerTime is where one device's worker spent the wall time of the
+// steps since the last ResetProfile (of every call that runs on all the
+// workers at once: Eval, and reading or setting the weights, count as
+// steps too): the whole, Wall, is Work (computing and issuing work),
+// WaitForward and WaitBackward (blocked until another device's
+// activations or gradients arrive) and Done (finished its share of a
+// step while another worker had not). On a
+// device that runs work asynchronously the waits include none of the
+// device's own idle time. CPU is the CPU time the worker's thread used
+// (Linux; 0 elsewhere): on the CPU device, Work less CPU is time the
+// thread was ready but another thread had its core.
+type WorkerTime struct {
+	Device                                string
+	Wall, Work, WaitForward, WaitBackward time.Duration
+	Done, CPU                             time.Duration
+}
+
+// WorkerTimes returns each worker's WorkerTime, one per device, in the
+// order of the towers.
+func (r *Runner) WorkerTimes() []WorkerTime {
+	var out []WorkerTime
+	for _, w := range r.workers {
+		out = append(out, WorkerTime{Device: w.dev.Name(), Wall: r.wall, Work: w.job - w.waitFwd - w.waitBwd,
+			WaitForward: w.waitFwd, WaitBackward: w.waitBwd, Done: r.wall - w.job, CPU: w.cpu})
+	}
+	return out
+}
+
+// ResetProfile zeroes the times Profile and WorkerTimes report.
 func (r *Runner) ResetProfile() {
+	r.wall = 0
+	for _, w := range r.workers {
+		w.waitFwd, w.waitBwd, w.job, w.cpu = 0, 0, 0, 0
+	}
 	for _, n := range r.nodes {
 		n.fwd, n.bwd = 0, 0
 		n.fmarks, n.bmarks = nil, nil

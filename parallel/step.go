@@ -417,11 +417,38 @@ func (r *Runner) forwardNode(n *node, N int, train bool) error {
 // the end (one kernel launch on a GPU, not two per layer), which gives the
 // same bits as updating each layer after its backward pass, since nothing
 // reads a layer's weights after it.
+//
+// A worker that will wait for another device's gradients leaves the
+// weight gradients of the layers above that wait (see split) until just
+// before it: it sends the input gradients the other device waits for
+// first, and computes the weight gradients while the other device
+// catches up, rather than idling at the wait. Each is the same call on
+// the same buffers as in place, so the bits are the same.
 func (r *Runner) backward(ctx context.Context, wk *worker, N int, lr float32) error {
 	d := wk.dev
+	wk.backward = true
 	var ws, vs, dws []gpu.Buffer
 	upd := gpu.SGDMultiShape{LR: lr, Momentum: r.opt.Momentum}
 	bk := r.buckets(ctx, wk) // nil without replicas
+	var later []*node        // layers whose weight gradient is left for later, in backward order
+	weightsNow := func(n *node) error {
+		began := time.Now()
+		if err := r.timed(d, &n.bmarks, func() error { return r.backwardWeights(n, N) }); err != nil {
+			return fmt.Errorf("parallel: %s weight gradient on %s: %w", n.l.Name, d.Name(), err)
+		}
+		n.bwd += time.Since(began)
+		return bk.add(n.dw, n.db) // final now: averaged while the backward goes on
+	}
+	flush := func() error {
+		for _, n := range later {
+			if err := weightsNow(n); err != nil {
+				return err
+			}
+		}
+		later = later[:0]
+		return nil
+	}
+	lastWait := r.lastGradientWait(wk)
 	for i := len(r.nodes) - 1; i >= 0; i-- {
 		n := r.nodes[i]
 		if n.w != wk {
@@ -436,6 +463,9 @@ func (r *Runner) backward(ctx context.Context, wk *worker, N int, lr float32) er
 		}
 		for k, c := range n.contribs {
 			if c.edge != nil {
+				if err := flush(); err != nil {
+					return err
+				}
 				if err := recv(ctx, c.edge); err != nil {
 					return err
 				}
@@ -453,16 +483,22 @@ func (r *Runner) backward(ctx context.Context, wk *worker, N int, lr float32) er
 				return err
 			}
 		}
-		began := time.Now()
-		if err := r.timed(d, &n.bmarks, func() error { return r.backwardNode(n, N) }); err != nil {
-			return fmt.Errorf("parallel: %s backward on %s: %w", n.l.Name, d.Name(), err)
-		}
-		n.bwd += time.Since(began)
+		// The weight gradient waits for the next wait on another
+		// device (deferred); or, where nothing is deferred (replicas),
+		// it follows the input gradient sent to another device (late),
+		// which then overlaps it.
+		deferred := i > lastWait && r.split(n)
+		late := deferred || (!r.deviceTiming && r.sendsGrad(n))
 		if n.wt != nil {
 			ws, vs, dws = append(ws, n.wt, n.b), append(vs, n.vw, n.vb), append(dws, n.dw, n.db)
 			upd.Sizes = append(upd.Sizes, n.wt.Len(), n.b.Len())
 			upd.WeightDecays = append(upd.WeightDecays, r.opt.WeightDecay, 0) // the biases are not decayed
 		}
+		began := time.Now()
+		if err := r.timed(d, &n.bmarks, func() error { return r.backwardNode(n, N, late) }); err != nil {
+			return fmt.Errorf("parallel: %s backward on %s: %w", n.l.Name, d.Name(), err)
+		}
+		n.bwd += time.Since(began)
 		for _, e := range n.backs {
 			if e != nil {
 				if err := r.send(e); err != nil {
@@ -470,11 +506,21 @@ func (r *Runner) backward(ctx context.Context, wk *worker, N int, lr float32) er
 				}
 			}
 		}
-		if n.wt != nil {
+		switch {
+		case deferred:
+			later = append(later, n)
+		case late:
+			if err := weightsNow(n); err != nil {
+				return err
+			}
+		case n.wt != nil:
 			if err := bk.add(n.dw, n.db); err != nil { // final now: averaged while the backward goes on
 				return err
 			}
 		}
+	}
+	if err := flush(); err != nil {
+		return err
 	}
 	if len(ws) == 0 {
 		return nil
@@ -488,7 +534,73 @@ func (r *Runner) backward(ctx context.Context, wk *worker, N int, lr float32) er
 	return nil
 }
 
-func (r *Runner) backwardNode(n *node, N int) error {
+// lastGradientWait is the table index of the last node wk's backward
+// pass waits at for another device's gradient (the lowest index): the
+// layers above it may leave their weight gradients until that wait
+// (backward). It is len(r.nodes), so that none does, when there is no
+// such wait, and where a layer's backward must stay one span: with
+// device timing on (one pair of marks per layer and pass) or replicas
+// (whose buckets are handed over as soon as the gradients are final).
+func (r *Runner) lastGradientWait(wk *worker) int {
+	if r.deviceTiming || r.opt.reduce != nil {
+		return len(r.nodes)
+	}
+	for i, n := range r.nodes {
+		if n.w != wk {
+			continue
+		}
+		for _, c := range n.contribs {
+			if c.edge != nil {
+				return i
+			}
+		}
+	}
+	return len(r.nodes)
+}
+
+// split reports whether n's backward pass is calls that can leave the
+// weight gradient for later (backwardNode with late): a conv layer, or
+// a linear layer without the fused ReLU.
+func (r *Runner) split(n *node) bool {
+	switch n.l.Kind {
+	case model.Conv:
+		return true
+	case model.Linear:
+		return !(n.l.ReLU && !r.reluInLRN(n))
+	}
+	return false
+}
+
+// sendsGrad reports whether n's weight gradient should follow its input
+// gradient: it can (split), and another device waits for the input
+// gradient.
+func (r *Runner) sendsGrad(n *node) bool {
+	for _, e := range n.backs {
+		if e != nil {
+			return r.split(n)
+		}
+	}
+	return false
+}
+
+// backwardWeights computes the weight gradient a backwardNode with late
+// left out: the same calls on the same buffers, so the same bits.
+func (r *Runner) backwardWeights(n *node, N int) error {
+	d, l := n.dev, n.l
+	x := n.ins[0].buf
+	if len(n.ins) > 1 {
+		x = n.xcat
+	}
+	if l.Kind == model.Conv {
+		return d.ConvBackwardFilter(n.dw, n.dy, x, convShape(l, N))
+	}
+	return d.LinearBackwardWeights(n.dw, n.db, n.dy, x, gpu.LinearShape{N: N, In: l.In.Len(), Out: l.Filters})
+}
+
+// backwardNode runs n's backward pass: the gradients of its inputs and
+// of its parameters; with late, a conv or unfused linear layer's weight
+// gradient is left to backwardWeights.
+func (r *Runner) backwardNode(n *node, N int, late bool) error {
 	d, l := n.dev, n.l
 	cnt := N * l.Out.Len()
 	// The ReLU's gradient is taken in the bias gradient's pass, or by the
@@ -516,7 +628,7 @@ func (r *Runner) backwardNode(n *node, N int) error {
 		} else {
 			err = d.BiasBackward(n.db, n.dy, bs)
 		}
-		if err == nil {
+		if err == nil && !late {
 			err = d.ConvBackwardFilter(n.dw, n.dy, x, s)
 		}
 		if err == nil && dx != nil {
@@ -528,7 +640,9 @@ func (r *Runner) backwardNode(n *node, N int) error {
 			err = d.LinearReLUBackward(dx, n.dw, n.db, n.dy, x, n.wt, n.y, s)
 			break
 		}
-		err = d.LinearBackwardWeights(n.dw, n.db, n.dy, x, s)
+		if !late {
+			err = d.LinearBackwardWeights(n.dw, n.db, n.dy, x, s)
+		}
 		if err == nil && dx != nil {
 			err = d.LinearBackwardData(dx, n.dy, n.wt, s)
 		}
