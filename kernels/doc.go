@@ -13,7 +13,8 @@
 //   - the CUDA C sources, embedded with go:embed and compiled by NVRTC when
 //     a CUDA device starts, so that the build needs no CUDA toolkit (package
 //     gpu/cuda loads and launches them). Thirteen files, twenty-five kernels:
-//     lrn.cu (lrn_forward, lrn_backward), pool.cu (maxpool_forward,
+//     lrn.cu (lrn_forward, lrn_backward, and relu_lrn_forward,
+//     relu_lrn_backward: the LRN of max(0, x), the same template), pool.cu (maxpool_forward,
 //     maxpool_backward), relu.cu and tanh.cu (the activations and their
 //     backward passes), bias.cu (bias_add, bias_backward), dropout.cu
 //     (dropout_forward, dropout_backward), softmax.cu (softmax_xent and its
@@ -22,9 +23,8 @@
 //     (concat_rows, split_rows: the cross-tower joins), add.cu
 //     (add_inplace), augment.cu (augment: crops, flips, colour noise and
 //     the mean image on the device), fused.cu (bias_relu,
-//     relu_bias_backward, relu_lrn_forward, relu_lrn_backward: the ReLU
-//     folded into the bias or the LRN pass next to it, the same bits as
-//     the unfused kernels) and bf16.cu (round_bf16: the bf16 precision's
+//     relu_bias_backward: the ReLU folded into the bias's pass, the same
+//     bits as the unfused kernels) and bf16.cu (round_bf16: the bf16 precision's
 //     rounding, package gpu/bf16);
 //   - float64 references for LRN and max pooling (LRN, LRNBackward,
 //     MaxPool, MaxPoolBackward), written straight from the formula in their
