@@ -2,8 +2,9 @@ package cuda
 
 import "github.com/alexnet-go/trainer/gpu"
 
-// The fused operations (kernels/fused.cu): each launches one kernel where
-// its unfused sequence launches two, with the same bits. The FC layers'
+// The fused operations (kernels/fused.cu; ReLULRN and its backward are in
+// ops.go, beside LRN, as their kernels are lrn.cu's): each launches one
+// kernel where its unfused sequence launches two, with the same bits. The FC layers'
 // bias and ReLU are a kernel after cuBLAS's product, not a cuBLASLt
 // epilogue (CUBLASLT_EPILOGUE_RELU_BIAS, DRELU_BGRAD): the same single
 // pass over y, without binding cuBLASLt. The convolutions' likewise follow
@@ -60,22 +61,4 @@ func (d *Device) LinearReLUBackward(dx, dw, db, dy, x, w, y gpu.Buffer, s gpu.Li
 		return nil
 	}
 	return d.sgemm(false, false, s.N, s.In, s.Out, dyb.ptr, s.Out, wp, s.In, dxp, s.In)
-}
-
-// ReLULRN sets y = LRN(max(0, x)) (kernels/fused.cu).
-func (d *Device) ReLULRN(y, x gpu.Buffer, s gpu.LRNShape) error {
-	validate(s)
-	n := s.Len()
-	grid, span := d.lrnGrid(s)
-	return d.launch("relu_lrn_forward", grid, threads, s.N, s.C, s.H*s.W, span, s.Size, s.Alpha, s.Beta, s.K,
-		d.buf("y", y, n), d.buf("x", x, n))
-}
-
-// ReLULRNBackward computes dx for y = ReLULRN(x) (kernels/fused.cu).
-func (d *Device) ReLULRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
-	validate(s)
-	n := s.Len()
-	grid, span := d.lrnGrid(s)
-	return d.launch("relu_lrn_backward", grid, threads, s.N, s.C, s.H*s.W, span, s.Size, s.Alpha, s.Beta, s.K,
-		d.buf("dx", dx, n), d.buf("dy", dy, n), d.buf("x", x, n), d.buf("y", y, n))
 }

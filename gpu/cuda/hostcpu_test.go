@@ -276,7 +276,7 @@ func matchCPU(t *testing.T, hd *Device, cd gpu.Device) {
 		check(fmt.Sprintf("AddBias %+v", bs), y, 0)
 	}
 
-	// The fused ops (kernels/fused.cu).
+	// The fused ops (kernels/fused.cu, and lrn.cu for ReLU+LRN).
 	for _, bs := range []gpu.BiasShape{{N: 2, C: 4, Inner: 6}, {N: 8, C: 6, Inner: 169}, {N: 5, C: 7, Inner: 1}} {
 		y, b, dy, dx, db := in(normal(bs.Len())), in(normal(bs.C)), in(normal(bs.Len())), out(bs.Len()), out(bs.C)
 		both(func(d gpu.Device, at func(pair) gpu.Buffer) error {

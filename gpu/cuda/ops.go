@@ -279,24 +279,45 @@ func (d *Device) TanhBackward(dx, dy, y gpu.Buffer, n int) error {
 
 // LRN is local response normalization across channels (kernels/lrn.cu).
 func (d *Device) LRN(y, x gpu.Buffer, s gpu.LRNShape) error {
-	validate(s)
-	n := s.Len()
-	grid, span := d.lrnGrid(s)
-	return d.launch("lrn_forward", grid, threads, s.N, s.C, s.H*s.W, span, s.Size, s.Alpha, s.Beta, s.K,
-		d.buf("y", y, n), d.buf("x", x, n))
+	return d.lrn("lrn_forward", y, x, s)
 }
 
 // LRNBackward computes dx from dy, x and y = LRN(x) (kernels/lrn.cu).
 func (d *Device) LRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
+	return d.lrnBackward("lrn_backward", dx, dy, x, y, s)
+}
+
+// ReLULRN sets y = LRN(max(0, x)): lrn.cu's kernel with the ReLU applied
+// as x is read.
+func (d *Device) ReLULRN(y, x gpu.Buffer, s gpu.LRNShape) error {
+	return d.lrn("relu_lrn_forward", y, x, s)
+}
+
+// ReLULRNBackward computes dx for y = ReLULRN(x) (kernels/lrn.cu).
+func (d *Device) ReLULRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
+	return d.lrnBackward("relu_lrn_backward", dx, dy, x, y, s)
+}
+
+// lrn and lrnBackward launch one of lrn.cu's forward or backward kernels,
+// which take the same arguments.
+func (d *Device) lrn(kernel string, y, x gpu.Buffer, s gpu.LRNShape) error {
 	validate(s)
 	n := s.Len()
 	grid, span := d.lrnGrid(s)
-	return d.launch("lrn_backward", grid, threads, s.N, s.C, s.H*s.W, span, s.Size, s.Alpha, s.Beta, s.K,
+	return d.launch(kernel, grid, threads, s.N, s.C, s.H*s.W, span, s.Size, s.Alpha, s.Beta, s.K,
+		d.buf("y", y, n), d.buf("x", x, n))
+}
+
+func (d *Device) lrnBackward(kernel string, dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
+	validate(s)
+	n := s.Len()
+	grid, span := d.lrnGrid(s)
+	return d.launch(kernel, grid, threads, s.N, s.C, s.H*s.W, span, s.Size, s.Alpha, s.Beta, s.K,
 		d.buf("dx", dx, n), d.buf("dy", dy, n), d.buf("x", x, n), d.buf("y", y, n))
 }
 
 // lrnGrid returns the blocks and the span of channels of the LRN kernels
-// (kernels/lrn.cu, fused.cu): a thread per pixel and run of span channels.
+// (kernels/lrn.cu): a thread per pixel and run of span channels.
 func (d *Device) lrnGrid(s gpu.LRNShape) (grid, span int) {
 	span = d.lrnSpan(s)
 	return d.grid(s.N * s.H * s.W * ((s.C + span - 1) / span)), span
