@@ -18,32 +18,17 @@ import argparse
 import json
 import sys
 
-TWIN = {"0": "cuda:0", "0,0": "cuda:0", "0,1": "cuda:0,cuda:1", "cpu": "cpu", "cpu,cpu": "cpu"}
+from twinlog import TWIN, pytorch_rows
 
 
 def torch_rows(paths):
     best = {}
-    for path in paths:
-        try:
-            lines = open(path).read().splitlines()
-        except OSError as e:
-            print("precision-summary: %s" % e, file=sys.stderr)
-            continue
-        for line in lines:
-            line = line.strip()
-            if not line.startswith("{"):
-                continue
-            try:
-                r = json.loads(line)
-            except ValueError:
-                continue
-            if r.get("impl") != "pytorch":
-                continue
-            prec = r.get("precision") or ("tf32" if r.get("tf32") else "fp32")
-            key = (r["net"], r["placement"], prec)
-            form = ("groups=2" if r.get("grouped") else "explicit towers") + (", compiled" if r.get("compiled") else "")
-            if key not in best or r["images_per_s"] > best[key][0]:
-                best[key] = (r["images_per_s"], form)
+    for r in pytorch_rows(paths, "precision-summary"):
+        prec = r.get("precision") or ("tf32" if r.get("tf32") else "fp32")
+        key = (r["net"], r["placement"], prec)
+        form = ("groups=2" if r.get("grouped") else "explicit towers") + (", compiled" if r.get("compiled") else "")
+        if key not in best or r["images_per_s"] > best[key][0]:
+            best[key] = (r["images_per_s"], form)
     return best
 
 

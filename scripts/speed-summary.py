@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 
-TWIN = {"0": "cuda:0", "0,0": "cuda:0", "0,1": "cuda:0,cuda:1", "cpu": "cpu", "cpu,cpu": "cpu"}
+from twinlog import TWIN, pytorch_rows
 
 
 def main(argv):
@@ -29,22 +29,9 @@ def main(argv):
     p.add_argument("--min-e2e", type=float, default=0.95)
     a = p.parse_args(argv)
     torch = {}
-    for path in a.torch:
-        try:
-            lines = open(path).read().splitlines()
-        except OSError as e:
-            print("speed-summary: %s" % e, file=sys.stderr)
-            continue
-        for line in lines:
-            line = line.strip()
-            if not line.startswith("{"):
-                continue
-            try:
-                r = json.loads(line)
-            except ValueError:
-                continue
-            if r.get("impl") == "pytorch" and not r.get("grouped") and not r.get("tf32"):
-                torch[(r["net"], r["placement"])] = r["images_per_s"]
+    for r in pytorch_rows(a.torch, "speed-summary"):
+        if not r.get("grouped") and not r.get("tf32"):
+            torch[(r["net"], r["placement"])] = r["images_per_s"]
     rows = []
     for path in a.ours:
         try:
