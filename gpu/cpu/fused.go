@@ -56,25 +56,7 @@ func (d *Device) ReLUBiasBackward(dx, db, dy, y gpu.Buffer, s gpu.BiasShape) err
 // LinearReLU sets y (N, Out) = max(0, x (N, In) · wᵀ + b), with w (Out, In)
 // and b (Out): Linear's product, then its bias and the ReLU in one pass.
 func (d *Device) LinearReLU(y, x, w, b gpu.Buffer, s gpu.LinearShape) error {
-	checkLinear(s)
-	yd := d.data("y", y, s.N*s.Out)  // (N, Out)
-	xd := d.data("x", x, s.N*s.In)   // (N, In)
-	wd := d.data("w", w, s.Out*s.In) // (Out, In)
-	bd := d.data("b", b, s.Out)      // (Out)
-	d.Sgemm(false, true, s.N, s.Out, s.In, 1, xd, s.In, wd, s.In, 0, yd, s.Out)
-	d.elementwise(s.N*s.Out, func(lo, hi int) {
-		for i := lo; i < hi; {
-			o := i % s.Out
-			row := yd[i : i+min(hi-i, s.Out-o)]
-			bs := bd[o : o+len(row)]
-			for j, v := range bs {
-				row[j] += v
-			}
-			relu(row, row)
-			i += len(row)
-		}
-	})
-	return nil
+	return d.linear(y, x, w, b, s, true)
 }
 
 // LinearReLUBackward masks dy (N, Out) in place with y > 0 and sums it

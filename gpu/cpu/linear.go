@@ -9,6 +9,12 @@ import (
 // Linear sets y (N, Out) = x (N, In) · wᵀ + b, with w (Out, In) and
 // b (Out).
 func (d *Device) Linear(y, x, w, b gpu.Buffer, s gpu.LinearShape) error {
+	return d.linear(y, x, w, b, s, false)
+}
+
+// linear is Linear, and LinearReLU if rectify: the product, then the bias
+// (and the ReLU) in one pass over each row while it is in the cache.
+func (d *Device) linear(y, x, w, b gpu.Buffer, s gpu.LinearShape, rectify bool) error {
 	checkLinear(s)
 	yd := d.data("y", y, s.N*s.Out)  // (N, Out)
 	xd := d.data("x", x, s.N*s.In)   // (N, In)
@@ -21,6 +27,9 @@ func (d *Device) Linear(y, x, w, b gpu.Buffer, s gpu.LinearShape) error {
 			row := yd[i : i+min(hi-i, s.Out-o)]
 			for j := range row {
 				row[j] += bd[o+j]
+			}
+			if rectify {
+				relu(row, row)
 			}
 			i += len(row)
 		}
