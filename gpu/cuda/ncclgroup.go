@@ -209,19 +209,8 @@ func (g *NCCLGroup) UsesNCCL() bool { return g.lib != nil }
 // enqueued, with NCCL as soon as the all-reduce is. After an error the
 // group is unusable: every later call returns that error.
 func (g *NCCLGroup) Reduce(ctx context.Context, replica int, dev gpu.Device, grads []gpu.Buffer) error {
-	if c, _ := asDevice(dev); replica < 0 || replica >= len(g.devs) || c != g.devs[replica] {
-		panic(fmt.Sprintf("cuda: NCCL group of %s: replica %d's Reduce on %v", g.names(), replica, dev))
-	}
-	g.mu.Lock()
-	err := g.broken
-	if g.closed {
-		err = errors.New("cuda: NCCL group of " + g.names() + " used after Close")
-	}
-	g.mu.Unlock()
+	err := g.enter(ctx, "Reduce", replica, dev)
 	if err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if g.lib != nil {
@@ -246,19 +235,8 @@ func (g *NCCLGroup) Reduce(ctx context.Context, replica int, dev gpu.Device, gra
 // after the work enqueued on dev so far; with device copies the mean is
 // computed on replica 0's stream, so replica 0 gets no overlap.
 func (g *NCCLGroup) ReduceAsync(ctx context.Context, replica int, dev gpu.Device, grads []gpu.Buffer) (gpu.Event, error) {
-	if c, _ := asDevice(dev); replica < 0 || replica >= len(g.devs) || c != g.devs[replica] {
-		panic(fmt.Sprintf("cuda: NCCL group of %s: replica %d's ReduceAsync on %v", g.names(), replica, dev))
-	}
-	g.mu.Lock()
-	err := g.broken
-	if g.closed {
-		err = errors.New("cuda: NCCL group of " + g.names() + " used after Close")
-	}
-	g.mu.Unlock()
+	err := g.enter(ctx, "ReduceAsync", replica, dev)
 	if err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	var mean gpu.Event
@@ -275,6 +253,25 @@ func (g *NCCLGroup) ReduceAsync(ctx context.Context, replica int, dev gpu.Device
 		return nil, err
 	}
 	return mean, nil
+}
+
+// enter is what Reduce and ReduceAsync (call) check first: that replica's
+// device is dev (a programmer's mistake otherwise), that the group is
+// neither broken nor closed, and that ctx is live.
+func (g *NCCLGroup) enter(ctx context.Context, call string, replica int, dev gpu.Device) error {
+	if c, _ := asDevice(dev); replica < 0 || replica >= len(g.devs) || c != g.devs[replica] {
+		panic(fmt.Sprintf("cuda: NCCL group of %s: replica %d's %s on %v", g.names(), replica, call, dev))
+	}
+	g.mu.Lock()
+	err := g.broken
+	if g.closed {
+		err = errors.New("cuda: NCCL group of " + g.names() + " used after Close")
+	}
+	g.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 // allReduceAsync runs allReduce on replica's side stream, after the work
