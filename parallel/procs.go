@@ -27,10 +27,11 @@ var procs struct {
 	reserved int
 }
 
-// reserveP adds a P for a worker; releaseP gives it back.
-func reserveP() {
+// reserveP adds a P for a worker and returns what gives it back (nothing
+// where the user set GOMAXPROCS).
+func reserveP() (release func()) {
 	if os.Getenv("GOMAXPROCS") != "" {
-		return
+		return func() {}
 	}
 	procs.Lock()
 	defer procs.Unlock()
@@ -39,14 +40,10 @@ func reserveP() {
 	}
 	procs.reserved++
 	runtime.GOMAXPROCS(procs.base + procs.reserved)
-}
-
-func releaseP() {
-	if os.Getenv("GOMAXPROCS") != "" {
-		return
+	return func() {
+		procs.Lock()
+		defer procs.Unlock()
+		procs.reserved--
+		runtime.GOMAXPROCS(procs.base + procs.reserved)
 	}
-	procs.Lock()
-	defer procs.Unlock()
-	procs.reserved--
-	runtime.GOMAXPROCS(procs.base + procs.reserved)
 }

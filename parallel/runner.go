@@ -97,9 +97,9 @@ type worker struct {
 
 func newWorker(d gpu.Device) *worker {
 	w := &worker{dev: d, jobs: make(chan func())}
-	reserveP() // see procs.go
+	release := reserveP() // see procs.go
 	go func() {
-		defer releaseP()
+		defer release()
 		runtime.LockOSThread()
 		for job := range w.jobs {
 			job()
