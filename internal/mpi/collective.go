@@ -70,42 +70,29 @@ func (w *World) AllReduceFloat64(x []float64) error {
 	if w == nil {
 		return nil
 	}
-	if err := w.checkLengths(context.Background(), 0, "all-reduce", int64(len(x)), 1); err != nil {
-		return err
-	}
-	R := w.size
-	chunk := chunkLen(R)
-	all := make([]float64, R*min(chunk, len(x)))
-	for lo := 0; lo < len(x); lo += chunk {
-		m := min(chunk, len(x)-lo)
-		send, recv := x[lo:lo+m], all[:R*m]
-		if err := w.allgather(context.Background(), 0, "all-reduce", unsafe.Pointer(&send[0]), unsafe.Pointer(&recv[0]), int32(m), w.l.tDouble, send, recv); err != nil {
-			return err
-		}
-		for j := range m {
-			var s float64
-			for r := range R {
-				s += recv[r*m+j]
-			}
-			x[lo+j] = s
-		}
-	}
-	return nil
+	return sumRanks(w, context.Background(), 0, "all-reduce", x, 1, 1, w.l.tDouble)
 }
 
 // sumFloat32 replaces x, which holds the given number of tensors, with the
 // rank-order float64 sum over the ranks of comm, divided by div.
 func (w *World) sumFloat32(ctx context.Context, comm int, what string, x []float32, tensors int, div float64) error {
+	return sumRanks(w, ctx, comm, what, x, tensors, div, w.l.tFloat)
+}
+
+// sumRanks is sumFloat32 for float32 or float64 values, dtype being MPI's
+// handle for T: gathered in chunks, summed in rank order in float64. (For
+// float64 and div 1 the division is exact: the plain sum.)
+func sumRanks[T float32 | float64](w *World, ctx context.Context, comm int, what string, x []T, tensors int, div float64, dtype uintptr) error {
 	if err := w.checkLengths(ctx, comm, what, int64(len(x)), int64(tensors)); err != nil {
 		return err
 	}
 	R := w.size
 	chunk := chunkLen(R)
-	all := make([]float32, R*min(chunk, len(x)))
+	all := make([]T, R*min(chunk, len(x)))
 	for lo := 0; lo < len(x); lo += chunk {
 		m := min(chunk, len(x)-lo)
 		send, recv := x[lo:lo+m], all[:R*m]
-		if err := w.allgather(ctx, comm, what, unsafe.Pointer(&send[0]), unsafe.Pointer(&recv[0]), int32(m), w.l.tFloat, send, recv); err != nil {
+		if err := w.allgather(ctx, comm, what, unsafe.Pointer(&send[0]), unsafe.Pointer(&recv[0]), int32(m), dtype, send, recv); err != nil {
 			return err
 		}
 		for j := range m {
@@ -113,7 +100,7 @@ func (w *World) sumFloat32(ctx context.Context, comm int, what string, x []float
 			for r := range R {
 				s += float64(recv[r*m+j])
 			}
-			x[lo+j] = float32(s / div)
+			x[lo+j] = T(s / div)
 		}
 	}
 	return nil
