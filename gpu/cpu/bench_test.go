@@ -146,8 +146,9 @@ func BenchmarkLRN(b *testing.B) {
 }
 
 // BenchmarkMaxPool times overlapping 3×3 pooling with stride 2 on one
-// thread, of AlexNet's conv1 output (one tower) for a batch of 32 and of
-// alexnet-small's for a batch of 128, reporting input values per second.
+// thread, of AlexNet's pool1 and pool2 inputs (one tower) for a batch of 32
+// and of alexnet-small's pool1, pool2 and pool5 for a batch of 128,
+// reporting input values per second.
 func BenchmarkMaxPool(b *testing.B) {
 	d := New(Options{Threads: 1})
 	r := rand.New(rand.NewPCG(1, 2))
@@ -156,7 +157,10 @@ func BenchmarkMaxPool(b *testing.B) {
 		s    gpu.PoolShape
 	}{
 		{"alexnet-pool1", gpu.PoolShape{N: 32, C: 48, H: 55, W: 55, Size: 3, Stride: 2}},
+		{"alexnet-pool2", gpu.PoolShape{N: 32, C: 128, H: 27, W: 27, Size: 3, Stride: 2}},
 		{"small-pool1", gpu.PoolShape{N: 128, C: 16, H: 32, W: 32, Size: 3, Stride: 2}},
+		{"small-pool2", gpu.PoolShape{N: 128, C: 32, H: 15, W: 15, Size: 3, Stride: 2}},
+		{"small-pool5", gpu.PoolShape{N: 128, C: 32, H: 7, W: 7, Size: 3, Stride: 2}},
 	} {
 		s := c.s
 		x, dx := upload(b, d, randSlice(r, s.XLen())), upload(b, d, randSlice(r, s.XLen()))
