@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"math"
 	"math/bits"
 
 	"github.com/alexnet-go/trainer/gpu"
@@ -17,11 +16,23 @@ import (
 
 // MaxPool sets y (N, C, P, Q) to the maxima of x (N, C, H, W) over
 // Size×Size windows every Stride pixels. Planes are split over the threads.
+// With the assembly, AlexNet's 3×3 windows every two pixels take a plane
+// per call (maxPool3Asm), eight output columns at a time, the same
+// maxima in the same order as the Go code below.
 func (d *Device) MaxPool(y, x gpu.Buffer, s gpu.PoolShape) error {
 	validate(s)
 	yd := d.data("y", y, s.YLen()) // (N, C, P, Q)
 	xd := d.data("x", x, s.XLen()) // (N, C, H, W)
 	p, q, hw := s.P(), s.Q(), s.H*s.W
+	if pool3(s) {
+		d.planes(s, func(wk, lo, hi int) {
+			tail := d.buf32(wk, poolTail)
+			for pl := lo; pl < hi; pl++ {
+				maxPool3Asm(yd[pl*p*q:(pl+1)*p*q], xd[pl*hw:(pl+1)*hw], tail, s.W, p, q)
+			}
+		})
+		return nil
+	}
 	d.planes(s, func(wk, lo, hi int) {
 		buf := d.buf32(wk, 2*s.W)
 		vmax, wmax := buf[:s.W], buf[s.W:]
@@ -36,12 +47,24 @@ func (d *Device) MaxPool(y, x gpu.Buffer, s gpu.PoolShape) error {
 	return nil
 }
 
+// poolTail is the scratch of the pooling assembly's last block of a row:
+// three rows of 24 values.
+const poolTail = 3 * 24
+
 // MaxPoolBackward sets dx (N, C, H, W) to dy (N, C, P, Q) routed to the
 // first maximum, in row-major order, of each window of x (N, C, H, W),
-// summed where windows overlap. Each window's maximum is read from
-// y = MaxPool(x) (N, C, P, Q) and looked for in x; a window where it is
-// not found (a NaN, or a y that is not x's) goes to its first maximum as
-// argmax finds it.
+// summed where windows overlap, in row-major order of the windows. Each
+// window's maximum is read from y = MaxPool(x) (N, C, P, Q) and looked
+// for in x; a window where it is not found (a NaN, or a y that is not
+// x's) goes to its first maximum as argmax finds it.
+//
+// With the assembly, 3×3 windows every two pixels take two passes over a
+// plane: poolRouteAsm finds each window's first maximum eight windows at
+// a time and writes dy into one of nine arrays by its place k in the
+// window (0 elsewhere); poolScatterAsm then writes each value of dx once,
+// as 0 plus the arrays' values that land on it in the order above (see
+// its comment). A plane where some window has no value equal to its
+// maximum is done again by the Go code (routePlane).
 func (d *Device) MaxPoolBackward(dx, dy, x, y gpu.Buffer, s gpu.PoolShape) error {
 	validate(s)
 	dxd := d.data("dx", dx, s.XLen()) // (N, C, H, W)
@@ -50,25 +73,45 @@ func (d *Device) MaxPoolBackward(dx, dy, x, y gpu.Buffer, s gpu.PoolShape) error
 	yd := d.data("y", y, s.YLen())    // (N, C, P, Q)
 	p, q, hw := s.P(), s.Q(), s.H*s.W
 	d.planes(s, func(wk, lo, hi int) {
-		tmp := d.buf32(wk, 2*s.W)
+		var m, tail []float32
+		l := 8*((s.W+15)/16) + 8 // an array: index 0 and 1 … q, 0 up to the last column block
+		if pool3(s) {
+			// Rows 0 and p+1 of m, outputs −1 and p, stay 0, as do the
+			// arrays' ends: poolRouteAsm writes rows 1 … p, indices 1 … q.
+			buf := d.buf32(wk, (p+2)*9*l+poolTail)
+			m, tail = buf[:(p+2)*9*l], buf[(p+2)*9*l:]
+			clear(m)
+		}
 		for pl := lo; pl < hi; pl++ {
 			xp, dxp, dyp := xd[pl*hw:(pl+1)*hw], dxd[pl*hw:(pl+1)*hw], dyd[pl*p*q:(pl+1)*p*q]
 			yp := yd[pl*p*q : (pl+1)*p*q]
-			clear(dxp)
-			for i := range p {
-				m := yp[i*q : (i+1)*q]
-				dyi := dyp[i*q : (i+1)*q]
-				if s.Size == 3 {
-					route3(dxp, xp, dyi, m, tmp, s, i)
-					continue
-				}
-				for j, v := range m {
-					dxp[firstEqual(xp, s, i, j, v)] += dyi[j]
-				}
+			if pool3(s) && poolRouteAsm(m[9*l:], xp, yp, dyp, tail, s.W, p, q, l) == 0 {
+				poolScatterAsm(dxp, m, s.W, s.H, p, l)
+				continue
 			}
+			routePlane(dxp, xp, dyp, yp, s)
 		}
 	})
 	return nil
+}
+
+// routePlane is MaxPoolBackward on one plane: dxp (H, W) from dyp and
+// yp (P, Q) and xp (H, W), dy added to dxp in row-major order of the
+// windows.
+func routePlane(dxp, xp, dyp, yp []float32, s gpu.PoolShape) {
+	p, q := s.P(), s.Q()
+	clear(dxp)
+	for i := range p {
+		m := yp[i*q : (i+1)*q]
+		dyi := dyp[i*q : (i+1)*q]
+		if s.Size == 3 {
+			route3(dxp, xp, dyi, m, s, i)
+			continue
+		}
+		for j, v := range m {
+			dxp[firstEqual(xp, s, i, j, v)] += dyi[j]
+		}
+	}
 }
 
 // planes runs fn over the N·C planes of a pooling, split over the threads;
@@ -135,40 +178,12 @@ func windowMax(m, vmax, tmp []float32, size, stride int) {
 // window of xp equal to m[j], the window's maximum, for every j of row i.
 // Which of the nine comes first is found without a branch: each equality
 // is a bit of a mask, and the first set bit is the answer.
-//
-// With the assembly, the windows that start in the row's first n columns
-// (see firstMax3) are searched eight at a time instead: m spread to the
-// windows' first columns in tmp (2·W values), the answers in tmp[W:].
-func route3(dxp, xp, dy, m, tmp []float32, s gpu.PoolShape, i int) {
+func route3(dxp, xp, dy, m []float32, s gpu.PoolShape, i int) {
 	w, st := s.W, s.Stride
 	r0 := i * st * w
 	x0, x1, x2 := xp[r0:r0+w], xp[r0+w:r0+2*w], xp[r0+2*w:r0+3*w]
 	dy = dy[:len(m)]
-	j0 := 0
-	if useAVX {
-		me, first := tmp[:w], tmp[w:2*w]
-		for j, v := range m {
-			me[j*st] = v
-		}
-		n := firstMax3(first, x0, x1, x2, me)
-		// at[k] is the offset in the plane of the window's k-th value; 16
-		// entries so that at[k&15] needs no bounds check.
-		var at [16]int
-		for k := range 9 {
-			at[k] = k/3*w + k%3
-		}
-		for ; j0 < len(m) && j0*st < n; j0++ {
-			c := j0 * st
-			k := math.Float32bits(first[c])
-			if k > 8 { // a NaN in the window
-				dxp[argmax(xp, s, i, j0)] += dy[j0]
-				continue
-			}
-			dxp[r0+c+at[k&15]] += dy[j0]
-		}
-	}
-	for j := j0; j < len(m); j++ {
-		v := m[j]
+	for j, v := range m {
 		c := j * st
 		a, b, e := x0[c:c+3], x1[c:c+3], x2[c:c+3]
 		mask := eqBit(a[0], v, 0) | eqBit(a[1], v, 1) | eqBit(a[2], v, 2) |

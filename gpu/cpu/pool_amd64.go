@@ -1,15 +1,16 @@
 package cpu
 
-//go:noescape
-func firstMax3Asm(first, x0, x1, x2, me []float32)
+import "github.com/alexnet-go/trainer/gpu"
 
-// firstMax3 runs firstMax3Asm on positions 0…n−1, n the largest multiple
-// of eight with n+2 ≤ len(x0), and returns n: 0 without AVX.
-func firstMax3(first, x0, x1, x2, me []float32) int {
-	n := (len(x0) - 2) &^ 7
-	if !useAVX || n <= 0 {
-		return 0
-	}
-	firstMax3Asm(first[:n], x0[:n+2], x1[:n+2], x2[:n+2], me[:n])
-	return n
-}
+//go:noescape
+func maxPool3Asm(y, x, tail []float32, w, p, q int)
+
+//go:noescape
+func poolRouteAsm(m, x, y, dy, tail []float32, w, p, q, l int) (miss int)
+
+//go:noescape
+func poolScatterAsm(dx, m []float32, w, h, p, l int)
+
+// pool3 reports whether the assembly pools s, a plane per call: 3×3
+// windows every two pixels, AlexNet's overlapping pooling, with AVX.
+func pool3(s gpu.PoolShape) bool { return useAVX && s.Size == 3 && s.Stride == 2 }

@@ -1,65 +1,366 @@
 #include "textflag.h"
 
-#define BCAST(k, X, Y) MOVL $k, AX; VMOVD AX, X; VSHUFPS $0, X, X, X; VINSERTF128 $1, X, Y, Y
-
-// func firstMax3Asm(first, x0, x1, x2, me []float32)
+// 3×3 max pooling with stride 2, a plane per call, eight output columns
+// at a time. The window of output column j covers input columns 2j, 2j+1
+// and 2j+2: from the sixteen values at columns 2j0 … 2j0+15 of a row,
 //
-// For every position c of 0…len(first)−1 (a multiple of eight; every x row
-// holds at least two more values), first[c] is set to the bits of the
-// int32 k, 0 ≤ k < 9, of the first value in row-major order of the 3×3
-// window x0[c:c+3], x1[c:c+3], x2[c:c+3] that equals me[c], or 9 if none
-// does (a NaN). Eight windows at a time: k is chosen from 8 down to 0, so
-// the earliest match is the one that stays. Equality is ordered, as Go's ==.
-TEXT ·firstMax3Asm(SB), NOSPLIT, $0-120
-	MOVQ first_base+0(FP), DI
-	MOVQ first_len+8(FP), CX
-	MOVQ x0_base+24(FP), R8
-	MOVQ x1_base+48(FP), R9
-	MOVQ x2_base+72(FP), R10
-	MOVQ me_base+96(FP), SI
-	BCAST(1, X8, Y8)
-	BCAST(2, X9, Y9)
-	BCAST(3, X10, Y10)
-	BCAST(4, X11, Y11)
-	BCAST(5, X12, Y12)
-	BCAST(6, X13, Y13)
-	BCAST(7, X14, Y14)
-	BCAST(8, X15, Y15)
-	BCAST(9, X4, Y4)
-	VXORPS Y5, Y5, Y5
-	SHRQ $3, CX
-	JZ   firstDone
+//	A = columns 2j0 + (0…3 | 8…11)    B = columns 2j0 + (4…7 | 12…15)
+//
+// (two 128-bit halves each) give, with one VSHUFPS each, E = the even
+// columns 2j and O = the odd columns 2j+1 of j = j0 … j0+7 in order; the
+// same at 2j0+2 gives E2 = columns 2j+2. The last block of a row (fewer
+// than eight windows left, or not two values to spare after column 2j0+16)
+// first copies its rows into tail, through masked loads, so that no load
+// leaves the row.
 
-firstLoop:
-	VMOVUPS (SI), Y7
-	VMOVUPS Y4, Y6
-	VCMPPS    $0, 8(R10), Y7, Y0
-	VBLENDVPS Y0, Y15, Y6, Y6
-	VCMPPS    $0, 4(R10), Y7, Y0
-	VBLENDVPS Y0, Y14, Y6, Y6
-	VCMPPS    $0, (R10), Y7, Y0
-	VBLENDVPS Y0, Y13, Y6, Y6
-	VCMPPS    $0, 8(R9), Y7, Y0
-	VBLENDVPS Y0, Y12, Y6, Y6
-	VCMPPS    $0, 4(R9), Y7, Y0
-	VBLENDVPS Y0, Y11, Y6, Y6
-	VCMPPS    $0, (R9), Y7, Y0
-	VBLENDVPS Y0, Y10, Y6, Y6
-	VCMPPS    $0, 8(R8), Y7, Y0
-	VBLENDVPS Y0, Y9, Y6, Y6
-	VCMPPS    $0, 4(R8), Y7, Y0
-	VBLENDVPS Y0, Y8, Y6, Y6
-	VCMPPS    $0, (R8), Y7, Y0
-	VBLENDVPS Y0, Y5, Y6, Y6
-	VMOVUPS Y6, (DI)
-	ADDQ $32, DI
-	ADDQ $32, SI
-	ADDQ $32, R8
+// poolMask: 24 set lanes then 24 clear; the eight lanes at
+// poolMask<>+96−4n are set exactly below n.
+DATA poolMask<>+0(SB)/8, $-1
+DATA poolMask<>+8(SB)/8, $-1
+DATA poolMask<>+16(SB)/8, $-1
+DATA poolMask<>+24(SB)/8, $-1
+DATA poolMask<>+32(SB)/8, $-1
+DATA poolMask<>+40(SB)/8, $-1
+DATA poolMask<>+48(SB)/8, $-1
+DATA poolMask<>+56(SB)/8, $-1
+DATA poolMask<>+64(SB)/8, $-1
+DATA poolMask<>+72(SB)/8, $-1
+DATA poolMask<>+80(SB)/8, $-1
+DATA poolMask<>+88(SB)/8, $-1
+DATA poolMask<>+96(SB)/8, $0
+DATA poolMask<>+104(SB)/8, $0
+DATA poolMask<>+112(SB)/8, $0
+DATA poolMask<>+120(SB)/8, $0
+DATA poolMask<>+128(SB)/8, $0
+DATA poolMask<>+136(SB)/8, $0
+DATA poolMask<>+144(SB)/8, $0
+DATA poolMask<>+152(SB)/8, $0
+DATA poolMask<>+160(SB)/8, $0
+DATA poolMask<>+168(SB)/8, $0
+DATA poolMask<>+176(SB)/8, $0
+DATA poolMask<>+184(SB)/8, $0
+GLOBL poolMask<>(SB), RODATA|NOPTR, $192
+
+// LOADAB(R) loads A, B and the A, B of two columns on into Y0, Y1 and
+// Y2, Y3 from the row at R (column 2j0).
+#define LOADAB(R) \
+	VMOVUPS (R), X0; VINSERTF128 $1, 32(R), Y0, Y0; \
+	VMOVUPS 16(R), X1; VINSERTF128 $1, 48(R), Y1, Y1; \
+	VMOVUPS 8(R), X2; VINSERTF128 $1, 40(R), Y2, Y2; \
+	VMOVUPS 24(R), X3; VINSERTF128 $1, 56(R), Y3, Y3
+
+// TAILROWS(src) copies the three rows at src (column 2j0; row stride AX
+// bytes) into the 24-value rows at R8, R8+96 and R8+192, zeros from
+// column w on (the masks Y0, Y1, Y2), and sets R9 and R10 to the second
+// and third.
+#define TAILROW(off) \
+	VMASKMOVPS (R9), Y0, Y3; VMOVUPS Y3, off(R8); \
+	VMASKMOVPS 32(R9), Y1, Y3; VMOVUPS Y3, off+32(R8); \
+	VMASKMOVPS 64(R9), Y2, Y3; VMOVUPS Y3, off+64(R8)
+#define TAILROWS(src) \
+	MOVQ src, R9; TAILROW(0); ADDQ AX, R9; TAILROW(96); ADDQ AX, R9; TAILROW(192); \
+	LEAQ 96(R8), R9; LEAQ 192(R8), R10
+
+// MASKS(n, R) points R at the mask of n set lanes (n ≤ 24, clobbered).
+#define MASKS(n, R) SHLQ $2, n; LEAQ poolMask<>+96(SB), R; SUBQ n, R
+
+// MAXN(a, b, t) sets a to the negated max(−a, −b) of Go's builtin max on
+// amd64 (see maxIntoAsm): on the negated values, maxima chain without
+// negating in between.
+#define MAXN(a, b, t) VMINPS b, a, t; VMINPS a, t, a; VORPS t, a, a
+
+// NEGROW(R) loads the row at R, negated, into Y0…Y3.
+#define NEGROW(R) \
+	LOADAB(R); \
+	VXORPS Y15, Y0, Y0; VXORPS Y15, Y1, Y1; VXORPS Y15, Y2, Y2; VXORPS Y15, Y3, Y3
+
+// MAX3 sets Y0 to the eight window maxima of the rows at R8, R9, R10: the
+// column maxima max(max(x0, x1), x2) first, then max(max(E, O), E2), the
+// order of maxInto in columnMax and windowMax.
+#define MAX3 \
+	NEGROW(R8); \
+	VMOVAPS Y0, Y4; VMOVAPS Y1, Y5; VMOVAPS Y2, Y6; VMOVAPS Y3, Y7; \
+	NEGROW(R9); \
+	MAXN(Y4, Y0, Y8); MAXN(Y5, Y1, Y9); MAXN(Y6, Y2, Y10); MAXN(Y7, Y3, Y11); \
+	NEGROW(R10); \
+	MAXN(Y4, Y0, Y8); MAXN(Y5, Y1, Y9); MAXN(Y6, Y2, Y10); MAXN(Y7, Y3, Y11); \
+	VSHUFPS $0x88, Y5, Y4, Y0; \
+	VSHUFPS $0xDD, Y5, Y4, Y1; \
+	VSHUFPS $0x88, Y7, Y6, Y2; \
+	MAXN(Y0, Y1, Y8); \
+	MAXN(Y0, Y2, Y8); \
+	VXORPS Y15, Y0, Y0
+
+// func maxPool3Asm(y, x, tail []float32, w, p, q int)
+//
+// y (p, q) = the maxima of x (2p+1 or 2p+2, w) over 3×3 windows every two
+// pixels, as MaxPool's Go code computes them, bit for bit. tail holds 72
+// values of scratch.
+TEXT ·maxPool3Asm(SB), NOSPLIT, $0-96
+	MOVL $0x80000000, AX // the sign bit
+	VMOVD AX, X15
+	VSHUFPS $0, X15, X15, X15
+	VINSERTF128 $1, X15, Y15, Y15
+	XORQ R12, R12 // i
+
+poolRow:
+	MOVQ q+88(FP), DI
+	IMULQ R12, DI
+	SHLQ $2, DI
+	ADDQ y_base+0(FP), DI // y row i
+	MOVQ w+72(FP), CX
+	IMULQ R12, CX
+	SHLQ $3, CX
+	ADDQ x_base+24(FP), CX // x row 2i
+	MOVQ w+72(FP), R11
+	SHLQ $2, R11 // a row, in bytes
+	XORQ R13, R13 // j0
+
+poolBlock:
+	CMPQ R13, q+88(FP)
+	JGE  poolRowEnd
+	LEAQ 8(R13), AX
+	CMPQ AX, q+88(FP)
+	JGT  poolTail
+	LEAQ 18(R13)(R13*1), AX
+	CMPQ AX, w+72(FP)
+	JGT  poolTail
+	LEAQ (CX)(R13*8), R8
+	LEAQ (R8)(R11*1), R9
+	LEAQ (R9)(R11*1), R10
+	MAX3
+	VMOVUPS Y0, (DI)(R13*4)
+	ADDQ $8, R13
+	JMP  poolBlock
+
+poolTail:
+	MOVQ w+72(FP), AX
+	SUBQ R13, AX
+	SUBQ R13, AX
+	MASKS(AX, R8)
+	VMOVUPS (R8), Y0
+	VMOVUPS 32(R8), Y1
+	VMOVUPS 64(R8), Y2
+	LEAQ (CX)(R13*8), R10
+	MOVQ tail_base+48(FP), R8
+	MOVQ R11, AX
+	TAILROWS(R10)
+	MAX3
+	MOVQ q+88(FP), AX
+	SUBQ R13, AX
+	MASKS(AX, R8)
+	VMOVUPS (R8), Y1
+	VMASKMOVPS Y0, Y1, (DI)(R13*4)
+
+poolRowEnd:
+	INCQ R12
+	CMPQ R12, p+80(FP)
+	JLT  poolRow
+	VZEROUPPER
+	RET
+
+// FIRST(v) handles one of a window's nine values, v (eight windows): the
+// windows where it is the first to equal their maximum Y14 (ordered
+// equality, as Go's ==) get their dy (Y13), the others 0, stored at AX;
+// AX moves on to the next array and Y12, the windows already matched,
+// takes v's.
+#define FIRST(v) \
+	VCMPPS  $0, Y14, v, Y7; \
+	VANDNPS Y7, Y12, Y8; \
+	VANDPS  Y13, Y8, Y8; \
+	VMOVUPS Y8, (AX); \
+	ADDQ    R11, AX; \
+	VORPS   Y7, Y12, Y12
+
+// ROUTEROW(R) handles the three values in the row at R of eight windows.
+#define ROUTEROW(R) \
+	LOADAB(R); \
+	VSHUFPS $0x88, Y1, Y0, Y4; \
+	VSHUFPS $0xDD, Y1, Y0, Y5; \
+	VSHUFPS $0x88, Y3, Y2, Y6; \
+	FIRST(Y4); FIRST(Y5); FIRST(Y6)
+
+// func poolRouteAsm(m, x, y, dy, tail []float32, w, p, q, l int) (miss int)
+//
+// For output (i, j) of a 3×3, stride 2 pooling of the plane x (2p+1 or
+// 2p+2, w) with maxima y (p, q) and gradient dy (p, q), m[(9i+k)·l + j+1]
+// is set to dy[i, j] if the window's k-th value in row-major order is the
+// first to equal y[i, j], else to 0, for k = 0 … 8; lanes up to the next
+// multiple of eight past q are set to 0. miss is nonzero if some window
+// has no value equal to its maximum (a NaN, or a y that is not x's).
+// tail holds 72 values of scratch.
+TEXT ·poolRouteAsm(SB), NOSPLIT, $0-160
+	MOVQ l+144(FP), R11
+	SHLQ $2, R11 // from one of the nine arrays to the next, in bytes
+	XORQ BX, BX // misses
+	XORQ R12, R12 // i
+
+routeRow:
+	LEAQ (R11)(R11*8), DI
+	IMULQ R12, DI
+	ADDQ m_base+0(FP), DI
+	ADDQ $4, DI // m row i, index 1
+	MOVQ q+136(FP), AX
+	IMULQ R12, AX
+	SHLQ $2, AX
+	MOVQ y_base+48(FP), SI
+	ADDQ AX, SI // y row i
+	MOVQ dy_base+72(FP), DX
+	ADDQ AX, DX // dy row i
+	MOVQ w+120(FP), CX
+	IMULQ R12, CX
+	SHLQ $3, CX
+	ADDQ x_base+24(FP), CX // x row 2i
+	XORQ R13, R13 // j0
+
+routeBlock:
+	CMPQ R13, q+136(FP)
+	JGE  routeRowEnd
+	LEAQ 8(R13), AX
+	CMPQ AX, q+136(FP)
+	JGT  routeTail
+	LEAQ 18(R13)(R13*1), AX
+	CMPQ AX, w+120(FP)
+	JGT  routeTail
+	LEAQ (CX)(R13*8), R8
+	MOVQ w+120(FP), AX
+	LEAQ (R8)(AX*4), R9
+	LEAQ (R9)(AX*4), R10
+	VMOVUPS (SI), Y14
+	VMOVUPS (DX), Y13
+	VMOVUPS poolMask<>(SB), Y15 // every window counts
+	JMP  routeBody
+
+routeTail:
+	MOVQ w+120(FP), AX
+	SUBQ R13, AX
+	SUBQ R13, AX
+	MASKS(AX, R8)
+	VMOVUPS (R8), Y0
+	VMOVUPS 32(R8), Y1
+	VMOVUPS 64(R8), Y2
+	LEAQ (CX)(R13*8), R10
+	MOVQ tail_base+96(FP), R8
+	MOVQ w+120(FP), AX
+	SHLQ $2, AX
+	TAILROWS(R10)
+	MOVQ q+136(FP), AX
+	SUBQ R13, AX
+	MASKS(AX, R9)
+	VMOVUPS (R9), Y15 // the windows left
+	VMASKMOVPS (SI), Y15, Y14
+	VMASKMOVPS (DX), Y15, Y13 // 0 past q: those lanes store 0
+	LEAQ 96(R8), R9
+
+routeBody:
+	VXORPS Y12, Y12, Y12
+	MOVQ   DI, AX
+	ROUTEROW(R8)
+	ROUTEROW(R9)
+	ROUTEROW(R10)
+	VANDNPS   Y15, Y12, Y7
+	VMOVMSKPS Y7, AX
+	ORQ       AX, BX
+	ADDQ      $32, SI
+	ADDQ      $32, DX
+	ADDQ      $32, DI
+	ADDQ      $8, R13
+	JMP       routeBlock
+
+routeRowEnd:
+	INCQ R12
+	CMPQ R12, p+128(FP)
+	JLT  routeRow
+	VZEROUPPER
+	MOVQ BX, miss+152(FP)
+	RET
+
+// func poolScatterAsm(dx, m []float32, w, h, p, l int)
+//
+// dx (h, w), h = 2p+1 or 2p+2, is set from the arrays poolRouteAsm wrote
+// one row on (m's row 0 and row p+1, the arrays of outputs −1 and p, all
+// 0): each value is 0 plus, in row-major order of the windows, the dy of
+// each window whose first maximum it is, as MaxPoolBackward's Go code
+// adds them. Column 2j of input row 2i takes windows (i−1, j−1) k=8,
+// (i−1, j) k=6, (i, j−1) k=2, (i, j) k=0; column 2j+1 windows (i−1, j)
+// k=7, (i, j) k=1; of row 2i+1, column 2j windows (i, j−1) k=5, (i, j)
+// k=3, column 2j+1 window (i, j) k=4. Adding a 0 changes nothing: a sum
+// that starts at +0 is never −0.
+TEXT ·poolScatterAsm(SB), NOSPLIT, $0-80
+	MOVQ l+72(FP), R11
+	SHLQ $2, R11
+	VXORPS Y15, Y15, Y15
+	XORQ BX, BX // i, 0 … p
+
+scatterRow:
+	LEAQ (R11)(R11*8), R12
+	IMULQ BX, R12
+	ADDQ m_base+24(FP), R12 // m row i: output row i−1
+	LEAQ (R11)(R11*2), AX
+	LEAQ (R12)(AX*2), R12 // its array 6
+	LEAQ (R12)(AX*1), R9 // output row i's array 0
+	LEAQ (R9)(AX*1), R13 // and 3
+	MOVQ w+48(FP), AX
+	SHLQ $2, AX
+	MOVQ AX, DI
+	IMULQ BX, DI
+	SHLQ $1, DI
+	ADDQ dx_base+0(FP), DI // dx row 2i
+	LEAQ (DI)(AX*1), R10 // and 2i+1
+	LEAQ 1(BX)(BX*1), DX // 2i+1: the row exists if below h
+	MOVQ w+48(FP), CX // columns left
+
+scatterBlock:
+	VADDPS (R12)(R11*2), Y15, Y0
+	VADDPS 4(R12), Y0, Y0
+	VADDPS (R9)(R11*2), Y0, Y0
+	VADDPS 4(R9), Y0, Y0 // row 2i, even columns
+	VADDPS 4(R12)(R11*1), Y15, Y1
+	VADDPS 4(R9)(R11*1), Y1, Y1 // odd columns
+	VADDPS (R13)(R11*2), Y15, Y2
+	VADDPS 4(R13), Y2, Y2 // row 2i+1, even
+	VADDPS 4(R13)(R11*1), Y15, Y3 // odd
+	VUNPCKLPS Y1, Y0, Y4
+	VUNPCKHPS Y1, Y0, Y5
+	VPERM2F128 $0x20, Y5, Y4, Y8
+	VPERM2F128 $0x31, Y5, Y4, Y9
+	VUNPCKLPS Y3, Y2, Y6
+	VUNPCKHPS Y3, Y2, Y7
+	VPERM2F128 $0x20, Y7, Y6, Y10
+	VPERM2F128 $0x31, Y7, Y6, Y11
+	CMPQ CX, $16
+	JLT  scatterTail
+	VMOVUPS Y8, (DI)
+	VMOVUPS Y9, 32(DI)
+	CMPQ DX, h+56(FP)
+	JGE  scatterNext
+	VMOVUPS Y10, (R10)
+	VMOVUPS Y11, 32(R10)
+
+scatterNext:
+	ADDQ $64, DI
+	ADDQ $64, R10
+	ADDQ $32, R12
 	ADDQ $32, R9
-	ADDQ $32, R10
-	DECQ CX
-	JNZ  firstLoop
+	ADDQ $32, R13
+	SUBQ $16, CX
+	JNZ  scatterBlock
+	JMP  scatterRowEnd
 
-firstDone:
+scatterTail:
+	MASKS(CX, AX)
+	VMOVUPS (AX), Y0
+	VMOVUPS 32(AX), Y1
+	VMASKMOVPS Y8, Y0, (DI)
+	VMASKMOVPS Y9, Y1, 32(DI)
+	CMPQ DX, h+56(FP)
+	JGE  scatterRowEnd
+	VMASKMOVPS Y10, Y0, (R10)
+	VMASKMOVPS Y11, Y1, 32(R10)
+
+scatterRowEnd:
+	INCQ BX
+	CMPQ BX, p+64(FP)
+	JLE  scatterRow
 	VZEROUPPER
 	RET

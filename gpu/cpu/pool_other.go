@@ -2,6 +2,15 @@
 
 package cpu
 
-// firstMax3 does nothing without the assembly: route3 finds every window's
-// maximum itself.
-func firstMax3(first, x0, x1, x2, me []float32) int { return 0 }
+import "github.com/alexnet-go/trainer/gpu"
+
+// pool3 is false without the assembly: the Go code pools every shape.
+func pool3(gpu.PoolShape) bool { return false }
+
+func maxPool3Asm(y, x, tail []float32, w, p, q int) { panic("cpu: no pooling assembly") }
+
+func poolRouteAsm(m, x, y, dy, tail []float32, w, p, q, l int) int {
+	panic("cpu: no pooling assembly")
+}
+
+func poolScatterAsm(dx, m []float32, w, h, p, l int) { panic("cpu: no pooling assembly") }
