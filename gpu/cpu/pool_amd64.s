@@ -285,7 +285,8 @@ routeRowEnd:
 // (i−1, j) k=6, (i, j−1) k=2, (i, j) k=0; column 2j+1 windows (i−1, j)
 // k=7, (i, j) k=1; of row 2i+1, column 2j windows (i, j−1) k=5, (i, j)
 // k=3, column 2j+1 window (i, j) k=4. Adding a 0 changes nothing: a sum
-// that starts at +0 is never −0.
+// that starts at +0 is never −0. Each sum is dy + sum, as Go compiles
+// dx[k] += dy (ADDSS of dx into dy): where both are NaNs, dy's stays.
 TEXT ·poolScatterAsm(SB), NOSPLIT, $0-80
 	MOVQ l+72(FP), R11
 	SHLQ $2, R11
@@ -311,15 +312,20 @@ scatterRow:
 	MOVQ w+48(FP), CX // columns left
 
 scatterBlock:
-	VADDPS (R12)(R11*2), Y15, Y0
-	VADDPS 4(R12), Y0, Y0
-	VADDPS (R9)(R11*2), Y0, Y0
-	VADDPS 4(R9), Y0, Y0 // row 2i, even columns
-	VADDPS 4(R12)(R11*1), Y15, Y1
-	VADDPS 4(R9)(R11*1), Y1, Y1 // odd columns
-	VADDPS (R13)(R11*2), Y15, Y2
-	VADDPS 4(R13), Y2, Y2 // row 2i+1, even
-	VADDPS 4(R13)(R11*1), Y15, Y3 // odd
+	VADDPS  (R12)(R11*2), Y15, Y0
+	VMOVUPS 4(R12), Y4
+	VADDPS  Y0, Y4, Y0
+	VMOVUPS (R9)(R11*2), Y5
+	VADDPS  Y0, Y5, Y0
+	VMOVUPS 4(R9), Y6
+	VADDPS  Y0, Y6, Y0 // row 2i, even columns
+	VADDPS  4(R12)(R11*1), Y15, Y1
+	VMOVUPS 4(R9)(R11*1), Y7
+	VADDPS  Y1, Y7, Y1 // odd columns
+	VADDPS  (R13)(R11*2), Y15, Y2
+	VMOVUPS 4(R13), Y8
+	VADDPS  Y2, Y8, Y2 // row 2i+1, even
+	VADDPS  4(R13)(R11*1), Y15, Y3 // odd
 	VUNPCKLPS Y1, Y0, Y4
 	VUNPCKHPS Y1, Y0, Y5
 	VPERM2F128 $0x20, Y5, Y4, Y8
