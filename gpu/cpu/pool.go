@@ -25,10 +25,9 @@ func (d *Device) MaxPool(y, x gpu.Buffer, s gpu.PoolShape) error {
 	xd := d.data("x", x, s.XLen()) // (N, C, H, W)
 	p, q, hw := s.P(), s.Q(), s.H*s.W
 	if pool3(s) {
-		d.planes(s, func(wk, lo, hi int) {
-			tail := d.buf32(wk, poolTail)
+		d.planes(s, func(_, lo, hi int) {
 			for pl := lo; pl < hi; pl++ {
-				maxPool3Asm(yd[pl*p*q:(pl+1)*p*q], xd[pl*hw:(pl+1)*hw], tail, s.W, p, q)
+				maxPool3Asm(yd[pl*p*q:(pl+1)*p*q], xd[pl*hw:(pl+1)*hw], s.W, p, q)
 			}
 		})
 		return nil
@@ -46,10 +45,6 @@ func (d *Device) MaxPool(y, x gpu.Buffer, s gpu.PoolShape) error {
 	})
 	return nil
 }
-
-// poolTail is the scratch of the pooling assembly's last block of a row:
-// three rows of 24 values.
-const poolTail = 3 * 24
 
 // MaxPoolBackward sets dx (N, C, H, W) to dy (N, C, P, Q) routed to the
 // first maximum, in row-major order, of each window of x (N, C, H, W),
@@ -73,19 +68,18 @@ func (d *Device) MaxPoolBackward(dx, dy, x, y gpu.Buffer, s gpu.PoolShape) error
 	yd := d.data("y", y, s.YLen())    // (N, C, P, Q)
 	p, q, hw := s.P(), s.Q(), s.H*s.W
 	d.planes(s, func(wk, lo, hi int) {
-		var m, tail []float32
+		var m []float32
 		l := 8*((s.W+15)/16) + 8 // an array: index 0 and 1 … q, 0 up to the last column block
 		if pool3(s) {
 			// Rows 0 and p+1 of m, outputs −1 and p, stay 0, as do the
 			// arrays' ends: poolRouteAsm writes rows 1 … p, indices 1 … q.
-			buf := d.buf32(wk, (p+2)*9*l+poolTail)
-			m, tail = buf[:(p+2)*9*l], buf[(p+2)*9*l:]
+			m = d.buf32(wk, (p+2)*9*l)
 			clear(m)
 		}
 		for pl := lo; pl < hi; pl++ {
 			xp, dxp, dyp := xd[pl*hw:(pl+1)*hw], dxd[pl*hw:(pl+1)*hw], dyd[pl*p*q:(pl+1)*p*q]
 			yp := yd[pl*p*q : (pl+1)*p*q]
-			if pool3(s) && poolRouteAsm(m[9*l:], xp, yp, dyp, tail, s.W, p, q, l) == 0 {
+			if pool3(s) && poolRouteAsm(m[9*l:], xp, yp, dyp, s.W, p, q, l) == 0 {
 				poolScatterAsm(dxp, m, s.W, s.H, p, l)
 				continue
 			}

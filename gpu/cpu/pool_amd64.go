@@ -3,10 +3,10 @@ package cpu
 import "github.com/alexnet-go/trainer/gpu"
 
 //go:noescape
-func maxPool3Asm(y, x, tail []float32, w, p, q int)
+func maxPool3Asm(y, x []float32, w, p, q int)
 
 //go:noescape
-func poolRouteAsm(m, x, y, dy, tail []float32, w, p, q, l int) (miss int)
+func poolRouteAsm(m, x, y, dy []float32, w, p, q, l int) (miss int)
 
 //go:noescape
 func poolScatterAsm(dx, m []float32, w, h, p, l int)

@@ -10,8 +10,7 @@
 // columns 2j and O = the odd columns 2j+1 of j = j0 … j0+7 in order; the
 // same at 2j0+2 gives E2 = columns 2j+2. The last block of a row (fewer
 // than eight windows left, or not two values to spare after column 2j0+16)
-// first copies its rows into tail, through masked loads, so that no load
-// leaves the row.
+// loads through masks, so that no load leaves the row.
 
 // poolMask: 24 set lanes then 24 clear; the eight lanes at
 // poolMask<>+96−4n are set exactly below n.
@@ -49,17 +48,18 @@ GLOBL poolMask<>(SB), RODATA|NOPTR, $192
 	VMOVUPS 8(R), X2; VINSERTF128 $1, 40(R), Y2, Y2; \
 	VMOVUPS 24(R), X3; VINSERTF128 $1, 56(R), Y3, Y3
 
-// TAILROWS(src) copies the three rows at src (column 2j0; row stride AX
-// bytes) into the 24-value rows at R8, R8+96 and R8+192, zeros from
-// column w on (the masks Y0, Y1, Y2), and sets R9 and R10 to the second
-// and third.
-#define TAILROW(off) \
-	VMASKMOVPS (R9), Y0, Y3; VMOVUPS Y3, off(R8); \
-	VMASKMOVPS 32(R9), Y1, Y3; VMOVUPS Y3, off+32(R8); \
-	VMASKMOVPS 64(R9), Y2, Y3; VMOVUPS Y3, off+64(R8)
-#define TAILROWS(src) \
-	MOVQ src, R9; TAILROW(0); ADDQ AX, R9; TAILROW(96); ADDQ AX, R9; TAILROW(192); \
-	LEAQ 96(R8), R9; LEAQ 192(R8), R10
+// MLOADAB(R, T, M, V) is LOADAB(R) with the mask of each half read from
+// T at the half's offset (T = MASKS(w − 2j0)), through the registers M
+// and V.
+#define MLOADAB(R, T, M, V) \
+	VMOVUPS (T), M; VMASKMOVPS (R), M, X0; \
+	VMOVUPS 32(T), M; VMASKMOVPS 32(R), M, V; VINSERTF128 $1, V, Y0, Y0; \
+	VMOVUPS 16(T), M; VMASKMOVPS 16(R), M, X1; \
+	VMOVUPS 48(T), M; VMASKMOVPS 48(R), M, V; VINSERTF128 $1, V, Y1, Y1; \
+	VMOVUPS 8(T), M; VMASKMOVPS 8(R), M, X2; \
+	VMOVUPS 40(T), M; VMASKMOVPS 40(R), M, V; VINSERTF128 $1, V, Y2, Y2; \
+	VMOVUPS 24(T), M; VMASKMOVPS 24(R), M, X3; \
+	VMOVUPS 56(T), M; VMASKMOVPS 56(R), M, V; VINSERTF128 $1, V, Y3, Y3
 
 // MASKS(n, R) points R at the mask of n set lanes (n ≤ 24, clobbered).
 #define MASKS(n, R) SHLQ $2, n; LEAQ poolMask<>+96(SB), R; SUBQ n, R
@@ -69,20 +69,21 @@ GLOBL poolMask<>(SB), RODATA|NOPTR, $192
 // negating in between.
 #define MAXN(a, b, t) VMINPS b, a, t; VMINPS a, t, a; VORPS t, a, a
 
-// NEGROW(R) loads the row at R, negated, into Y0…Y3.
-#define NEGROW(R) \
-	LOADAB(R); \
-	VXORPS Y15, Y0, Y0; VXORPS Y15, Y1, Y1; VXORPS Y15, Y2, Y2; VXORPS Y15, Y3, Y3
+// NEGROW(R) loads the row at R, negated, into Y0…Y3; MNEGROW through
+// the masks at BX.
+#define NEGATE VXORPS Y15, Y0, Y0; VXORPS Y15, Y1, Y1; VXORPS Y15, Y2, Y2; VXORPS Y15, Y3, Y3
+#define NEGROW(R) LOADAB(R); NEGATE
+#define MNEGROW(R) MLOADAB(R, BX, X12, X13); NEGATE
 
-// MAX3 sets Y0 to the eight window maxima of the rows at R8, R9, R10: the
-// column maxima max(max(x0, x1), x2) first, then max(max(E, O), E2), the
-// order of maxInto in columnMax and windowMax.
-#define MAX3 \
-	NEGROW(R8); \
+// MAX3(ROW) sets Y0 to the eight window maxima of the rows at R8, R9,
+// R10, loaded by ROW: the column maxima max(max(x0, x1), x2) first, then
+// max(max(E, O), E2), the order of maxInto in columnMax and windowMax.
+#define MAX3(ROW) \
+	ROW(R8); \
 	VMOVAPS Y0, Y4; VMOVAPS Y1, Y5; VMOVAPS Y2, Y6; VMOVAPS Y3, Y7; \
-	NEGROW(R9); \
+	ROW(R9); \
 	MAXN(Y4, Y0, Y8); MAXN(Y5, Y1, Y9); MAXN(Y6, Y2, Y10); MAXN(Y7, Y3, Y11); \
-	NEGROW(R10); \
+	ROW(R10); \
 	MAXN(Y4, Y0, Y8); MAXN(Y5, Y1, Y9); MAXN(Y6, Y2, Y10); MAXN(Y7, Y3, Y11); \
 	VSHUFPS $0x88, Y5, Y4, Y0; \
 	VSHUFPS $0xDD, Y5, Y4, Y1; \
@@ -91,12 +92,11 @@ GLOBL poolMask<>(SB), RODATA|NOPTR, $192
 	MAXN(Y0, Y2, Y8); \
 	VXORPS Y15, Y0, Y0
 
-// func maxPool3Asm(y, x, tail []float32, w, p, q int)
+// func maxPool3Asm(y, x []float32, w, p, q int)
 //
 // y (p, q) = the maxima of x (2p+1 or 2p+2, w) over 3×3 windows every two
-// pixels, as MaxPool's Go code computes them, bit for bit. tail holds 72
-// values of scratch.
-TEXT ·maxPool3Asm(SB), NOSPLIT, $0-96
+// pixels, as MaxPool's Go code computes them, bit for bit.
+TEXT ·maxPool3Asm(SB), NOSPLIT, $0-72
 	MOVL $0x80000000, AX // the sign bit
 	VMOVD AX, X15
 	VSHUFPS $0, X15, X15, X15
@@ -104,57 +104,50 @@ TEXT ·maxPool3Asm(SB), NOSPLIT, $0-96
 	XORQ R12, R12 // i
 
 poolRow:
-	MOVQ q+88(FP), DI
+	MOVQ q+64(FP), DI
 	IMULQ R12, DI
 	SHLQ $2, DI
 	ADDQ y_base+0(FP), DI // y row i
-	MOVQ w+72(FP), CX
+	MOVQ w+48(FP), CX
 	IMULQ R12, CX
 	SHLQ $3, CX
 	ADDQ x_base+24(FP), CX // x row 2i
-	MOVQ w+72(FP), R11
+	MOVQ w+48(FP), R11
 	SHLQ $2, R11 // a row, in bytes
 	XORQ R13, R13 // j0
 
 poolBlock:
-	CMPQ R13, q+88(FP)
+	CMPQ R13, q+64(FP)
 	JGE  poolRowEnd
-	LEAQ 8(R13), AX
-	CMPQ AX, q+88(FP)
-	JGT  poolTail
-	LEAQ 18(R13)(R13*1), AX
-	CMPQ AX, w+72(FP)
-	JGT  poolTail
 	LEAQ (CX)(R13*8), R8
 	LEAQ (R8)(R11*1), R9
 	LEAQ (R9)(R11*1), R10
-	MAX3
+	LEAQ 8(R13), AX
+	CMPQ AX, q+64(FP)
+	JGT  poolTail
+	LEAQ 18(R13)(R13*1), AX
+	CMPQ AX, w+48(FP)
+	JGT  poolTail
+	MAX3(NEGROW)
 	VMOVUPS Y0, (DI)(R13*4)
 	ADDQ $8, R13
 	JMP  poolBlock
 
 poolTail:
-	MOVQ w+72(FP), AX
+	MOVQ w+48(FP), AX
 	SUBQ R13, AX
 	SUBQ R13, AX
-	MASKS(AX, R8)
-	VMOVUPS (R8), Y0
-	VMOVUPS 32(R8), Y1
-	VMOVUPS 64(R8), Y2
-	LEAQ (CX)(R13*8), R10
-	MOVQ tail_base+48(FP), R8
-	MOVQ R11, AX
-	TAILROWS(R10)
-	MAX3
-	MOVQ q+88(FP), AX
+	MASKS(AX, BX)
+	MAX3(MNEGROW)
+	MOVQ q+64(FP), AX
 	SUBQ R13, AX
-	MASKS(AX, R8)
-	VMOVUPS (R8), Y1
+	MASKS(AX, BX)
+	VMOVUPS (BX), Y1
 	VMASKMOVPS Y0, Y1, (DI)(R13*4)
 
 poolRowEnd:
 	INCQ R12
-	CMPQ R12, p+80(FP)
+	CMPQ R12, p+56(FP)
 	JLT  poolRow
 	VZEROUPPER
 	RET
@@ -172,15 +165,30 @@ poolRowEnd:
 	ADDQ    R11, AX; \
 	VORPS   Y7, Y12, Y12
 
-// ROUTEROW(R) handles the three values in the row at R of eight windows.
-#define ROUTEROW(R) \
-	LOADAB(R); \
+// ROUTEROW(R) handles the three values in the row at R of eight windows;
+// MROUTEROW through the masks at SI.
+#define ROUTEROW(R) LOADAB(R); ROUTE3
+#define MROUTEROW(R) MLOADAB(R, SI, X9, X10); ROUTE3
+#define ROUTE3 \
 	VSHUFPS $0x88, Y1, Y0, Y4; \
 	VSHUFPS $0xDD, Y1, Y0, Y5; \
 	VSHUFPS $0x88, Y3, Y2, Y6; \
 	FIRST(Y4); FIRST(Y5); FIRST(Y6)
 
-// func poolRouteAsm(m, x, y, dy, tail []float32, w, p, q, l int) (miss int)
+// ROUTEBODY(ROW) handles eight windows of the rows at R8, R9, R10 loaded
+// by ROW, their maxima in Y14, their dy in Y13, Y15 set where they count,
+// the arrays at DI; misses go to BX.
+#define ROUTEBODY(ROW) \
+	VXORPS Y12, Y12, Y12; \
+	MOVQ   DI, AX; \
+	ROW(R8); \
+	ROW(R9); \
+	ROW(R10); \
+	VANDNPS   Y15, Y12, Y7; \
+	VMOVMSKPS Y7, AX; \
+	ORQ       AX, BX
+
+// func poolRouteAsm(m, x, y, dy []float32, w, p, q, l int) (miss int)
 //
 // For output (i, j) of a 3×3, stride 2 pooling of the plane x (2p+1 or
 // 2p+2, w) with maxima y (p, q) and gradient dy (p, q), m[(9i+k)·l + j+1]
@@ -188,9 +196,8 @@ poolRowEnd:
 // first to equal y[i, j], else to 0, for k = 0 … 8; lanes up to the next
 // multiple of eight past q are set to 0. miss is nonzero if some window
 // has no value equal to its maximum (a NaN, or a y that is not x's).
-// tail holds 72 values of scratch.
-TEXT ·poolRouteAsm(SB), NOSPLIT, $0-160
-	MOVQ l+144(FP), R11
+TEXT ·poolRouteAsm(SB), NOSPLIT, $0-136
+	MOVQ l+120(FP), R11
 	SHLQ $2, R11 // from one of the nine arrays to the next, in bytes
 	XORQ BX, BX // misses
 	XORQ R12, R12 // i
@@ -200,79 +207,65 @@ routeRow:
 	IMULQ R12, DI
 	ADDQ m_base+0(FP), DI
 	ADDQ $4, DI // m row i, index 1
-	MOVQ q+136(FP), AX
+	MOVQ q+112(FP), AX
 	IMULQ R12, AX
 	SHLQ $2, AX
 	MOVQ y_base+48(FP), SI
 	ADDQ AX, SI // y row i
 	MOVQ dy_base+72(FP), DX
 	ADDQ AX, DX // dy row i
-	MOVQ w+120(FP), CX
+	MOVQ w+96(FP), CX
 	IMULQ R12, CX
 	SHLQ $3, CX
 	ADDQ x_base+24(FP), CX // x row 2i
 	XORQ R13, R13 // j0
 
 routeBlock:
-	CMPQ R13, q+136(FP)
+	CMPQ R13, q+112(FP)
 	JGE  routeRowEnd
 	LEAQ 8(R13), AX
-	CMPQ AX, q+136(FP)
+	CMPQ AX, q+112(FP)
 	JGT  routeTail
 	LEAQ 18(R13)(R13*1), AX
-	CMPQ AX, w+120(FP)
+	CMPQ AX, w+96(FP)
 	JGT  routeTail
 	LEAQ (CX)(R13*8), R8
-	MOVQ w+120(FP), AX
+	MOVQ w+96(FP), AX
 	LEAQ (R8)(AX*4), R9
 	LEAQ (R9)(AX*4), R10
 	VMOVUPS (SI), Y14
 	VMOVUPS (DX), Y13
 	VMOVUPS poolMask<>(SB), Y15 // every window counts
-	JMP  routeBody
+	ROUTEBODY(ROUTEROW)
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	ADDQ $8, R13
+	JMP  routeBlock
 
 routeTail:
-	MOVQ w+120(FP), AX
-	SUBQ R13, AX
+	MOVQ q+112(FP), AX
 	SUBQ R13, AX
 	MASKS(AX, R8)
-	VMOVUPS (R8), Y0
-	VMOVUPS 32(R8), Y1
-	VMOVUPS 64(R8), Y2
-	LEAQ (CX)(R13*8), R10
-	MOVQ tail_base+96(FP), R8
-	MOVQ w+120(FP), AX
-	SHLQ $2, AX
-	TAILROWS(R10)
-	MOVQ q+136(FP), AX
-	SUBQ R13, AX
-	MASKS(AX, R9)
-	VMOVUPS (R9), Y15 // the windows left
+	VMOVUPS (R8), Y15 // the windows left
 	VMASKMOVPS (SI), Y15, Y14
 	VMASKMOVPS (DX), Y15, Y13 // 0 past q: those lanes store 0
-	LEAQ 96(R8), R9
-
-routeBody:
-	VXORPS Y12, Y12, Y12
-	MOVQ   DI, AX
-	ROUTEROW(R8)
-	ROUTEROW(R9)
-	ROUTEROW(R10)
-	VANDNPS   Y15, Y12, Y7
-	VMOVMSKPS Y7, AX
-	ORQ       AX, BX
-	ADDQ      $32, SI
-	ADDQ      $32, DX
-	ADDQ      $32, DI
-	ADDQ      $8, R13
-	JMP       routeBlock
+	MOVQ w+96(FP), AX
+	SUBQ R13, AX
+	SUBQ R13, AX
+	MASKS(AX, SI)
+	LEAQ (CX)(R13*8), R8
+	MOVQ w+96(FP), AX
+	LEAQ (R8)(AX*4), R9
+	LEAQ (R9)(AX*4), R10
+	ROUTEBODY(MROUTEROW)
 
 routeRowEnd:
 	INCQ R12
-	CMPQ R12, p+128(FP)
+	CMPQ R12, p+104(FP)
 	JLT  routeRow
 	VZEROUPPER
-	MOVQ BX, miss+152(FP)
+	MOVQ BX, miss+128(FP)
 	RET
 
 // func poolScatterAsm(dx, m []float32, w, h, p, l int)
