@@ -69,15 +69,18 @@ GLOBL poolMask<>(SB), RODATA|NOPTR, $192
 // negating in between.
 #define MAXN(a, b, t) VMINPS b, a, t; VMINPS a, t, a; VORPS t, a, a
 
-// NEGROW(R) loads the row at R, negated, into Y0…Y3; MNEGROW through
-// the masks at BX.
-#define NEGATE VXORPS Y15, Y0, Y0; VXORPS Y15, Y1, Y1; VXORPS Y15, Y2, Y2; VXORPS Y15, Y3, Y3
-#define NEGROW(R) LOADAB(R); NEGATE
-#define MNEGROW(R) MLOADAB(R, BX, X12, X13); NEGATE
+// NEGROW(R) loads, negated, columns 2j0 + 0…7, 8…15, 2…9 and 10…17 of
+// the row at R into Y0…Y3; MNEGROW through the masks at BX.
+#define NEGROW(R) \
+	VXORPS (R), Y15, Y0; VXORPS 32(R), Y15, Y1; VXORPS 8(R), Y15, Y2; VXORPS 40(R), Y15, Y3
+#define MNEG(off, R, V) VMOVUPS off(BX), Y12; VMASKMOVPS off(R), Y12, V; VXORPS Y15, V, V
+#define MNEGROW(R) MNEG(0, R, Y0); MNEG(32, R, Y1); MNEG(8, R, Y2); MNEG(40, R, Y3)
 
 // MAX3(ROW) sets Y0 to the eight window maxima of the rows at R8, R9,
 // R10, loaded by ROW: the column maxima max(max(x0, x1), x2) first, then
 // max(max(E, O), E2), the order of maxInto in columnMax and windowMax.
+// The column maxima are spread to A, B and the A, B of two columns on
+// before E, O and E2 are picked.
 #define MAX3(ROW) \
 	ROW(R8); \
 	VMOVAPS Y0, Y4; VMOVAPS Y1, Y5; VMOVAPS Y2, Y6; VMOVAPS Y3, Y7; \
@@ -85,12 +88,16 @@ GLOBL poolMask<>(SB), RODATA|NOPTR, $192
 	MAXN(Y4, Y0, Y8); MAXN(Y5, Y1, Y9); MAXN(Y6, Y2, Y10); MAXN(Y7, Y3, Y11); \
 	ROW(R10); \
 	MAXN(Y4, Y0, Y8); MAXN(Y5, Y1, Y9); MAXN(Y6, Y2, Y10); MAXN(Y7, Y3, Y11); \
-	VSHUFPS $0x88, Y5, Y4, Y0; \
-	VSHUFPS $0xDD, Y5, Y4, Y1; \
-	VSHUFPS $0x88, Y7, Y6, Y2; \
-	MAXN(Y0, Y1, Y8); \
-	MAXN(Y0, Y2, Y8); \
-	VXORPS Y15, Y0, Y0
+	VPERM2F128 $0x20, Y5, Y4, Y0; \
+	VPERM2F128 $0x31, Y5, Y4, Y1; \
+	VPERM2F128 $0x20, Y7, Y6, Y2; \
+	VPERM2F128 $0x31, Y7, Y6, Y3; \
+	VSHUFPS $0x88, Y1, Y0, Y4; \
+	VSHUFPS $0xDD, Y1, Y0, Y5; \
+	VSHUFPS $0x88, Y3, Y2, Y6; \
+	MAXN(Y4, Y5, Y8); \
+	MAXN(Y4, Y6, Y8); \
+	VXORPS Y15, Y4, Y0
 
 // func maxPool3Asm(y, x []float32, w, p, q int)
 //

@@ -132,3 +132,44 @@ func TestMaxPool3Shapes(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxPool3Bounds requires the assembly to write nothing past a
+// plane's y or dx, whose last row ends in a last block of every length.
+func TestMaxPool3Bounds(t *testing.T) {
+	needAVX(t)
+	r := rand.New(rand.NewPCG(25, 26))
+	const guard = 16
+	for w := 3; w <= 42; w++ {
+		for _, h := range []int{3, 4, 7} {
+			s := gpu.PoolShape{N: 1, C: 1, H: h, W: w, Size: 3, Stride: 2}
+			p, q := s.P(), s.Q()
+			l := 8*((w+15)/16) + 8
+			x, dy := randSlice(r, h*w), randSlice(r, p*q)
+			y, dx := make([]float32, p*q+guard), make([]float32, h*w+guard)
+			for i := range guard {
+				y[p*q+i], dx[h*w+i] = 7, 7
+			}
+			maxPool3Asm(y[:p*q], x, w, p, q)
+			m := make([]float32, (p+2)*9*l)
+			if poolRouteAsm(m[9*l:], x, y[:p*q], dy, w, p, q, l) != 0 {
+				t.Fatalf("H=%d W=%d: poolRouteAsm missed a maximum of MaxPool's own y", h, w)
+			}
+			poolScatterAsm(dx[:h*w], m, w, h, p, l)
+			for i := range guard {
+				if y[p*q+i] != 7 || dx[h*w+i] != 7 {
+					t.Fatalf("H=%d W=%d: y or dx written %d past its end", h, w, i)
+				}
+			}
+			for i, v := range m[:9*l] {
+				if v != 0 {
+					t.Fatalf("H=%d W=%d: m[%d], before output row 0, written", h, w, i)
+				}
+			}
+			for i, v := range m[(p+1)*9*l:] {
+				if v != 0 {
+					t.Fatalf("H=%d W=%d: m written %d past output row p−1", h, w, i)
+				}
+			}
+		}
+	}
+}
