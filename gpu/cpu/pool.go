@@ -59,7 +59,8 @@ func (d *Device) MaxPool(y, x gpu.Buffer, s gpu.PoolShape) error {
 // window (0 elsewhere); poolScatterAsm then writes each value of dx once,
 // as 0 plus the arrays' values that land on it in the order above (see
 // its comment). A plane where some window has no value equal to its
-// maximum is done again by the Go code (routePlane).
+// maximum, and a dy other than ±0, is done again by the Go code
+// (routePlane).
 func (d *Device) MaxPoolBackward(dx, dy, x, y gpu.Buffer, s gpu.PoolShape) error {
 	validate(s)
 	dxd := d.data("dx", dx, s.XLen()) // (N, C, H, W)

@@ -160,17 +160,16 @@ poolRowEnd:
 	RET
 
 // FIRST(v) handles one of a window's nine values, v (eight windows): the
-// windows where it is the first to equal their maximum Y14 (ordered
-// equality, as Go's ==) get their dy (Y13), the others 0, stored at AX;
-// AX moves on to the next array and Y12, the windows already matched,
-// takes v's.
+// windows whose dy is still in Y13, the dy not yet given to an earlier
+// value, and where v equals their maximum Y14 (ordered equality, as Go's
+// ==) get it, the others 0, stored at AX; their dy leaves Y13, and AX
+// moves on to the next array.
 #define FIRST(v) \
 	VCMPPS  $0, Y14, v, Y7; \
-	VANDNPS Y7, Y12, Y8; \
-	VANDPS  Y13, Y8, Y8; \
+	VANDPS  Y13, Y7, Y8; \
+	VANDNPS Y13, Y7, Y13; \
 	VMOVUPS Y8, (AX); \
-	ADDQ    R11, AX; \
-	VORPS   Y7, Y12, Y12
+	ADDQ    R11, AX
 
 // ROUTEROW(R) handles the three values in the row at R of eight windows;
 // MROUTEROW through the masks at SI.
@@ -183,17 +182,14 @@ poolRowEnd:
 	FIRST(Y4); FIRST(Y5); FIRST(Y6)
 
 // ROUTEBODY(ROW) handles eight windows of the rows at R8, R9, R10 loaded
-// by ROW, their maxima in Y14, their dy in Y13, Y15 set where they count,
-// the arrays at DI; misses go to BX.
+// by ROW, their maxima in Y14, their dy in Y13, the arrays at DI; the dy
+// that no value took go to Y12.
 #define ROUTEBODY(ROW) \
-	VXORPS Y12, Y12, Y12; \
-	MOVQ   DI, AX; \
+	MOVQ  DI, AX; \
 	ROW(R8); \
 	ROW(R9); \
 	ROW(R10); \
-	VANDNPS   Y15, Y12, Y7; \
-	VMOVMSKPS Y7, AX; \
-	ORQ       AX, BX
+	VORPS Y13, Y12, Y12
 
 // func poolRouteAsm(m, x, y, dy []float32, w, p, q, l int) (miss int)
 //
@@ -202,11 +198,13 @@ poolRowEnd:
 // is set to dy[i, j] if the window's k-th value in row-major order is the
 // first to equal y[i, j], else to 0, for k = 0 … 8; lanes up to the next
 // multiple of eight past q are set to 0. miss is nonzero if some window
-// has no value equal to its maximum (a NaN, or a y that is not x's).
+// has no value equal to its maximum (a NaN, or a y that is not x's) and a
+// dy with a bit set: a dy of ±0 adds nothing to a dx, which is never −0,
+// wherever it goes.
 TEXT ·poolRouteAsm(SB), NOSPLIT, $0-136
 	MOVQ l+120(FP), R11
 	SHLQ $2, R11 // from one of the nine arrays to the next, in bytes
-	XORQ BX, BX // misses
+	VXORPS Y12, Y12, Y12 // dy no value took
 	XORQ R12, R12 // i
 
 routeRow:
@@ -242,7 +240,6 @@ routeBlock:
 	LEAQ (R9)(AX*4), R10
 	VMOVUPS (SI), Y14
 	VMOVUPS (DX), Y13
-	VMOVUPS poolMask<>(SB), Y15 // every window counts
 	ROUTEBODY(ROUTEROW)
 	ADDQ $32, SI
 	ADDQ $32, DX
@@ -256,7 +253,7 @@ routeTail:
 	MASKS(AX, R8)
 	VMOVUPS (R8), Y15 // the windows left
 	VMASKMOVPS (SI), Y15, Y14
-	VMASKMOVPS (DX), Y15, Y13 // 0 past q: those lanes store 0
+	VMASKMOVPS (DX), Y15, Y13 // 0 past q: those lanes store 0, and miss nothing
 	MOVQ w+96(FP), AX
 	SUBQ R13, AX
 	SUBQ R13, AX
@@ -271,8 +268,11 @@ routeRowEnd:
 	INCQ R12
 	CMPQ R12, p+104(FP)
 	JLT  routeRow
+	XORQ AX, AX
+	VPTEST Y12, Y12
+	SETNE AL
 	VZEROUPPER
-	MOVQ BX, miss+128(FP)
+	MOVQ AX, miss+128(FP)
 	RET
 
 // func poolScatterAsm(dx, m []float32, w, h, p, l int)

@@ -21,8 +21,8 @@ type poolCase struct {
 // and dy sums where windows share it); peaks that four windows share;
 // NaNs of two payloads in dy on those peaks (where two NaNs meet, the
 // sum keeps the one Go's dx[k] += dy keeps); signed zeros and infinities;
-// a NaN in x (no value equals its window's maximum); and a y that is not
-// x's.
+// a NaN in x (no value equals its window's maximum); NaNs in x where dy
+// is ±0 (which adds nothing wherever it goes); and a y that is not x's.
 func poolCases(r *rand.Rand, s gpu.PoolShape) []poolCase {
 	nx, ny := s.XLen(), s.YLen()
 	nan1, nan2 := math.Float32frombits(0x7fc00001), math.Float32frombits(0xffc00002)
@@ -54,6 +54,12 @@ func poolCases(r *rand.Rand, s gpu.PoolShape) []poolCase {
 	}
 	nanX := randSlice(r, nx)
 	nanX[r.IntN(nx)] = float32(math.NaN())
+	nansX := randSlice(r, nx)
+	for i := range nansX {
+		if r.IntN(8) == 0 {
+			nansX[i] = float32(math.NaN())
+		}
+	}
 	return []poolCase{
 		{name: "random", x: randSlice(r, nx), dy: randSlice(r, ny)},
 		{name: "ties", x: pick(nx, ties), dy: randSlice(r, ny)},
@@ -62,6 +68,7 @@ func poolCases(r *rand.Rand, s gpu.PoolShape) []poolCase {
 		{name: "zeros", x: pick(nx, zeros), dy: pick(ny, dyEdge)},
 		{name: "infinities", x: pick(nx, signed), dy: pick(ny, dyEdge)},
 		{name: "nan-x", x: nanX, dy: randSlice(r, ny)},
+		{name: "nans-x-zero-dy", x: nansX, dy: pick(ny, zeros)},
 		{name: "foreign-y", x: pick(nx, ties), dy: randSlice(r, ny), y0: pick(ny, ties)},
 	}
 }
