@@ -54,13 +54,15 @@ func (d *Device) MaxPool(y, x gpu.Buffer, s gpu.PoolShape) error {
 // x's) goes to its first maximum as argmax finds it.
 //
 // With the assembly, 3×3 windows every two pixels take two passes over a
-// plane: poolRouteAsm finds each window's first maximum eight windows at
-// a time and writes dy into one of nine arrays by its place k in the
-// window (0 elsewhere); poolScatterAsm then writes each value of dx once,
-// as 0 plus the arrays' values that land on it in the order above (see
-// its comment). A plane where some window has no value equal to its
-// maximum, and a dy other than ±0, is done again by the Go code
-// (routePlane).
+// chunk of a plane's output rows (the whole plane, unless its arrays
+// would overflow poolL1): poolRouteAsm finds each window's first maximum
+// eight windows at a time and writes dy into one of nine arrays by its
+// place k in the window (0 elsewhere); poolScatterAsm then writes each
+// value of dx once, as 0 plus the arrays' values that land on it in the
+// order above (see its comment). The dx rows of a chunk's last output
+// row wait for the next chunk, which starts from that row's arrays (m's
+// row 0). A plane where some window has no value equal to its maximum,
+// and a dy other than ±0, is done again by the Go code (routePlane).
 func (d *Device) MaxPoolBackward(dx, dy, x, y gpu.Buffer, s gpu.PoolShape) error {
 	validate(s)
 	dxd := d.data("dx", dx, s.XLen()) // (N, C, H, W)
@@ -71,23 +73,72 @@ func (d *Device) MaxPoolBackward(dx, dy, x, y gpu.Buffer, s gpu.PoolShape) error
 	d.planes(s, func(wk, lo, hi int) {
 		var m []float32
 		l := 8*((s.W+15)/16) + 8 // an array: index 0 and 1 … q, 0 up to the last column block
-		if pool3(s) {
-			// Rows 0 and p+1 of m, outputs −1 and p, stay 0, as do the
-			// arrays' ends: poolRouteAsm writes rows 1 … p, indices 1 … q.
-			m = d.buf32(wk, (p+2)*9*l)
+		rows, asm := p, pool3(s)
+		if (p+2)*9*l*4 > poolL1 {
+			rows = max(1, poolL1/(9*l*4)-2)
+		}
+		if poolRows > 0 {
+			rows = min(p, poolRows)
+		}
+		if asm {
+			m = d.buf32(wk, (rows+2)*9*l)
 			clear(m)
 		}
 		for pl := lo; pl < hi; pl++ {
 			xp, dxp, dyp := xd[pl*hw:(pl+1)*hw], dxd[pl*hw:(pl+1)*hw], dyd[pl*p*q:(pl+1)*p*q]
 			yp := yd[pl*p*q : (pl+1)*p*q]
-			if pool3(s) && poolRouteAsm(m[9*l:], xp, yp, dyp, s.W, p, q, l) == 0 {
-				poolScatterAsm(dxp, m, s.W, s.H, p, l)
-				continue
+			switch {
+			case asm && rows == p:
+				// m's rows: 0 and p+1 stay 0 (outputs −1 and p), 1 … p
+				// the arrays of output rows 0 … p−1.
+				if poolRouteAsm(m[9*l:], xp, yp, dyp, s.W, p, q, l) == 0 {
+					poolScatterAsm(dxp, m, s.W, s.H, p, l)
+					continue
+				}
+			case asm:
+				if poolChunks(dxp, xp, dyp, yp, m, s, rows, l) {
+					continue
+				}
 			}
 			routePlane(dxp, xp, dyp, yp, s)
 		}
 	})
 	return nil
+}
+
+// poolL1 is the most bytes of dy arrays (m in MaxPoolBackward) a chunk
+// of a plane's rows writes before they are read: enough that m stays in
+// L1 beside the rows of x and dx. poolRows, if set, is the rows of a
+// chunk instead (for tests).
+const poolL1 = 16 << 10
+
+var poolRows = 0
+
+// poolChunks is MaxPoolBackward's assembly on one plane in chunks of rows
+// output rows, the arrays of a chunk in m's rows 1 … rows; row 0 holds
+// those of the output row before, 0 before the first. It reports false,
+// with dxp half written, where poolRouteAsm misses.
+func poolChunks(dxp, xp, dyp, yp, m []float32, s gpu.PoolShape, rows, l int) bool {
+	p, q, w, sl := s.P(), s.Q(), s.W, 9*l
+	defer clear(m[:sl])
+	for a := 0; a < p; a += rows {
+		n := min(rows, p-a)
+		if a > 0 {
+			copy(m[:sl], m[rows*sl:(rows+1)*sl])
+		}
+		if poolRouteAsm(m[sl:], xp[2*a*w:], yp[a*q:], dyp[a*q:], w, n, q, l) != 0 {
+			return false
+		}
+		if a+n < p { // dx rows 2a … 2(a+n)−1
+			poolScatterAsm(dxp[2*a*w:], m, w, 2*n, n-1, l)
+			continue
+		}
+		if n < rows { // row n+1, output row p, must be 0: an earlier chunk wrote it
+			clear(m[(n+1)*sl : (n+2)*sl])
+		}
+		poolScatterAsm(dxp[2*a*w:], m, w, s.H-2*a, n, l) // the rest
+	}
+	return true
 }
 
 // routePlane is MaxPoolBackward on one plane: dxp (H, W) from dyp and

@@ -78,15 +78,18 @@ func poolCases(r *rand.Rand, s gpu.PoolShape) []poolCase {
 // and backward, on every width from 3 to 42 (rows of whole blocks of
 // eight windows and last blocks of every length, from planes narrower
 // than one block) and heights of both parities, on the inputs of
-// poolCases.
+// poolCases, the backward over whole planes and chunks of 1, 2 and 3
+// output rows.
 func TestMaxPool3Assembly(t *testing.T) {
 	needAVX(t)
 	defer func(v bool) { useAVX = v }(useAVX)
+	defer func(v int) { poolRows = v }(poolRows)
 	r := rand.New(rand.NewPCG(21, 22))
 	for w := 3; w <= 42; w++ {
 		for _, h := range []int{3, 4, 7, 10, 19} {
 			s := gpu.PoolShape{N: 2, C: 2, H: h, W: w, Size: 3, Stride: 2}
-			for _, c := range poolCases(r, s) {
+			for ci, c := range poolCases(r, s) {
+				poolRows = []int{0, 1, 2, 3}[ci%4] // whole planes, chunks of 1…3 output rows
 				var ys, dxs [2][]float32
 				for i, avx := range []bool{false, true} {
 					useAVX = avx
@@ -101,7 +104,7 @@ func TestMaxPool3Assembly(t *testing.T) {
 					must(t, d.MaxPoolBackward(dx, upload(t, d, c.dy), xb, y, s))
 					dxs[i] = data(dx)
 				}
-				what := fmt.Sprintf("H=%d W=%d %s", h, w, c.name)
+				what := fmt.Sprintf("H=%d W=%d %s chunk=%d", h, w, c.name, poolRows)
 				sameBits32(t, what+" y", ys[1], ys[0])
 				sameBits32(t, what+" dx", dxs[1], dxs[0])
 			}
