@@ -20,7 +20,7 @@ import (
 // further term: for Size 5, five squares and four adds), not slid along
 // the channels, so that no add and later subtract of a large term can
 // cancel and float32 is enough (a sum of Size positive terms is within
-// Size/2 ulp-ish of the exact one); scale = K + float32(Alpha·sum), capped
+// about Size half-ulps of the exact one); scale = K + float32(Alpha·sum), capped
 // at MaxFloat32 so that a square that overflows (|x| > 1.8e19) gives a
 // tiny y rather than ∞·0 = NaN; inv = 1/scale, correctly rounded; then
 //
@@ -30,12 +30,20 @@ import (
 //	ratio = float32(dy·y)·inv
 //	dx    = float32(dy·p) − float32(2αβ·x)·Σ_window ratio
 //
-// so the backward pass shares one division between p and the ratio. The
-// division and the two square roots are the cost (about 2 cycles a value
-// on the divider of an AVX core); the rest overlaps with them. This is the
-// formulation of kernels/lrn.cu (float32 direct sums in the order of j)
-// except for how the power is taken (lrn.cu: 1/(√s·√√s), and dy·y/s with
-// a second division).
+// so the backward pass shares one division between p and the ratio
+// (inv·√√scale is also the closest of the three ways to write s^−¾ with
+// one quotient and two roots: 1.5 ulp at most on 10⁷ random scales,
+// against 1.9 for 1/(√s·√√s) and 2 for √inv·√√inv). The division and
+// the two square roots are the forward pass's cost, about 2 cycles a
+// value on an AVX core's divider, which the rest overlaps; out of the
+// cache, both passes go at the speed of memory.
+//
+// kernels/lrn.cu computes the same scale, bit for bit (short of the cap,
+// which it has not): float32 sums of the squares in the order of j (from
+// 0, which adds nothing), compiled without fused multiply-adds (gpu/cuda's
+// --fmad=false). It takes the power as 1/(√s·√√s) and the ratio as
+// dy·y/s, so its y and dx are within an ulp or two of these, inside
+// gpu/cuda's tolerance against this device.
 //
 // ReLULRN and ReLULRNBackward take max(0, x) as they read x, with Go's
 // max (NaNs and signed zeros included), and zero dx where max(0, x) ≤ 0
@@ -44,10 +52,13 @@ import (
 //
 // Work is split into blocks of lrnBlock pixels of one image, all channels;
 // since every pixel is computed on its own, any split gives the same bits.
-// On amd64 with AVX and β = ¾ each block's whole vectors of 8 pixels run
-// in assembly (lrn_amd64.s), the rest in the Go references below, which
-// do the same operations in the same order (no fused multiply-adds), so
-// the bits are the same; other β run in Go.
+// Blocks of 1024 pixels make each channel's row a 4 KB run: on AlexNet's
+// 55×55 channels, whose rows lie 12100 bytes apart, runs of 512 bytes (128
+// pixels) left the hardware prefetcher behind, and the backward pass ran
+// at half the speed. On amd64 with AVX and β = ¾ each block's whole
+// vectors of 8 pixels run in assembly (lrn_amd64.s), the rest in the Go
+// references below, which do the same operations in the same order (no
+// fused multiply-adds), so the bits are the same; other β run in Go.
 const lrnBlock = 1024
 
 // LRN sets y (N, C, H, W) to the local response normalization of
@@ -57,12 +68,13 @@ func (d *Device) LRN(y, x gpu.Buffer, s gpu.LRNShape) error {
 }
 
 // lrnBlocks calls fn on every block of lrnBlock pixels of one image, over
-// d's threads, with the worker's number, the block's offset in the
-// (N, C, H, W) tensors and its pixel count m.
-func (d *Device) lrnBlocks(s gpu.LRNShape, bytesPerValue int64, fn func(wk, base, m int)) {
+// d's threads (as many as a loop over cost·N·C·H·W values is worth), with
+// the worker's number, the block's offset in the (N, C, H, W) tensors and
+// its pixel count m.
+func (d *Device) lrnBlocks(s gpu.LRNShape, cost int64, fn func(wk, base, m int)) {
 	hw := s.H * s.W
 	blocks := (hw + lrnBlock - 1) / lrnBlock
-	t := d.elemThreads(bytesPerValue * int64(s.Len()))
+	t := d.elemThreads(cost * int64(s.Len()))
 	parallelWorkers(s.N*blocks, t, func(wk, lo, hi int) {
 		for u := lo; u < hi; u++ {
 			p0 := u % blocks * lrnBlock
@@ -76,7 +88,7 @@ func (d *Device) lrn(y, x gpu.Buffer, s gpu.LRNShape, relu bool) error {
 	validate(s)
 	yd := d.data("y", y, s.Len()) // (N, C, H, W)
 	xd := d.data("x", x, s.Len()) // (N, C, H, W)
-	p := lrnParams{hw: s.H * s.W, c: s.C, half: s.Size / 2, k: s.K, alpha: s.Alpha, beta: s.Beta, relu: relu}
+	p := newLRNParams(s, relu)
 	d.lrnBlocks(s, 4, func(_, base, m int) {
 		lrnForward(yd[base:], xd[base:], p, m)
 	})
@@ -97,7 +109,7 @@ func (d *Device) lrnBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape, relu bool)
 	dyd := d.data("dy", dy, s.Len()) // (N, C, H, W)
 	xd := d.data("x", x, s.Len())    // (N, C, H, W)
 	yd := d.data("y", y, s.Len())    // (N, C, H, W)
-	p := lrnParams{hw: s.H * s.W, c: s.C, half: s.Size / 2, k: s.K, alpha: s.Alpha, beta: s.Beta, relu: relu}
+	p := newLRNParams(s, relu)
 	d.lrnBlocks(s, 8, func(wk, base, m int) {
 		lrnBackward(dxd[base:], dyd[base:], xd[base:], yd[base:], d.buf32(wk, 2*s.C*lrnBlock), p, m)
 	})
@@ -110,6 +122,11 @@ type lrnParams struct {
 	hw, c, half    int
 	k, alpha, beta float32
 	relu           bool
+}
+
+// newLRNParams returns s's lrnParams, with the fused ReLU if relu.
+func newLRNParams(s gpu.LRNShape, relu bool) lrnParams {
+	return lrnParams{hw: s.H * s.W, c: s.C, half: s.Size / 2, k: s.K, alpha: s.Alpha, beta: s.Beta, relu: relu}
 }
 
 // lrnIn is the LRN's input value: x, or max(0, x) for the fused ReLU.

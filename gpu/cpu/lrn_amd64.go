@@ -14,6 +14,11 @@ func lrnForwardAsm(y, x []float32, hw, c, half, n int, k, alpha float32, relu bo
 // lrnBackwardAsm is lrnBackwardGo for β = ¾ on pixels 0…n−1 of a block,
 // n a positive multiple of 8 (lrn_amd64.s).
 //
+// lrnBackwardAsm's scratch rows are ROWBYTES = 4·1024 bytes apart, a
+// constant of lrn_amd64.s: an array length below is negative, which does
+// not compile, unless lrnBlock is 1024.
+var _ [lrnBlock - 1024][1024 - lrnBlock]struct{}
+
 //go:noescape
 func lrnBackwardAsm(dx, dy, x, y, scratch []float32, hw, c, half, n int, k, alpha, coef float32, relu bool)
 

@@ -1,5 +1,7 @@
 #include "textflag.h"
 
+// A row of the backward pass's scratch: lrnBlock = 1024 values (lrn_amd64.go
+// fails to compile if lrnBlock changes without these).
 #define ROWSHIFT 12
 #define ROWBYTES 4096
 
@@ -11,8 +13,8 @@
 // are each correctly rounded in both, so the bits are the same. The
 // channels are the outer loop, the vectors of a block the inner one, so
 // that the rows a window reads are in the L1 cache. The scratch of the
-// backward pass holds p[c] at byte 512·c and ratio[c] at 512·(C+c)
-// (lrnBlock = 128 values a row).
+// backward pass holds p[c] at byte ROWBYTES·c and ratio[c] at
+// ROWBYTES·(C+c).
 //
 // Held through both: Y12 = 1, Y13 = MaxFloat32, and for max(0, x) (IN)
 // Y14 = Z, Y15 = W: with the fused ReLU Z = 0 and W = 0x7fffffff, so that
