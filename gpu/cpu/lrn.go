@@ -192,9 +192,9 @@ func lrnForwardGo(y, x []float32, p lrnParams, from, to int) {
 }
 
 // lrnBackwardGo sets dx for pixels from…to−1 of a block, like
-// lrnForwardGo, the reference for lrnBackwardAsm. scratch holds, for
-// pixel i of the block, p[c] at c·lrnBlock + i and ratio[c] at
-// (C+c)·lrnBlock + i.
+// lrnForwardGo, the reference for lrnRatioAsm, lrnBothAsm and lrnDxAsm
+// (lrn_amd64.go). scratch holds, for pixel i of the block, p[c] at
+// c·lrnBlock + i and ratio[c] at (C+c)·lrnBlock + i.
 func lrnBackwardGo(dx, dy, x, y, scratch []float32, p lrnParams, from, to int) {
 	power := func(c int) []float32 { return scratch[c*lrnBlock:][:to] }
 	ratio := func(c int) []float32 { return scratch[(p.c+c)*lrnBlock:][:to] }

@@ -11,16 +11,23 @@ var useAVX = hasAVX()
 //go:noescape
 func lrnForwardAsm(y, x []float32, hw, c, half, n int, k, alpha float32, relu bool)
 
-// lrnBackwardAsm is lrnBackwardGo for β = ¾ on pixels 0…n−1 of a block,
-// n a positive multiple of 8 (lrn_amd64.s).
-//
-// lrnBackwardAsm's scratch rows are ROWBYTES = 4·1024 bytes apart, a
-// constant of lrn_amd64.s: an array length below is negative, which does
-// not compile, unless lrnBlock is 1024.
+// lrnRatioAsm, lrnDxAsm and lrnBothAsm are lrnBackwardGo for β = ¾ on
+// pixels 0…n−1 of a block, n a positive multiple of 8 (lrn_amd64.s):
+// lrnRatioAsm its first loop (p and the ratios) for channels c0…c1−1,
+// lrnDxAsm its second (dx), lrnBothAsm, for Size 5, the first for c and
+// the second for c−2 together. Their scratch rows are ROWBYTES = 4·1024
+// bytes apart, a constant of lrn_amd64.s: an array length below is
+// negative, which does not compile, unless lrnBlock is 1024.
 var _ [lrnBlock - 1024][1024 - lrnBlock]struct{}
 
 //go:noescape
-func lrnBackwardAsm(dx, dy, x, y, scratch []float32, hw, c, half, n int, k, alpha, coef float32, relu bool)
+func lrnRatioAsm(dy, x, y, scratch []float32, hw, c, half, n, c0, c1 int, k, alpha float32, relu bool)
+
+//go:noescape
+func lrnDxAsm(dx, dy, x, scratch []float32, hw, c, half, n, c0, c1 int, coef float32, relu bool)
+
+//go:noescape
+func lrnBothAsm(dx, dy, x, y, scratch []float32, hw, c, n, c0, c1 int, k, alpha, coef float32, relu bool)
 
 // lrnForward sets y = LRN(x) on the m pixels of a block, x and y
 // starting at its channel 0: the whole vectors of 8 pixels in assembly
@@ -46,7 +53,18 @@ func lrnBackward(dx, dy, x, y, scratch []float32, p lrnParams, m int) {
 	v := 0
 	if useAVX && p.beta == 0.75 {
 		if v = m &^ 7; v > 0 {
-			lrnBackwardAsm(dx, dy, x, y, scratch, p.hw, p.c, p.half, v, p.k, p.alpha, 2*p.alpha*p.beta, p.relu)
+			coef := 2 * p.alpha * p.beta
+			if a, b := 4, p.c-2; p.half == 2 && a < b {
+				// Ratios of 4…C−3 with dx of 2…C−5 in lrnBothAsm.
+				lrnRatioAsm(dy, x, y, scratch, p.hw, p.c, p.half, v, 0, a, p.k, p.alpha, p.relu)
+				lrnBothAsm(dx, dy, x, y, scratch, p.hw, p.c, v, a, b, p.k, p.alpha, coef, p.relu)
+				lrnRatioAsm(dy, x, y, scratch, p.hw, p.c, p.half, v, b, p.c, p.k, p.alpha, p.relu)
+				lrnDxAsm(dx, dy, x, scratch, p.hw, p.c, p.half, v, 0, a-2, coef, p.relu)
+				lrnDxAsm(dx, dy, x, scratch, p.hw, p.c, p.half, v, b-2, p.c, coef, p.relu)
+			} else {
+				lrnRatioAsm(dy, x, y, scratch, p.hw, p.c, p.half, v, 0, p.c, p.k, p.alpha, p.relu)
+				lrnDxAsm(dx, dy, x, scratch, p.hw, p.c, p.half, v, 0, p.c, coef, p.relu)
+			}
 		}
 	}
 	lrnBackwardGo(dx, dy, x, y, scratch, p, v, m)

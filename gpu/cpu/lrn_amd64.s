@@ -6,17 +6,17 @@
 #define ROWBYTES 4096
 
 // The LRN of lrn.go for β = ¾ in AVX, eight pixels (float32 lanes) at a
-// time: lrnForwardAsm and lrnBackwardAsm do, for pixels 0…n−1 of a block
-// (n a positive multiple of 8, channel c's pixel i at byte 4·(c·hw + i)),
-// the operations of lrnForwardGo and lrnBackwardGo in the same order,
-// without fused multiply-adds: products, sums, quotients and square roots
-// are each correctly rounded in both, so the bits are the same. The
-// channels are the outer loop, the vectors of a block the inner one, so
-// that the rows a window reads are in the L1 cache. The scratch of the
-// backward pass holds p[c] at byte ROWBYTES·c and ratio[c] at
-// ROWBYTES·(C+c).
+// time: lrnForwardAsm, and lrnRatioAsm, lrnBothAsm and lrnDxAsm between
+// them, do for pixels 0…n−1 of a block (n a positive multiple of 8,
+// channel c's pixel i at byte 4·(c·hw + i)) the operations of
+// lrnForwardGo and lrnBackwardGo in the same order, without fused
+// multiply-adds: products, sums, quotients and square roots are each
+// correctly rounded in both, so the bits are the same. The channels are
+// the outer loop, the vectors of a block the inner one, so that the rows
+// a window reads are in the L1 cache. The scratch of the backward pass
+// holds p[c] at byte ROWBYTES·c and ratio[c] at ROWBYTES·(C+c).
 //
-// Held through both: Y12 = 1, Y13 = MaxFloat32, and for max(0, x) (IN)
+// Held throughout: Y12 = 1, Y13 = MaxFloat32, and for max(0, x) (IN)
 // Y14 = Z, Y15 = W: with the fused ReLU Z = 0 and W = 0x7fffffff, so that
 // v & W & (v ≰ Z) is Go's max(v, 0) (+0 for v ≤ 0 and −0, v for v > 0, a
 // NaN with its sign cleared); without, Z = NaN and W = all ones, so that
@@ -135,51 +135,47 @@ fwdDone:
 	VZEROUPPER
 	RET
 
-// func lrnBackwardAsm(dx, dy, x, y, scratch []float32, hw, c, half, n int, k, alpha, coef float32, relu bool)
+// func lrnRatioAsm(dy, x, y, scratch []float32, hw, c, half, n, c0, c1 int, k, alpha float32, relu bool)
 //
-// First p[c] and ratio[c] = float32(dy·y)·inv for every channel into the
-// scratch, then dx = float32(dy·p) − float32(coef·x)·Σ_window ratio,
-// ANDed with (x > 0) | Q, Q = all ones without the fused ReLU.
-TEXT ·lrnBackwardAsm(SB), NOSPLIT, $0-165
-	CONSTS(relu+164(FP))
-	NOTL CX
-	MOVL CX, AX
-	BCAST(X9, Y9) // Q
-	VBROADCASTSS k+152(FP), Y10
-	VBROADCASTSS alpha+156(FP), Y11
-	MOVQ hw+120(FP), R8
+// p[c] and ratio[c] = float32(dy·y)·inv into the scratch for the
+// channels c0…c1−1: the first loop of lrnBackwardGo.
+TEXT ·lrnRatioAsm(SB), NOSPLIT, $0-153
+	CONSTS(relu+152(FP))
+	VBROADCASTSS k+144(FP), Y10
+	VBROADCASTSS alpha+148(FP), Y11
+	MOVQ hw+96(FP), R8
 	SHLQ $2, R8
-	MOVQ n+144(FP), R11
+	MOVQ n+120(FP), R11
 	SHLQ $2, R11
-	XORQ BX, BX
+	MOVQ c0+128(FP), BX
 
 ratioChan:
-	CMPQ BX, c+128(FP)
+	CMPQ BX, c1+136(FP)
 	JGE  ratioDone
 	MOVQ    BX, AX // lo = max(c−half, 0)
-	SUBQ    half+136(FP), AX
+	SUBQ    half+112(FP), AX
 	XORQ    CX, CX
 	CMPQ    AX, CX
 	CMOVQLT CX, AX
 	MOVQ    BX, DX // hi = min(c+half, C−1)
-	ADDQ    half+136(FP), DX
-	MOVQ    c+128(FP), CX
+	ADDQ    half+112(FP), DX
+	MOVQ    c+104(FP), CX
 	DECQ    CX
 	CMPQ    DX, CX
 	CMOVQGT CX, DX
 	SUBQ    AX, DX // hi − lo
 	IMULQ R8, DX
 	IMULQ R8, AX
-	ADDQ  x_base+48(FP), AX
+	ADDQ  x_base+24(FP), AX
 	MOVQ  BX, R9
 	IMULQ R8, R9
 	MOVQ  R9, R10
-	ADDQ  dy_base+24(FP), R9 // &dy[c·hw]
-	ADDQ  y_base+72(FP), R10 // &y[c·hw]
+	ADDQ  dy_base+0(FP), R9 // &dy[c·hw]
+	ADDQ  y_base+48(FP), R10 // &y[c·hw]
 	MOVQ  BX, DI
 	SHLQ  $ROWSHIFT, DI
-	ADDQ  scratch_base+96(FP), DI // p[c]
-	MOVQ  c+128(FP), R12
+	ADDQ  scratch_base+72(FP), DI // p[c]
+	MOVQ  c+104(FP), R12
 	SHLQ  $ROWSHIFT, R12
 	ADDQ  DI, R12 // ratio[c]
 	XORQ  R13, R13
@@ -215,31 +211,48 @@ ratioSum:
 	JMP     ratioChan
 
 ratioDone:
-	VBROADCASTSS coef+160(FP), Y10
-	XORQ BX, BX
+	VZEROUPPER
+	RET
+
+// func lrnDxAsm(dx, dy, x, scratch []float32, hw, c, half, n, c0, c1 int, coef float32, relu bool)
+//
+// dx = float32(dy·p) − float32(coef·x)·Σ_window ratio for the channels
+// c0…c1−1, ANDed with (x > 0) | Q, Q = all ones without the fused ReLU:
+// the second loop of lrnBackwardGo.
+TEXT ·lrnDxAsm(SB), NOSPLIT, $0-149
+	CONSTS(relu+148(FP))
+	NOTL CX
+	MOVL CX, AX
+	BCAST(X9, Y9) // Q
+	VBROADCASTSS coef+144(FP), Y8
+	MOVQ hw+96(FP), R8
+	SHLQ $2, R8
+	MOVQ n+120(FP), R11
+	SHLQ $2, R11
+	MOVQ c0+128(FP), BX
 
 dxChan:
-	CMPQ BX, c+128(FP)
+	CMPQ BX, c1+136(FP)
 	JGE  dxDone
 	MOVQ    BX, AX // lo = max(c−half, 0)
-	SUBQ    half+136(FP), AX
+	SUBQ    half+112(FP), AX
 	XORQ    CX, CX
 	CMPQ    AX, CX
 	CMOVQLT CX, AX
 	MOVQ    BX, DX // hi = min(c+half, C−1)
-	ADDQ    half+136(FP), DX
-	MOVQ    c+128(FP), CX
+	ADDQ    half+112(FP), DX
+	MOVQ    c+104(FP), CX
 	DECQ    CX
 	CMPQ    DX, CX
 	CMOVQGT CX, DX
 	SUBQ    AX, DX // hi − lo
 	SHLQ  $ROWSHIFT, DX // bytes from ratio[lo] to ratio[hi]
-	ADDQ  c+128(FP), AX
+	ADDQ  c+104(FP), AX
 	SHLQ  $ROWSHIFT, AX
-	ADDQ  scratch_base+96(FP), AX // ratio[lo]
+	ADDQ  scratch_base+72(FP), AX // ratio[lo]
 	MOVQ  BX, R12
 	SHLQ  $ROWSHIFT, R12
-	ADDQ  scratch_base+96(FP), R12 // p[c]
+	ADDQ  scratch_base+72(FP), R12 // p[c]
 	MOVQ  BX, R9
 	IMULQ R8, R9
 	MOVQ  R9, R10
@@ -266,8 +279,8 @@ dxSum:
 	VMULPS  (R12)(R13*1), Y0, Y0 // dy·p
 	VMOVUPS (R10)(R13*1), Y1
 	IN(Y1, Y3)
-	VMULPS  Y1, Y10, Y3 // coef·x
-	VMULPS  Y2, Y3, Y3  // ·sum
+	VMULPS  Y1, Y8, Y3 // coef·x
+	VMULPS  Y2, Y3, Y3 // ·sum
 	VSUBPS  Y3, Y0, Y0
 	VCMPPS  $0x1e, Y14, Y1, Y4 // x > Z (GT_OQ): x > 0 with the ReLU
 	VORPS   Y9, Y4, Y4
@@ -280,5 +293,107 @@ dxSum:
 	JMP     dxChan
 
 dxDone:
+	VZEROUPPER
+	RET
+
+// func lrnBothAsm(dx, dy, x, y, scratch []float32, hw, c, n, c0, c1 int, k, alpha, coef float32, relu bool)
+//
+// For Size 5 (half = 2) and channels c = c0…c1−1 whose windows, and
+// those of c−2, lie inside 0…C−1 (4 ≤ c ≤ C−3): lrnRatioAsm's work for c
+// and lrnDxAsm's for c−2 in one loop, so that the latter's loads,
+// products and stores go while the divider works on the former (done
+// apart, the two loops take the time of both). c−2's window of ratios is
+// c−4…c, the last just computed; its x is the first row of c's window.
+// The rows of a window are 0, S, 2S, 3S and 4S bytes on (S = 4·hw): the
+// scaled index registers address them from one pointer.
+TEXT ·lrnBothAsm(SB), NOSPLIT, $0-173
+	CONSTS(relu+172(FP))
+	NOTL CX
+	MOVL CX, AX
+	BCAST(X9, Y9) // Q
+	VBROADCASTSS k+160(FP), Y10
+	VBROADCASTSS alpha+164(FP), Y11
+	VBROADCASTSS coef+168(FP), Y8
+	MOVQ hw+120(FP), R8
+	SHLQ $2, R8          // S
+	LEAQ (R8)(R8*2), R12 // 3S
+	MOVQ n+136(FP), R11
+	SHLQ $2, R11
+	MOVQ c0+144(FP), BX
+
+bothChan:
+	CMPQ  BX, c1+152(FP)
+	JGE   bothDone
+	MOVQ  BX, AX
+	SUBQ  $2, AX
+	IMULQ R8, AX
+	MOVQ  AX, R9
+	MOVQ  AX, R10
+	ADDQ  x_base+48(FP), AX   // &x[(c−2)·hw], moved on with the vectors
+	ADDQ  dy_base+24(FP), R9  // &dy[(c−2)·hw]
+	ADDQ  dx_base+0(FP), R10  // &dx[(c−2)·hw]
+	MOVQ  BX, DI
+	IMULQ R8, DI
+	MOVQ  DI, DX
+	ADDQ  dy_base+24(FP), DI // &dy[c·hw]
+	ADDQ  y_base+72(FP), DX  // &y[c·hw]
+	MOVQ  BX, SI
+	SHLQ  $ROWSHIFT, SI
+	ADDQ  scratch_base+96(FP), SI // p[c]
+	MOVQ  BX, CX
+	SUBQ  $4, CX
+	ADDQ  c+128(FP), CX
+	SHLQ  $ROWSHIFT, CX
+	ADDQ  scratch_base+96(FP), CX // ratio[c−4]
+	XORQ  R13, R13
+
+bothVec:
+	VMOVUPS (AX), Y7 // lrnIn(x[c−2]): c's first square, c−2's x
+	IN(Y7, Y1)
+	VMULPS  Y7, Y7, Y2
+	VMOVUPS (AX)(R8*1), Y0
+	IN(Y0, Y1)
+	VMULPS  Y0, Y0, Y0
+	VADDPS  Y0, Y2, Y2
+	VMOVUPS (AX)(R8*2), Y0
+	IN(Y0, Y1)
+	VMULPS  Y0, Y0, Y0
+	VADDPS  Y0, Y2, Y2
+	VMOVUPS (AX)(R12*1), Y0
+	IN(Y0, Y1)
+	VMULPS  Y0, Y0, Y0
+	VADDPS  Y0, Y2, Y2
+	VMOVUPS (AX)(R8*4), Y0
+	IN(Y0, Y1)
+	VMULPS  Y0, Y0, Y0
+	VADDPS  Y0, Y2, Y2
+	SCALE
+	VMOVUPS Y4, (SI)(R13*1)
+	VMOVUPS (DI)(R13*1), Y0
+	VMULPS  (DX)(R13*1), Y0, Y0 // dy·y
+	VMULPS  Y3, Y0, Y0          // ratio[c] = ·inv
+	VMOVUPS Y0, 4*ROWBYTES(CX)(R13*1)
+	VMOVUPS (CX)(R13*1), Y5     // Σ ratio[c−4…c]
+	VADDPS  ROWBYTES(CX)(R13*1), Y5, Y5
+	VADDPS  2*ROWBYTES(CX)(R13*1), Y5, Y5
+	VADDPS  3*ROWBYTES(CX)(R13*1), Y5, Y5
+	VADDPS  Y0, Y5, Y5
+	VMOVUPS (R9)(R13*1), Y6
+	VMULPS  -2*ROWBYTES(SI)(R13*1), Y6, Y6 // dy·p of c−2
+	VMULPS  Y7, Y8, Y1 // coef·x
+	VMULPS  Y5, Y1, Y1 // ·sum
+	VSUBPS  Y1, Y6, Y6
+	VCMPPS  $0x1e, Y14, Y7, Y1
+	VORPS   Y9, Y1, Y1
+	VANDPS  Y1, Y6, Y6
+	VMOVUPS Y6, (R10)(R13*1)
+	ADDQ    $32, AX
+	ADDQ    $32, R13
+	CMPQ    R13, R11
+	JLT     bothVec
+	INCQ    BX
+	JMP     bothChan
+
+bothDone:
 	VZEROUPPER
 	RET

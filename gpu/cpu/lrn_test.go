@@ -27,7 +27,7 @@ func TestLRNKernels(t *testing.T) {
 	edge := []float32{0, float32(math.Copysign(0, -1)), math.SmallestNonzeroFloat32, 1e-30, 3e19, -2e20, 3e38,
 		float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), -float32(math.NaN())}
 	for _, edges := range []bool{false, true} {
-		for _, c := range []int{1, 2, 3, 5, 9} {
+		for _, c := range []int{1, 2, 3, 5, 7, 9} {
 			for _, size := range []int{1, 3, 5, 7} {
 				for m := 1; m <= 41; m += 1 + m/8 {
 					hw := m + r.IntN(3) // rows longer than the block, so unaligned
