@@ -143,7 +143,7 @@ func lrnIn(v float32, relu bool) float32 {
 func lrnScale(x []float32, p lrnParams, c, i int) (scale, inv float32) {
 	lo, hi := max(c-p.half, 0), min(c+p.half, p.c-1)
 	v := lrnIn(x[lo*p.hw+i], p.relu)
-	sum := v * v
+	sum := float32(v * v)
 	for j := lo + 1; j <= hi; j++ {
 		v = lrnIn(x[j*p.hw+i], p.relu)
 		sum = sum + float32(v*v)
