@@ -13,8 +13,11 @@
 // multiply-adds: products, sums, quotients and square roots are each
 // correctly rounded in both, so the bits are the same. The channels are
 // the outer loop, the vectors of a block the inner one, so that the rows
-// a window reads are in the L1 cache. The scratch of the backward pass
-// holds p[c] at byte ROWBYTES·c and ratio[c] at ROWBYTES·(C+c).
+// a window reads are in the L1 cache; each vector's stores come after its
+// loads, since the rows of the scratch (and of a 32×32 image) lie 4096
+// bytes apart and a load after a store to another row at the same offset
+// waits on it (4K aliasing). The scratch of the backward pass holds p[c]
+// at byte ROWBYTES·c and ratio[c] at ROWBYTES·(C+c).
 //
 // Held throughout: Y12 = 1, Y13 = MaxFloat32, and for max(0, x) (IN)
 // Y14 = Z, Y15 = W: with the fused ReLU Z = 0 and W = 0x7fffffff, so that
@@ -199,10 +202,10 @@ ratioWin:
 
 ratioSum:
 	SCALE
-	VMOVUPS Y4, (DI)(R13*1)
 	VMOVUPS (R9)(R13*1), Y0
 	VMULPS  (R10)(R13*1), Y0, Y0 // dy·y
 	VMULPS  Y3, Y0, Y0           // ·inv
+	VMOVUPS Y4, (DI)(R13*1)
 	VMOVUPS Y0, (R12)(R13*1)
 	ADDQ    $32, R13
 	CMPQ    R13, R11
@@ -368,11 +371,9 @@ bothVec:
 	VMULPS  Y0, Y0, Y0
 	VADDPS  Y0, Y2, Y2
 	SCALE
-	VMOVUPS Y4, (SI)(R13*1)
 	VMOVUPS (DI)(R13*1), Y0
 	VMULPS  (DX)(R13*1), Y0, Y0 // dy·y
 	VMULPS  Y3, Y0, Y0          // ratio[c] = ·inv
-	VMOVUPS Y0, 4*ROWBYTES(CX)(R13*1)
 	VMOVUPS (CX)(R13*1), Y5     // Σ ratio[c−4…c]
 	VADDPS  ROWBYTES(CX)(R13*1), Y5, Y5
 	VADDPS  2*ROWBYTES(CX)(R13*1), Y5, Y5
@@ -386,6 +387,8 @@ bothVec:
 	VCMPPS  $0x1e, Y14, Y7, Y1
 	VORPS   Y9, Y1, Y1
 	VANDPS  Y1, Y6, Y6
+	VMOVUPS Y4, (SI)(R13*1)
+	VMOVUPS Y0, 4*ROWBYTES(CX)(R13*1)
 	VMOVUPS Y6, (R10)(R13*1)
 	ADDQ    $32, AX
 	ADDQ    $32, R13
