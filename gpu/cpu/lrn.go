@@ -17,7 +17,8 @@ import (
 //
 // Everything is float32, each pixel on its own, in this order: the window
 // sums are direct, Σ from j = c−half up (the first term, then one add per
-// further term: for Size 5, five squares and four adds), not slid along
+// further term: for Size 5, five squares and four adds; lrnSquare says
+// how a NaN's sign is set), not slid along
 // the channels, so that no add and later subtract of a large term can
 // cancel and float32 is enough (a sum of Size positive terms is within
 // about Size half-ulps of the exact one); scale = K + float32(Alpha·sum), capped
@@ -137,16 +138,22 @@ func lrnIn(v float32, relu bool) float32 {
 	return v
 }
 
+// lrnSquare returns |lrnIn(v)²|, a window sum's term: the absolute value
+// changes only a NaN, whose sign the square keeps, so that the assembly
+// may take the ReLU in one instruction that leaves a NaN's sign.
+func lrnSquare(v float32, relu bool) float32 {
+	v = lrnIn(v, relu)
+	return math.Float32frombits(math.Float32bits(v*v) &^ (1 << 31))
+}
+
 // lrnScale returns scale and inv = 1/scale for pixel i of channel c: the
 // direct window sum of squares in the order of j, K + float32(α·sum), capped
 // at MaxFloat32.
 func lrnScale(x []float32, p lrnParams, c, i int) (scale, inv float32) {
 	lo, hi := max(c-p.half, 0), min(c+p.half, p.c-1)
-	v := lrnIn(x[lo*p.hw+i], p.relu)
-	sum := float32(v * v)
+	sum := lrnSquare(x[lo*p.hw+i], p.relu)
 	for j := lo + 1; j <= hi; j++ {
-		v = lrnIn(x[j*p.hw+i], p.relu)
-		sum = sum + float32(v*v)
+		sum = sum + lrnSquare(x[j*p.hw+i], p.relu)
 	}
 	scale = p.k + float32(p.alpha*sum)
 	if math.MaxFloat32 < scale { // not NaN

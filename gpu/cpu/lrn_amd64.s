@@ -1,5 +1,12 @@
 #include "textflag.h"
 
+// All bits but the sign.
+DATA lrnAbs<>+0(SB)/8, $0x7fffffff7fffffff
+DATA lrnAbs<>+8(SB)/8, $0x7fffffff7fffffff
+DATA lrnAbs<>+16(SB)/8, $0x7fffffff7fffffff
+DATA lrnAbs<>+24(SB)/8, $0x7fffffff7fffffff
+GLOBL lrnAbs<>(SB), RODATA|NOPTR, $32
+
 // A row of the backward pass's scratch: lrnBlock = 1024 values (lrn_amd64.go
 // fails to compile if lrnBlock changes without these).
 #define ROWSHIFT 12
@@ -31,6 +38,17 @@
 	VCMPPS $0x16, Y14, v, t; \
 	VANDPS Y15, t, t; \
 	VANDPS t, v, v
+
+// SQ sets v to the window term of the value at mem: |lrnIn(x)²|, as
+// |MAX(Z, x)²|: MAXPS returns its second operand, x, where either is NaN,
+// so that it is x without the fused ReLU (Z = NaN) and, with it, x for
+// x > 0 or NaN and 0 for x < 0 (and −0 for −0, whose square is +0 all the
+// same); the absolute value clears the sign a NaN square keeps, which
+// lrnIn's max clears first. One operation less than IN and a square.
+#define SQ(mem, v) \
+	VMAXPS mem, Y14, v; \
+	VMULPS v, v, v; \
+	VANDPS lrnAbs<>(SB), v, v
 
 // BCAST sets Y to eight copies of the 32 bits of AX (AVX, not AVX2).
 #define BCAST(X, Y) \
@@ -106,18 +124,14 @@ fwdChan:
 
 fwdVec:
 	LEAQ    (AX)(R13*1), CX
-	VMOVUPS (CX), Y0
-	IN(Y0, Y1)
-	VMULPS  Y0, Y0, Y2 // sum = x[lo]²
+	SQ((CX), Y2) // sum = x[lo]²
 	XORQ    R10, R10
 
 fwdWin:
 	CMPQ    R10, DX
 	JGE     fwdSum
 	ADDQ    R8, R10
-	VMOVUPS (CX)(R10*1), Y0
-	IN(Y0, Y1)
-	VMULPS  Y0, Y0, Y0
+	SQ((CX)(R10*1), Y0)
 	VADDPS  Y0, Y2, Y2 // sum + x[j]²
 	JMP     fwdWin
 
@@ -185,18 +199,14 @@ ratioChan:
 
 ratioVec:
 	LEAQ    (AX)(R13*1), CX
-	VMOVUPS (CX), Y0
-	IN(Y0, Y1)
-	VMULPS  Y0, Y0, Y2
+	SQ((CX), Y2)
 	XORQ    SI, SI
 
 ratioWin:
 	CMPQ    SI, DX
 	JGE     ratioSum
 	ADDQ    R8, SI
-	VMOVUPS (CX)(SI*1), Y0
-	IN(Y0, Y1)
-	VMULPS  Y0, Y0, Y0
+	SQ((CX)(SI*1), Y0)
 	VADDPS  Y0, Y2, Y2
 	JMP     ratioWin
 
@@ -354,21 +364,14 @@ bothVec:
 	VMOVUPS (AX), Y7 // lrnIn(x[c−2]): c's first square, c−2's x
 	IN(Y7, Y1)
 	VMULPS  Y7, Y7, Y2
-	VMOVUPS (AX)(R8*1), Y0
-	IN(Y0, Y1)
-	VMULPS  Y0, Y0, Y0
+	VANDPS  lrnAbs<>(SB), Y2, Y2
+	SQ((AX)(R8*1), Y0)
 	VADDPS  Y0, Y2, Y2
-	VMOVUPS (AX)(R8*2), Y0
-	IN(Y0, Y1)
-	VMULPS  Y0, Y0, Y0
+	SQ((AX)(R8*2), Y0)
 	VADDPS  Y0, Y2, Y2
-	VMOVUPS (AX)(R12*1), Y0
-	IN(Y0, Y1)
-	VMULPS  Y0, Y0, Y0
+	SQ((AX)(R12*1), Y0)
 	VADDPS  Y0, Y2, Y2
-	VMOVUPS (AX)(R8*4), Y0
-	IN(Y0, Y1)
-	VMULPS  Y0, Y0, Y0
+	SQ((AX)(R8*4), Y0)
 	VADDPS  Y0, Y2, Y2
 	SCALE
 	VMOVUPS (DI)(R13*1), Y0
