@@ -25,9 +25,10 @@
 // computes, so that a thread keeps two steps' loads in flight. All in
 // float32, each sum in the order of j with zeros for the channels outside
 // 0…C−1 (which add nothing: the sums are never −0), so the bits are those
-// of a direct sum per value; the CPU device slides its sums in double,
-// and the two agree to float32 rounding (gpu/cuda's
-// TestKernelsMatchCPUDevice). half ≤ 2 (size ≤ 5: the paper's) is a
+// of a direct sum per value; the CPU device sums the same squares in the
+// same order, so its scales are these bit for bit, and its y and dx, which
+// take the power and the ratio another way (gpu/cpu/lrn.go), agree to an
+// ulp or two (gpu/cuda's TestKernelsMatchCPUDevice). half ≤ 2 (size ≤ 5: the paper's) is a
 // template, its windows unrolled into registers; a larger half sums
 // directly, one output at a time, re-reading x from the cache, as the
 // kernels did before. (A kernel gets the registers of its largest

@@ -46,19 +46,6 @@ func kernelValues(r *rand.Rand, n int, edges bool) []float32 {
 	return v
 }
 
-// kernelSums returns n positive float64 window sums (x² sums are never
-// negative), a few of them zero when edges is set.
-func kernelSums(r *rand.Rand, n int, edges bool) []float64 {
-	v := make([]float64, n)
-	for i := range v {
-		v[i] = math.Exp(10 * (2*r.Float64() - 1))
-		if edges && r.IntN(4) == 0 {
-			v[i] = 0
-		}
-	}
-	return v
-}
-
 // sameBits32 and sameBits64 report the first index where got and want
 // differ in their bits.
 func sameBits32(t *testing.T, what string, got, want []float32) {
@@ -77,67 +64,6 @@ func sameBits64(t *testing.T, what string, got, want []float64) {
 		if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
 			t.Errorf("%s[%d] = %g (%#x), the reference gives %g (%#x)", what, i, got[i], math.Float64bits(got[i]), want[i], math.Float64bits(want[i]))
 			return
-		}
-	}
-}
-
-func TestLRNKernels(t *testing.T) {
-	needAVX(t)
-	r := rand.New(rand.NewPCG(1, 2))
-	const k, alpha, coef = 2, 1e-4, 1.5e-4
-	for _, edges := range []bool{false, true} {
-		for n := range 20 {
-			for _, off := range []int{0, 1, 3} {
-				name := fmt.Sprintf("n=%d off=%d edges=%v", n, off, edges)
-				a, b := kernelValues(r, n+off, edges)[off:], kernelValues(r, n+off, edges)[off:]
-				c := kernelValues(r, n+off, edges)[off:]
-				sum, u, w := kernelSums(r, n+off, edges)[off:], kernelSums(r, n+off, edges)[off:], kernelSums(r, n+off, edges)[off:]
-
-				got, want := make([]float32, n), make([]float32, n)
-				lrnScale(got, sum, k, alpha)
-				lrnScaleGo(want, sum, k, alpha)
-				sameBits32(t, name+" lrnScale", got, want)
-
-				gotP, wantP := make([]float32, n), make([]float32, n)
-				gotR, wantR := make([]float64, n), make([]float64, n)
-				lrnRatio(gotP, gotR, sum, a, b, k, alpha)
-				lrnRatioGo(wantP, wantR, sum, a, b, k, alpha)
-				sameBits32(t, name+" lrnRatio p", gotP, wantP)
-				sameBits64(t, name+" lrnRatio r", gotR, wantR)
-
-				gs, ws := append([]float64(nil), sum...), append([]float64(nil), sum...)
-				slideSquaresBoth(gs, a, b)
-				slideSquaresGo(ws, a, b)
-				sameBits64(t, name+" slideSquaresBoth", gs, ws)
-
-				for _, sign := range []float64{1, -1} {
-					gs, ws = append([]float64(nil), sum...), append([]float64(nil), sum...)
-					addSquares(gs, a, sign)
-					addSquaresGo(ws, a, sign)
-					sameBits64(t, fmt.Sprintf("%s addSquares sign=%g", name, sign), gs, ws)
-				}
-
-				gs, ws = append([]float64(nil), sum...), append([]float64(nil), sum...)
-				slide64(gs, u, w)
-				slide64Go(ws, u, w)
-				sameBits64(t, name+" slide64", gs, ws)
-
-				lrnDx(got, a, b, c, sum, coef)
-				lrnDxGo(want, a, b, c, sum, coef)
-				sameBits32(t, name+" lrnDx", got, want)
-
-				mul32(got, a, b)
-				mul32Go(want, a, b)
-				sameBits32(t, name+" mul32", got, want)
-
-				g, w2 := append([]float32(nil), a...), append([]float32(nil), a...)
-				for i := range g { // pow34 takes positive scales
-					g[i], w2[i] = float32(math.Abs(float64(g[i]))), float32(math.Abs(float64(w2[i])))
-				}
-				pow34(g)
-				pow34Go(w2)
-				sameBits32(t, name+" pow34", g, w2)
-			}
 		}
 	}
 }

@@ -122,7 +122,8 @@ func BenchmarkConv(b *testing.B) {
 	}
 }
 
-// BenchmarkLRN times LRN and LRNBackward on one thread on AlexNet's
+// BenchmarkLRN times LRN and LRNBackward, and the ReLULRN and
+// ReLULRNBackward that training runs, on one thread on AlexNet's
 // response-normalized conv1 output (one tower: 48 channels of 55×55) for a
 // batch of 32 and on alexnet-small's (16 channels of 32×32, batch 128),
 // reporting the rate at which values are normalized.
@@ -141,6 +142,8 @@ func BenchmarkLRN(b *testing.B) {
 		opBench(b, c.name+"/", float64(s.Len())/1e9, "Gvalues", []namedOp{
 			{"forward", func() error { return d.LRN(y, x, s) }},
 			{"backward", func() error { return d.LRNBackward(dx, dy, x, y, s) }},
+			{"relu-forward", func() error { return d.ReLULRN(y, x, s) }},
+			{"relu-backward", func() error { return d.ReLULRNBackward(dx, dy, x, y, s) }},
 		})
 	}
 }

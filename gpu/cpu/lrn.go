@@ -1,6 +1,10 @@
 package cpu
 
-import "github.com/alexnet-go/trainer/gpu"
+import (
+	"math"
+
+	"github.com/alexnet-go/trainer/gpu"
+)
 
 // Local response normalization (the paper, §3.3), with half = Size/2:
 //
@@ -10,12 +14,53 @@ import "github.com/alexnet-go/trainer/gpu"
 //	           − 2·Alpha·Beta·x[c]·Σ_{j: c in window(j)} dy[j]·y[j]/scale[j]
 //
 // The window is symmetric, so "c in window(j)" is again j = c−half…c+half.
-// Both sums slide along the channels in float64: one add and one subtract
-// per channel whatever Size is. scale^−Beta is taken in float32 (four at a
-// time in SSE for the paper's β = ¾, see pow34), a few ulps from the
-// float64 power. Work is split into blocks of lrnBlock pixels of one image,
-// all channels.
-const lrnBlock = 128
+//
+// Everything is float32, each pixel on its own, in this order: the window
+// sums are direct, Σ from j = c−half up (the first term, then one add per
+// further term: for Size 5, five squares and four adds; lrnSquare says
+// how a NaN's sign is set), not slid along
+// the channels, so that no add and later subtract of a large term can
+// cancel and float32 is enough (a sum of Size positive terms is within
+// about Size half-ulps of the exact one); scale = K + float32(Alpha·sum), capped
+// at MaxFloat32 so that a square that overflows (|x| > 1.8e19) gives a
+// tiny y rather than ∞·0 = NaN; inv = 1/scale, correctly rounded; then
+//
+//	p     = scale^−Beta = inv·scale^(1−Beta): for the paper's β = ¾
+//	        inv·√√scale, two square roots, within 2 ulp of the power;
+//	y     = x·p
+//	ratio = float32(dy·y)·inv
+//	dx    = float32(dy·p) − float32(2αβ·x)·Σ_window ratio
+//
+// so the backward pass shares one division between p and the ratio
+// (inv·√√scale is also the closest of the three ways to write s^−¾ with
+// one quotient and two roots: 1.5 ulp at most on 10⁷ random scales,
+// against 1.9 for 1/(√s·√√s) and 2 for √inv·√√inv). The division and
+// the two square roots are the forward pass's cost, about 2 cycles a
+// value on an AVX core's divider, which the rest overlaps; out of the
+// cache, both passes go at the speed of memory.
+//
+// kernels/lrn.cu computes the same scale, bit for bit (short of the cap,
+// which it has not): float32 sums of the squares in the order of j (from
+// 0, which adds nothing), compiled without fused multiply-adds (gpu/cuda's
+// --fmad=false). It takes the power as 1/(√s·√√s) and the ratio as
+// dy·y/s, so its y and dx are within an ulp or two of these, inside
+// gpu/cuda's tolerance against this device.
+//
+// ReLULRN and ReLULRNBackward take max(0, x) as they read x, with Go's
+// max (NaNs and signed zeros included), and zero dx where max(0, x) ≤ 0
+// as ReLUBackward would: the same operations on the same values as ReLU
+// then LRN, so the same bits.
+//
+// Work is split into blocks of lrnBlock pixels of one image, all channels;
+// since every pixel is computed on its own, any split gives the same bits.
+// Blocks of 1024 pixels make each channel's row a 4 KB run: on AlexNet's
+// 55×55 channels, whose rows lie 12100 bytes apart, runs of 512 bytes (128
+// pixels) left the hardware prefetcher behind, and the backward pass ran
+// at half the speed. On amd64 with AVX and β = ¾ each block's whole
+// vectors of 8 pixels run in assembly (lrn_amd64.s), the rest in the Go
+// references below, which do the same operations in the same order (no
+// fused multiply-adds), so the bits are the same; other β run in Go.
+const lrnBlock = 1024
 
 // LRN sets y (N, C, H, W) to the local response normalization of
 // x (N, C, H, W) across channels.
@@ -23,50 +68,32 @@ func (d *Device) LRN(y, x gpu.Buffer, s gpu.LRNShape) error {
 	return d.lrn(y, x, s, false)
 }
 
-// lrn is LRN, of max(0, x) if relu (ReLULRN): each block's channels are
-// then rectified into scratch first, so that both run the same loops.
+// lrnBlocks calls fn on every block of lrnBlock pixels of one image, over
+// d's threads (as many as a loop over cost·N·C·H·W values is worth), with
+// the worker's number, the block's offset in the (N, C, H, W) tensors and
+// its pixel count m.
+func (d *Device) lrnBlocks(s gpu.LRNShape, cost int64, fn func(wk, base, m int)) {
+	hw := s.H * s.W
+	blocks := (hw + lrnBlock - 1) / lrnBlock
+	t := d.elemThreads(cost * int64(s.Len()))
+	parallelWorkers(s.N*blocks, t, func(wk, lo, hi int) {
+		for u := lo; u < hi; u++ {
+			p0 := u % blocks * lrnBlock
+			fn(wk, u/blocks*s.C*hw+p0, min(lrnBlock, hw-p0))
+		}
+	})
+}
+
+// lrn is LRN, of max(0, x) if relu (ReLULRN).
 func (d *Device) lrn(y, x gpu.Buffer, s gpu.LRNShape, relu bool) error {
 	validate(s)
 	yd := d.data("y", y, s.Len()) // (N, C, H, W)
 	xd := d.data("x", x, s.Len()) // (N, C, H, W)
-	hw, half := s.H*s.W, s.Size/2
-	alpha, k := float64(s.Alpha), float64(s.K)
-	blocks := (hw + lrnBlock - 1) / lrnBlock
-	t := d.elemThreads(4 * int64(s.Len()))
-	parallelWorkers(s.N*blocks, t, func(wk, lo, hi int) {
-		buf, fbuf := d.buf64(wk, lrnBlock), d.buf32(wk, (1+s.C)*lrnBlock)
-		for u := lo; u < hi; u++ {
-			p0 := u % blocks * lrnBlock
-			m := min(lrnBlock, hw-p0)
-			base := u/blocks*s.C*hw + p0
-			ch := func(v []float32, c int) []float32 { return v[base+c*hw : base+c*hw+m] }
-			xs := func(c int) []float32 { return ch(xd, c) }
-			if relu {
-				xs = rectified(fbuf[lrnBlock:], xs, s.C, m)
-			}
-			sum, f := buf[:m], fbuf[:m]
-			clear(sum)
-			for c := range min(half, s.C-1) + 1 {
-				addSquares(sum, xs(c), 1)
-			}
-			for c := range s.C {
-				lrnScale(f, sum, k, alpha)
-				negPow32(f, s.Beta)
-				mul32(ch(yd, c), xs(c), f)
-				slideSquares(sum, xs, c+half+1, c-half, s.C)
-			}
-		}
+	p := newLRNParams(s, relu)
+	d.lrnBlocks(s, 4, func(_, base, m int) {
+		lrnForward(yd[base:], xd[base:], p, m)
 	})
 	return nil
-}
-
-// rectified copies max(0, xs(c)) for the C channels of a block of m
-// values into scratch and returns its channels.
-func rectified(scratch []float32, xs func(c int) []float32, C, m int) func(c int) []float32 {
-	for c := range C {
-		relu(scratch[c*m:][:m], xs(c))
-	}
-	return func(c int) []float32 { return scratch[c*m:][:m] }
 }
 
 // LRNBackward computes dx (N, C, H, W) from dy, x and y = LRN(x), all
@@ -75,158 +102,132 @@ func (d *Device) LRNBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape) error {
 	return d.lrnBackward(dx, dy, x, y, s, false)
 }
 
-// lrnBackward is LRNBackward, or if relu ReLULRNBackward: the same loops
-// on max(0, x), rectified into scratch, then dx zeroed where x ≤ 0, as
-// ReLUBackward would.
+// lrnBackward is LRNBackward, or if relu ReLULRNBackward: on max(0, x),
+// then dx zeroed where max(0, x) ≤ 0, as ReLUBackward would.
 func (d *Device) lrnBackward(dx, dy, x, y gpu.Buffer, s gpu.LRNShape, relu bool) error {
 	validate(s)
 	dxd := d.data("dx", dx, s.Len()) // (N, C, H, W)
 	dyd := d.data("dy", dy, s.Len()) // (N, C, H, W)
 	xd := d.data("x", x, s.Len())    // (N, C, H, W)
 	yd := d.data("y", y, s.Len())    // (N, C, H, W)
-	hw, half := s.H*s.W, s.Size/2
-	alpha, k := float64(s.Alpha), float64(s.K)
-	coef := 2 * alpha * float64(s.Beta)
-	blocks := (hw + lrnBlock - 1) / lrnBlock
-	t := d.elemThreads(8 * int64(s.Len()))
-	parallelWorkers(s.N*blocks, t, func(wk, lo, hi int) {
-		buf, pbuf := d.buf64(wk, (s.C+1)*lrnBlock), d.buf32(wk, 2*s.C*lrnBlock)
-		for u := lo; u < hi; u++ {
-			p0 := u % blocks * lrnBlock
-			m := min(lrnBlock, hw-p0)
-			base := u/blocks*s.C*hw + p0
-			ch := func(v []float32, c int) []float32 { return v[base+c*hw : base+c*hw+m] }
-			xs := func(c int) []float32 { return ch(xd, c) }
-			if relu {
-				xs = rectified(pbuf[s.C*lrnBlock:], xs, s.C, m)
-			}
-			sum := buf[:m]
-			ratio := func(c int) []float64 { return buf[lrnBlock*(1+c):][:m] }
-			power := func(c int) []float32 { return pbuf[lrnBlock*c:][:m] }
-
-			// ratio[c] = dy[c]·y[c]/scale[c] and power[c] = scale[c]^−β.
-			clear(sum)
-			for c := range min(half, s.C-1) + 1 {
-				addSquares(sum, xs(c), 1)
-			}
-			for c := range s.C {
-				pc := power(c)
-				lrnRatio(pc, ratio(c), sum, ch(dyd, c), ch(yd, c), k, alpha)
-				negPow32(pc, s.Beta)
-				slideSquares(sum, xs, c+half+1, c-half, s.C)
-			}
-
-			// dx[c] from the window sum of ratio around c.
-			clear(sum)
-			for c := range min(half, s.C-1) + 1 {
-				add64(sum, ratio(c), 1)
-			}
-			for c := range s.C {
-				lrnDx(ch(dxd, c), ch(dyd, c), power(c), xs(c), sum, coef)
-				if relu {
-					reluBackward(ch(dxd, c), ch(dxd, c), xs(c))
-				}
-				switch in, out := c+half+1, c-half; {
-				case in < s.C && out >= 0:
-					slide64(sum, ratio(in), ratio(out))
-				case in < s.C:
-					add64(sum, ratio(in), 1)
-				case out >= 0:
-					add64(sum, ratio(out), -1)
-				}
-			}
-		}
+	p := newLRNParams(s, relu)
+	d.lrnBlocks(s, 8, func(wk, base, m int) {
+		lrnBackward(dxd[base:], dyd[base:], xd[base:], yd[base:], d.buf32(wk, 2*s.C*lrnBlock), p, m)
 	})
 	return nil
 }
 
-// addSquaresGo adds sign·v[i]² to sum[i], the reference for addSquares.
-// A float32 squared is exact in float64, so adding and later subtracting
-// a channel cancels closely.
-func addSquaresGo(sum []float64, v []float32, sign float64) {
-	v = v[:len(sum)]
-	for i, x := range v {
-		sum[i] += float64(sign * float64(float64(x)*float64(x)))
+// lrnParams is what the LRN loops need of the shape: channel c of a
+// block's pixel i is at c·hw + i.
+type lrnParams struct {
+	hw, c, half    int
+	k, alpha, beta float32
+	relu           bool
+}
+
+// newLRNParams returns s's lrnParams, with the fused ReLU if relu.
+func newLRNParams(s gpu.LRNShape, relu bool) lrnParams {
+	return lrnParams{hw: s.H * s.W, c: s.C, half: s.Size / 2, k: s.K, alpha: s.Alpha, beta: s.Beta, relu: relu}
+}
+
+// lrnIn is the LRN's input value: x, or max(0, x) for the fused ReLU.
+func lrnIn(v float32, relu bool) float32 {
+	if relu {
+		return max(v, 0)
+	}
+	return v
+}
+
+// lrnSquare returns |lrnIn(v)²|, a window sum's term: the absolute value
+// changes only a NaN, whose sign the square keeps, so that the assembly
+// may take the ReLU in one instruction that leaves a NaN's sign.
+func lrnSquare(v float32, relu bool) float32 {
+	v = lrnIn(v, relu)
+	return math.Float32frombits(math.Float32bits(v*v) &^ (1 << 31))
+}
+
+// lrnScale returns scale and inv = 1/scale for pixel i of channel c: the
+// direct window sum of squares in the order of j, K + float32(α·sum), capped
+// at MaxFloat32.
+func lrnScale(x []float32, p lrnParams, c, i int) (scale, inv float32) {
+	lo, hi := max(c-p.half, 0), min(c+p.half, p.c-1)
+	sum := lrnSquare(x[lo*p.hw+i], p.relu)
+	for j := lo + 1; j <= hi; j++ {
+		sum = sum + lrnSquare(x[j*p.hw+i], p.relu)
+	}
+	scale = p.k + float32(p.alpha*sum)
+	if math.MaxFloat32 < scale { // not NaN
+		scale = math.MaxFloat32
+	}
+	return scale, 1 / scale
+}
+
+// lrnPower returns scale^−beta given inv = 1/scale: inv·scale^(1−β) with
+// square roots for the usual exponents, math.Pow otherwise.
+func lrnPower(scale, inv, beta float32) float32 {
+	switch beta {
+	case 0:
+		return 1
+	case 0.5:
+		return inv * sqrt32(scale)
+	case 0.75: // the paper's β
+		return inv * sqrt32(sqrt32(scale))
+	case 1:
+		return inv
+	}
+	return float32(math.Pow(float64(scale), -float64(beta)))
+}
+
+// sqrt32 is the float32 square root (one SQRTSS on amd64): correctly
+// rounded, as a float64 root of a float32 rounded to float32 is.
+func sqrt32(x float32) float32 { return float32(math.Sqrt(float64(x))) }
+
+// lrnForwardGo sets y = LRN(x) for pixels from…to−1 of a block, x and y
+// starting at the block's channel 0: the reference for lrnForwardAsm.
+// Each product is converted explicitly where an add follows, which
+// forbids the compiler to fuse them (Go fuses multiply-adds on some
+// architectures, and on amd64 when built for v3), so that every operation
+// is rounded as in the assembly.
+func lrnForwardGo(y, x []float32, p lrnParams, from, to int) {
+	for c := range p.c {
+		xc, yc := x[c*p.hw:][:to], y[c*p.hw:][:to]
+		for i := from; i < to; i++ {
+			scale, inv := lrnScale(x, p, c, i)
+			yc[i] = lrnIn(xc[i], p.relu) * lrnPower(scale, inv, p.beta)
+		}
 	}
 }
 
-// slideSquares moves a window sum of squares one channel on: it adds
-// channel in's squares and subtracts channel out's, each only if it is
-// among the C channels, xs(c) being channel c's values of the block.
-// With both, one pass does (sum + in²) − out², the same bits as two.
-func slideSquares(sum []float64, xs func(c int) []float32, in, out, c int) {
-	switch {
-	case in < c && out >= 0:
-		slideSquaresBoth(sum, xs(in), xs(out))
-	case in < c:
-		addSquares(sum, xs(in), 1)
-	case out >= 0:
-		addSquares(sum, xs(out), -1)
+// lrnBackwardGo sets dx for pixels from…to−1 of a block, like
+// lrnForwardGo, the reference for lrnRatioAsm, lrnBothAsm and lrnDxAsm
+// (lrn_amd64.go). scratch holds, for pixel i of the block, p[c] at
+// c·lrnBlock + i and ratio[c] at (C+c)·lrnBlock + i.
+func lrnBackwardGo(dx, dy, x, y, scratch []float32, p lrnParams, from, to int) {
+	power := func(c int) []float32 { return scratch[c*lrnBlock:][:to] }
+	ratio := func(c int) []float32 { return scratch[(p.c+c)*lrnBlock:][:to] }
+	for c := range p.c {
+		dyc, yc, pc, rc := dy[c*p.hw:][:to], y[c*p.hw:][:to], power(c), ratio(c)
+		for i := from; i < to; i++ {
+			scale, inv := lrnScale(x, p, c, i)
+			pc[i] = lrnPower(scale, inv, p.beta)
+			rc[i] = float32(dyc[i]*yc[i]) * inv
+		}
 	}
-}
-
-// The loops below are the references for the AVX assembly of
-// lrn_amd64.s, which must give the same bits: each product is converted
-// explicitly, which forbids the compiler to fuse it with the add or
-// subtract that follows (Go fuses multiply-adds on some architectures, and
-// on amd64 when built for v3), so that both round every operation.
-
-// lrnScaleGo sets f[i] = float32(K + Alpha·sum[i]), the scale in float32.
-func lrnScaleGo(f []float32, sum []float64, k, alpha float64) {
-	sum = sum[:len(f)]
-	for i, v := range sum {
-		f[i] = float32(k + float64(alpha*v))
-	}
-}
-
-// lrnRatioGo sets, with scale = K + Alpha·sum[i], p[i] = float32(scale)
-// and r[i] = dy[i]·y[i]/scale.
-func lrnRatioGo(p []float32, r, sum []float64, dy, y []float32, k, alpha float64) {
-	r, sum, dy, y = r[:len(p)], sum[:len(p)], dy[:len(p)], y[:len(p)]
-	for i, v := range sum {
-		sc := k + float64(alpha*v)
-		p[i] = float32(sc)
-		r[i] = float64(float64(dy[i])*float64(y[i])) / sc
-	}
-}
-
-// slideSquaresGo sets sum[i] = (sum[i] + a[i]²) − b[i]².
-func slideSquaresGo(sum []float64, a, b []float32) {
-	a, b = a[:len(sum)], b[:len(sum)]
-	for i, x := range a {
-		y := b[i]
-		sum[i] = sum[i] + float64(float64(x)*float64(x)) - float64(float64(y)*float64(y))
-	}
-}
-
-// lrnDxGo sets dx[i] = float32(dy[i]·p[i] − 2αβ·x[i]·sum[i]), coef = 2αβ.
-func lrnDxGo(dx, dy, p, x []float32, sum []float64, coef float64) {
-	dy, p, x, sum = dy[:len(dx)], p[:len(dx)], x[:len(dx)], sum[:len(dx)]
-	for i, v := range dy {
-		dx[i] = float32(float64(float64(v)*float64(p[i])) - float64(float64(coef*float64(x[i]))*sum[i]))
-	}
-}
-
-// slide64Go sets sum[i] = (sum[i] + a[i]) − b[i].
-func slide64Go(sum, a, b []float64) {
-	a, b = a[:len(sum)], b[:len(sum)]
-	for i, x := range a {
-		sum[i] = sum[i] + x - b[i]
-	}
-}
-
-// mul32Go sets y[i] = x[i]·f[i] for every i of f.
-func mul32Go(y, x, f []float32) {
-	y, x = y[:len(f)], x[:len(f)]
-	for i, v := range f {
-		y[i] = x[i] * v
-	}
-}
-
-// add64 adds sign·v[i] to sum[i].
-func add64(sum, v []float64, sign float64) {
-	v = v[:len(sum)]
-	for i, x := range v {
-		sum[i] += sign * x
+	coef := 2 * p.alpha * p.beta
+	for c := range p.c {
+		lo, hi := max(c-p.half, 0), min(c+p.half, p.c-1)
+		dxc, dyc, xc, pc := dx[c*p.hw:][:to], dy[c*p.hw:][:to], x[c*p.hw:][:to], power(c)
+		for i := from; i < to; i++ {
+			sum := ratio(lo)[i]
+			for j := lo + 1; j <= hi; j++ {
+				sum = sum + ratio(j)[i]
+			}
+			v := lrnIn(xc[i], p.relu)
+			d := float32(dyc[i]*pc[i]) - float32(float32(coef*v)*sum)
+			if p.relu && !(v > 0) {
+				d = 0
+			}
+			dxc[i] = d
+		}
 	}
 }

@@ -1,111 +1,71 @@
 package cpu
 
-// useAVX says whether the LRN loops run their AVX assembly (lrn_amd64.s);
-// tests switch it off to compare with the Go references.
+// useAVX says whether the LRN loops (and the other loops of the package's
+// *_amd64.s) run their AVX assembly; tests switch it off to compare with
+// the Go references.
 var useAVX = hasAVX()
 
+// lrnForwardAsm is lrnForwardGo for β = ¾ on pixels 0…n−1 of a block, n
+// a positive multiple of 8 (lrn_amd64.s).
+//
 //go:noescape
-func lrnScaleAsm(f []float32, sum []float64, k, alpha float64)
+func lrnForwardAsm(y, x []float32, hw, c, half, n int, k, alpha float32, relu bool)
 
-//go:noescape
-func lrnRatioAsm(p []float32, r, sum []float64, dy, y []float32, k, alpha float64)
-
-//go:noescape
-func slideSquaresAsm(sum []float64, a, b []float32)
-
-//go:noescape
-func slide64Asm(sum, a, b []float64)
-
-//go:noescape
-func lrnDxAsm(dx, dy, p, x []float32, sum []float64, coef float64)
-
-//go:noescape
-func mul32Asm(y, x, f []float32)
+// lrnRatioAsm, lrnDxAsm and lrnBothAsm are lrnBackwardGo for β = ¾ on
+// pixels 0…n−1 of a block, n a positive multiple of 8 (lrn_amd64.s):
+// lrnRatioAsm its first loop (p and the ratios) for channels c0…c1−1,
+// lrnDxAsm its second (dx), lrnBothAsm, for Size 5, the first for c and
+// the second for c−2 together. Their scratch rows are ROWBYTES = 4·1024
+// bytes apart, a constant of lrn_amd64.s: an array length below is
+// negative, which does not compile, unless lrnBlock is 1024.
+var _ [lrnBlock - 1024][1024 - lrnBlock]struct{}
 
 //go:noescape
-func pow34AVX(v []float32)
+func lrnRatioAsm(dy, x, y, scratch []float32, hw, c, half, n, c0, c1 int, k, alpha float32, relu bool)
 
-// Each dispatcher below reslices every operand to the first one's length
-// (panicking, as the Go loop would, if one is short), hands the longest
-// prefix of whole vectors to the assembly and the rest to the Go
-// reference.
+//go:noescape
+func lrnDxAsm(dx, dy, x, scratch []float32, hw, c, half, n, c0, c1 int, coef float32, relu bool)
 
-// lrnScale is lrnScaleGo.
-func lrnScale(f []float32, sum []float64, k, alpha float64) {
-	sum = sum[:len(f)]
-	if useAVX {
-		n := len(f) &^ 3
-		lrnScaleAsm(f[:n], sum[:n], k, alpha)
-		f, sum = f[n:], sum[n:]
+//go:noescape
+func lrnBothAsm(dx, dy, x, y, scratch []float32, hw, c, n, c0, c1 int, k, alpha, coef float32, relu bool)
+
+// lrnForward sets y = LRN(x) on the m pixels of a block, x and y
+// starting at its channel 0: the whole vectors of 8 pixels in assembly
+// where it applies, the rest in Go. It reslices every operand to the
+// block's extent first, so that a short one panics as the Go loop would.
+func lrnForward(y, x []float32, p lrnParams, m int) {
+	n := (p.c-1)*p.hw + m
+	y, x = y[:n], x[:n]
+	v := 0
+	if useAVX && p.beta == 0.75 {
+		if v = m &^ 7; v > 0 {
+			lrnForwardAsm(y, x, p.hw, p.c, p.half, v, p.k, p.alpha, p.relu)
+		}
 	}
-	lrnScaleGo(f, sum, k, alpha)
+	lrnForwardGo(y, x, p, v, m)
 }
 
-// lrnRatio is lrnRatioGo.
-func lrnRatio(p []float32, r, sum []float64, dy, y []float32, k, alpha float64) {
-	r, sum, dy, y = r[:len(p)], sum[:len(p)], dy[:len(p)], y[:len(p)]
-	if useAVX {
-		n := len(p) &^ 3
-		lrnRatioAsm(p[:n], r[:n], sum[:n], dy[:n], y[:n], k, alpha)
-		p, r, sum, dy, y = p[n:], r[n:], sum[n:], dy[n:], y[n:]
+// lrnBackward sets dx on the m pixels of a block like lrnForward, with
+// scratch of 2·C·lrnBlock values.
+func lrnBackward(dx, dy, x, y, scratch []float32, p lrnParams, m int) {
+	n := (p.c-1)*p.hw + m
+	dx, dy, x, y, scratch = dx[:n], dy[:n], x[:n], y[:n], scratch[:2*p.c*lrnBlock]
+	v := 0
+	if useAVX && p.beta == 0.75 {
+		if v = m &^ 7; v > 0 {
+			coef := 2 * p.alpha * p.beta
+			if a, b := 4, p.c-2; p.half == 2 && a < b {
+				// Ratios of 4…C−3 with dx of 2…C−5 in lrnBothAsm.
+				lrnRatioAsm(dy, x, y, scratch, p.hw, p.c, p.half, v, 0, a, p.k, p.alpha, p.relu)
+				lrnBothAsm(dx, dy, x, y, scratch, p.hw, p.c, v, a, b, p.k, p.alpha, coef, p.relu)
+				lrnRatioAsm(dy, x, y, scratch, p.hw, p.c, p.half, v, b, p.c, p.k, p.alpha, p.relu)
+				lrnDxAsm(dx, dy, x, scratch, p.hw, p.c, p.half, v, 0, a-2, coef, p.relu)
+				lrnDxAsm(dx, dy, x, scratch, p.hw, p.c, p.half, v, b-2, p.c, coef, p.relu)
+			} else {
+				lrnRatioAsm(dy, x, y, scratch, p.hw, p.c, p.half, v, 0, p.c, p.k, p.alpha, p.relu)
+				lrnDxAsm(dx, dy, x, scratch, p.hw, p.c, p.half, v, 0, p.c, coef, p.relu)
+			}
+		}
 	}
-	lrnRatioGo(p, r, sum, dy, y, k, alpha)
-}
-
-// slideSquaresBoth is slideSquaresGo.
-func slideSquaresBoth(sum []float64, a, b []float32) {
-	a, b = a[:len(sum)], b[:len(sum)]
-	if useAVX {
-		n := len(sum) &^ 3
-		slideSquaresAsm(sum[:n], a[:n], b[:n])
-		sum, a, b = sum[n:], a[n:], b[n:]
-	}
-	slideSquaresGo(sum, a, b)
-}
-
-// slide64 is slide64Go.
-func slide64(sum, a, b []float64) {
-	a, b = a[:len(sum)], b[:len(sum)]
-	if useAVX {
-		n := len(sum) &^ 3
-		slide64Asm(sum[:n], a[:n], b[:n])
-		sum, a, b = sum[n:], a[n:], b[n:]
-	}
-	slide64Go(sum, a, b)
-}
-
-// lrnDx is lrnDxGo.
-func lrnDx(dx, dy, p, x []float32, sum []float64, coef float64) {
-	dy, p, x, sum = dy[:len(dx)], p[:len(dx)], x[:len(dx)], sum[:len(dx)]
-	if useAVX {
-		n := len(dx) &^ 3
-		lrnDxAsm(dx[:n], dy[:n], p[:n], x[:n], sum[:n], coef)
-		dx, dy, p, x, sum = dx[n:], dy[n:], p[n:], x[n:], sum[n:]
-	}
-	lrnDxGo(dx, dy, p, x, sum, coef)
-}
-
-// mul32 is mul32Go.
-func mul32(y, x, f []float32) {
-	y, x = y[:len(f)], x[:len(f)]
-	if useAVX {
-		n := len(f) &^ 7
-		mul32Asm(y[:n], x[:n], f[:n])
-		y, x, f = y[n:], x[n:], f[n:]
-	}
-	mul32Go(y, x, f)
-}
-
-//go:noescape
-func addSquaresAsm(sum []float64, v []float32, sign float64)
-
-// addSquares is addSquaresGo.
-func addSquares(sum []float64, v []float32, sign float64) {
-	v = v[:len(sum)]
-	if useAVX {
-		n := len(sum) &^ 3
-		addSquaresAsm(sum[:n], v[:n], sign)
-		sum, v = sum[n:], v[n:]
-	}
-	addSquaresGo(sum, v, sign)
+	lrnBackwardGo(dx, dy, x, y, scratch, p, v, m)
 }

@@ -6,31 +6,26 @@ import (
 	"testing"
 )
 
-// TestPow34 requires pow34 (the SSE assembly on amd64) to give the bits of
-// pow34Go, its scalar reference, on every length up to 11 (the four-wide
-// loop and every tail) and on the edge values, and pow34Go to be within
-// 2 ulp-ish of the float64 power.
-func TestPow34(t *testing.T) {
+// TestLRNPower requires lrnPower(s, 1/s, β) to be within 2 ulp of the
+// float64 power s^−β for the exponents it takes in square roots (β = ¾
+// is inv·√√s), and exact for β = 0 and 1, on scales from 1 to e^12 and on
+// the smallest and largest ones.
+func TestLRNPower(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	edge := []float32{1, 2, 0.5, 1e-30, 1e30, math.SmallestNonzeroFloat32, math.MaxFloat32, 0, float32(math.Inf(1)), float32(math.NaN()), -1}
-	for n := range 12 {
-		v := make([]float32, n+len(edge))
-		for i := range n {
-			v[i] = float32(math.Exp(8 * (2*r.Float64() - 1)))
-		}
-		copy(v[n:], edge)
-		got, want := append([]float32(nil), v...), append([]float32(nil), v...)
-		pow34(got)
-		pow34Go(want)
-		for i := range v {
-			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-				t.Errorf("n=%d: pow34(%g) = %g (%#x), pow34Go gives %g (%#x)", n, v[i], got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+	scales := []float32{1, 2, 0.5, 1e-30, 1e30, math.MaxFloat32}
+	for range 20000 {
+		scales = append(scales, float32(math.Exp(12*r.Float64())))
+	}
+	for _, beta := range []float32{0, 0.5, 0.75, 1, 0.6} {
+		for _, s := range scales {
+			got := float64(lrnPower(s, 1/s, beta))
+			want := math.Pow(float64(s), -float64(beta))
+			tol := 2.4e-7 * want // 2 ulp
+			if beta == 0 || beta == 1 {
+				tol = 0.5 * math.Pow(2, -23) * want
 			}
-		}
-		for i, x := range v[:n] {
-			ref := math.Pow(float64(x), -0.75)
-			if math.Abs(float64(want[i])-ref) > 4e-7*ref {
-				t.Errorf("pow34Go(%g) = %g, want %g", x, want[i], ref)
+			if math.Abs(got-want) > tol {
+				t.Errorf("lrnPower(%g, β=%g) = %g, want %g", s, beta, got, want)
 			}
 		}
 	}
