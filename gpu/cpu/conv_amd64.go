@@ -14,3 +14,38 @@ func addTo(dst, src []float32) {
 	}
 	addToGo(dst, src)
 }
+
+//go:noescape
+func copyRowsAsm(dst, src []float32, width, ldd, lds, rows int)
+
+// copyRows copies rows rows of width values, row i from src[i·lds:] to
+// dst[i·ldd:]: copyRowsGo, in AVX assembly where the processor has it and
+// the rows are at least eight values wide.
+func copyRows(dst []float32, ldd int, src []float32, lds, rows, width int) {
+	if rows <= 0 || width <= 0 {
+		return
+	}
+	if !useAVX || width < 8 {
+		copyRowsGo(dst, ldd, src, lds, rows, width)
+		return
+	}
+	_, _ = dst[(rows-1)*ldd+width-1], src[(rows-1)*lds+width-1]
+	copyRowsAsm(dst, src, width, ldd, lds, rows)
+}
+
+//go:noescape
+func splitPhases4Asm(de, plane []float32, w, l, rows int)
+
+// splitPhases writes plane (H, W) to de (H, stride, l) as splitPhasesGo
+// does: with stride 4 (alexnet's conv1) the first 8·⌊W/32⌋ values of each
+// phase in AVX assembly, 32 columns of a row at a time, the rest in Go.
+func splitPhases(de, plane []float32, w, stride, l int) {
+	rows := len(plane) / w
+	k0 := 0
+	if useAVX && stride == 4 && w >= 32 && rows > 0 {
+		k0 = w / 32 * 8
+		_, _ = de[(rows-1)*4*l+3*l+k0-1], plane[rows*w-1]
+		splitPhases4Asm(de, plane, w, l, rows)
+	}
+	splitPhasesGo(de, plane, w, stride, l, k0)
+}

@@ -24,3 +24,125 @@ addLoop:
 addDone:
 	VZEROUPPER
 	RET
+
+// func copyRowsAsm(dst, src []float32, width, ldd, lds, rows int)
+//
+// Copies rows rows of width values, row i from src[i·lds:] to
+// dst[i·ldd:], width ≥ 8: eight values at a time with AVX, the row's last
+// eight last (overlapping the one before when width is not a multiple of
+// eight). The Go wrapper in conv_amd64.go checks the bounds.
+TEXT ·copyRowsAsm(SB), NOSPLIT, $0-80
+	MOVQ dst_base+0(FP), DI
+	MOVQ src_base+24(FP), SI
+	MOVQ width+48(FP), CX
+	MOVQ ldd+56(FP), R8
+	SHLQ $2, R8
+	MOVQ lds+64(FP), R9
+	SHLQ $2, R9
+	MOVQ rows+72(FP), R10
+	LEAQ -32(CX*4), R11
+	TESTQ R10, R10
+	JZ   copyDone
+
+copyRow:
+	XORQ AX, AX
+
+copyVec:
+	CMPQ AX, R11
+	JAE  copyLast
+	VMOVUPS (SI)(AX*1), Y0
+	VMOVUPS Y0, (DI)(AX*1)
+	ADDQ $32, AX
+	JMP  copyVec
+
+copyLast:
+	VMOVUPS (SI)(R11*1), Y0
+	VMOVUPS Y0, (DI)(R11*1)
+	ADDQ R8, DI
+	ADDQ R9, SI
+	DECQ R10
+	JNZ  copyRow
+
+copyDone:
+	VZEROUPPER
+	RET
+
+// The order of the values 0, 2, 4, 6, 1, 3, 5, 7 that the unpacks below
+// leave in a register: VPERMPS by it puts them back in 0…7.
+DATA splitPerm<>+0(SB)/4, $0
+DATA splitPerm<>+4(SB)/4, $4
+DATA splitPerm<>+8(SB)/4, $1
+DATA splitPerm<>+12(SB)/4, $5
+DATA splitPerm<>+16(SB)/4, $2
+DATA splitPerm<>+20(SB)/4, $6
+DATA splitPerm<>+24(SB)/4, $3
+DATA splitPerm<>+28(SB)/4, $7
+GLOBL splitPerm<>(SB), RODATA|NOPTR, $32
+
+// func splitPhases4Asm(de, plane []float32, w, l, rows int)
+//
+// For rows rows of w values of plane, row h's columns 4k+ph for k <
+// 8·⌊w/32⌋ go to de[(4h+ph)·l+k]: 32 columns (a 4×8 transpose of groups of
+// four) at a time. The Go wrapper in conv_amd64.go checks the bounds and
+// writes the rest of each phase.
+TEXT ·splitPhases4Asm(SB), NOSPLIT, $0-72
+	MOVQ de_base+0(FP), DI
+	MOVQ plane_base+24(FP), SI
+	MOVQ w+48(FP), R8
+	MOVQ R8, R11
+	SHRQ $5, R11
+	SHLQ $2, R8
+	MOVQ l+56(FP), R9
+	SHLQ $2, R9
+	MOVQ rows+64(FP), R10
+	VMOVUPS splitPerm<>(SB), Y15
+	TESTQ R11, R11
+	JZ   splitDone
+	TESTQ R10, R10
+	JZ   splitDone
+
+splitRow:
+	MOVQ SI, AX
+	MOVQ DI, BX
+	LEAQ (BX)(R9*1), R12
+	LEAQ (R12)(R9*1), R13
+	LEAQ (R13)(R9*1), R14
+	MOVQ R11, CX
+
+splitChunk:
+	VMOVUPS (AX), Y0
+	VMOVUPS 32(AX), Y1
+	VMOVUPS 64(AX), Y2
+	VMOVUPS 96(AX), Y3
+	VUNPCKLPS Y1, Y0, Y4
+	VUNPCKHPS Y1, Y0, Y5
+	VUNPCKLPS Y3, Y2, Y6
+	VUNPCKHPS Y3, Y2, Y7
+	VUNPCKLPD Y6, Y4, Y0
+	VUNPCKHPD Y6, Y4, Y1
+	VUNPCKLPD Y7, Y5, Y2
+	VUNPCKHPD Y7, Y5, Y3
+	VPERMPS Y0, Y15, Y0
+	VPERMPS Y1, Y15, Y1
+	VPERMPS Y2, Y15, Y2
+	VPERMPS Y3, Y15, Y3
+	VMOVUPS Y0, (BX)
+	VMOVUPS Y1, (R12)
+	VMOVUPS Y2, (R13)
+	VMOVUPS Y3, (R14)
+	ADDQ $128, AX
+	ADDQ $32, BX
+	ADDQ $32, R12
+	ADDQ $32, R13
+	ADDQ $32, R14
+	DECQ CX
+	JNZ  splitChunk
+
+	ADDQ R8, SI
+	LEAQ (DI)(R9*4), DI
+	DECQ R10
+	JNZ  splitRow
+
+splitDone:
+	VZEROUPPER
+	RET

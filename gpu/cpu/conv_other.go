@@ -4,3 +4,12 @@ package cpu
 
 // addTo sets dst[i] += src[i] for every i of dst.
 func addTo(dst, src []float32) { addToGo(dst, src) }
+
+// copyRows copies rows rows of width values, row i from src[i·lds:] to
+// dst[i·ldd:].
+func copyRows(dst []float32, ldd int, src []float32, lds, rows, width int) {
+	copyRowsGo(dst, ldd, src, lds, rows, width)
+}
+
+// splitPhases writes plane (H, W) to de (H, stride, l), as splitPhasesGo.
+func splitPhases(de, plane []float32, w, stride, l int) { splitPhasesGo(de, plane, w, stride, l, 0) }
