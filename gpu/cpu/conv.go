@@ -1,6 +1,10 @@
 package cpu
 
-import "github.com/alexnet-go/trainer/gpu"
+import (
+	"math"
+
+	"github.com/alexnet-go/trainer/gpu"
+)
 
 // Convolution is lowered to matrix products (im2col), a block of images
 // at a time. For a block of B images the column matrix col (C·R·S, B·P·Q)
@@ -112,9 +116,10 @@ func (d *Device) byBlocks(s gpu.ConvShape, fn func(t int, sc *convScratch, bl co
 }
 
 // convScratch is one worker's memory for a block of a convolution: the
-// column matrix, the block of y or dy, and the phases of strided inputs;
+// column matrix, the block of y or dy, the phases of strided inputs and
+// the masks of stride-1 taps;
 // worker 0's parts holds ConvBackwardFilter's partial sums.
-type convScratch struct{ col, tmp, phases, parts []float32 }
+type convScratch struct{ col, tmp, phases, parts, masks []float32 }
 
 // grow returns the first n values of *p, reallocated if it is shorter.
 func grow(p *[]float32, n int) []float32 {
@@ -309,8 +314,18 @@ func (d *Device) im2col(t int, sc *convScratch, xd []float32, s gpu.ConvShape, b
 		})
 		return col
 	}
+	var masks []float32
+	if pq := ld / b; fastMaskRows && b >= 2 && pq >= 8 && s.Stride == 1 && s.Q() == s.W {
+		// Each tap's padding is one pattern of zeros over a block
+		// image's positions, the same for every channel and image.
+		masks = grow(&sc.masks, s.R*s.S*pq)
+		for rt := range s.R * s.S {
+			lo, hi, qlo, qhi := tapRange(s, rt/s.S, rt%s.S, bl.p0, bl.p1)
+			tapMask(masks[rt*pq:(rt+1)*pq], s.Q(), lo, hi, qlo, qhi)
+		}
+	}
 	parallelFor(crs, t, func(lo, hi int) {
-		im2colRows(col[lo*ld:], ld, xd[n0*xs:(n0+b)*xs], s, lo, hi, bl.p0, bl.p1)
+		im2colRows(col[lo*ld:], ld, xd[n0*xs:(n0+b)*xs], masks, s, lo, hi, bl.p0, bl.p1)
 	})
 	return col
 }
@@ -446,7 +461,7 @@ func validRange(off, stride, size, n int) (lo, hi int) {
 // at n·P·Q on. Each row's tap and ranges are worked out once for all b
 // images: for alexnet-small's 7×7 layers that bookkeeping (divisions,
 // mostly) cost more than the 49 values it placed.
-func im2colRows(col []float32, ld int, xb []float32, s gpu.ConvShape, j0, j1, p0, p1 int) {
+func im2colRows(col []float32, ld int, xb, masks []float32, s gpu.ConvShape, j0, j1, p0, p1 int) {
 	p, q, hw := s.P(), s.Q(), s.H*s.W
 	pq, xs := (p1-p0)*q, s.C*hw
 	b := len(xb) / xs
@@ -463,7 +478,26 @@ func im2colRows(col []float32, ld int, xb []float32, s gpu.ConvShape, j0, j1, p0
 			// the band's first row.
 			off := (r-s.Pad)*s.W + t - s.Pad + p0*q
 			lo, hi := max((plo-p0)*q, -off), min((phi-p0)*q, hw-off)
+			// Images m0…m1−1 in one masked copy: the positions' zeros
+			// are one mask of the tap, the same for every image.
+			m0, m1 := 0, 0
+			if masks != nil && hi > lo {
+				at := c*hw + off // image n reads xb[n·xs+at:][:pq]
+				if at < 0 {
+					m0 = (-at + xs - 1) / xs
+				}
+				if end := len(xb) - at - pq; end >= 0 {
+					m1 = min(b, end/xs+1)
+				}
+				if m0 < m1 {
+					rt := j % (s.R * s.S)
+					maskRows(drow[m0*pq:], xb[m0*xs+at:], masks[rt*pq:(rt+1)*pq], xs, m1-m0)
+				}
+			}
 			for n := range b {
+				if m0 <= n && n < m1 {
+					continue
+				}
 				dst := drow[n*pq : (n+1)*pq]
 				if hi <= lo {
 					clear(dst)
@@ -596,5 +630,47 @@ func addToGo(dst, src []float32) {
 func copyRowsGo(dst []float32, ldd int, src []float32, lds, rows, width int) {
 	for i := range rows {
 		copy(dst[i*ldd:i*ldd+width], src[i*lds:i*lds+width])
+	}
+}
+
+// tapMask sets mask (a row of positions of q columns each) to all ones
+// bits at positions lo…hi−1 whose column is in qlo…qhi−1, zero elsewhere:
+// which of a stride-1 tap's shifted values are pixels, not padding.
+func tapMask(mask []float32, q, lo, hi, qlo, qhi int) {
+	ones := math.Float32frombits(^uint32(0))
+	for i := range len(mask) / q {
+		row := mask[i*q : (i+1)*q]
+		for c := range row {
+			row[c] = 0
+			if pos := i*q + c; pos >= lo && pos < hi && c >= qlo && c < qhi {
+				row[c] = ones
+			}
+		}
+	}
+}
+
+// tapRange returns, for tap (r, t) of a stride-1 convolution with Q = W
+// and the band of output rows p0…p1−1, the positions [lo, hi) of the
+// band whose shifted input falls inside the plane and the valid columns
+// [qlo, qhi), as im2colRows works them out.
+func tapRange(s gpu.ConvShape, r, t, p0, p1 int) (lo, hi, qlo, qhi int) {
+	q, hw := s.Q(), s.H*s.W
+	qlo, qhi = validRange(t-s.Pad, s.Stride, s.W, q)
+	plo, phi := validRange(r-s.Pad, s.Stride, s.H, s.P())
+	plo, phi = bandRows(plo, phi, p0, p1)
+	off := (r-s.Pad)*s.W + t - s.Pad + p0*q
+	return max((plo-p0)*q, -off), min((phi-p0)*q, hw-off), qlo, qhi
+}
+
+// maskRowsGo sets row i of dst (n rows of len(mask) values, one after
+// the other) to the bits of src[i·lds:] and those of mask: the reference
+// for maskRows' assembly.
+func maskRowsGo(dst, src, mask []float32, lds, n int) {
+	w := len(mask)
+	for i := range n {
+		d, s := dst[i*w:(i+1)*w], src[i*lds:i*lds+w]
+		for k, m := range mask {
+			d[k] = math.Float32frombits(math.Float32bits(s[k]) & math.Float32bits(m))
+		}
 	}
 }

@@ -49,3 +49,26 @@ func splitPhases(de, plane []float32, w, stride, l int) {
 	}
 	splitPhasesGo(de, plane, w, stride, l, k0)
 }
+
+// fastMaskRows says whether maskRows runs in assembly, which pays for
+// im2colRows' building a mask per tap.
+var fastMaskRows = useAVX
+
+//go:noescape
+func maskRowsAsm(dst, src, mask []float32, lds, n int)
+
+// maskRows sets row i of dst (n rows of len(mask) values, one after the
+// other) to the bits of src[i·lds:] and those of mask, as maskRowsGo: in
+// AVX assembly for rows of at least eight values.
+func maskRows(dst, src, mask []float32, lds, n int) {
+	w := len(mask)
+	if n <= 0 || w == 0 {
+		return
+	}
+	if !useAVX || w < 8 {
+		maskRowsGo(dst, src, mask, lds, n)
+		return
+	}
+	_, _ = dst[n*w-1], src[(n-1)*lds+w-1]
+	maskRowsAsm(dst, src, mask, lds, n)
+}

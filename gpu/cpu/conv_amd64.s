@@ -146,3 +146,47 @@ splitChunk:
 splitDone:
 	VZEROUPPER
 	RET
+
+// func maskRowsAsm(dst, src, mask []float32, lds, n int)
+//
+// For n rows, row i of dst (len(mask) ≥ 8 values, rows one after the
+// other) is src[i·lds:] AND mask, bit by bit: eight values at a time,
+// the row's last eight last (overlapping the one before). The Go wrapper
+// in conv_amd64.go checks the bounds.
+TEXT ·maskRowsAsm(SB), NOSPLIT, $0-88
+	MOVQ dst_base+0(FP), DI
+	MOVQ src_base+24(FP), SI
+	MOVQ mask_base+48(FP), DX
+	MOVQ mask_len+56(FP), CX
+	MOVQ lds+72(FP), R9
+	SHLQ $2, R9
+	MOVQ n+80(FP), R10
+	LEAQ -32(CX*4), R11
+	SHLQ $2, CX
+	TESTQ R10, R10
+	JZ   maskDone
+
+maskRow:
+	XORQ AX, AX
+
+maskVec:
+	CMPQ AX, R11
+	JAE  maskLast
+	VMOVUPS (SI)(AX*1), Y0
+	VANDPS  (DX)(AX*1), Y0, Y0
+	VMOVUPS Y0, (DI)(AX*1)
+	ADDQ $32, AX
+	JMP  maskVec
+
+maskLast:
+	VMOVUPS (SI)(R11*1), Y0
+	VANDPS  (DX)(R11*1), Y0, Y0
+	VMOVUPS Y0, (DI)(R11*1)
+	ADDQ CX, DI
+	ADDQ R9, SI
+	DECQ R10
+	JNZ  maskRow
+
+maskDone:
+	VZEROUPPER
+	RET

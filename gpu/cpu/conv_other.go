@@ -13,3 +13,10 @@ func copyRows(dst []float32, ldd int, src []float32, lds, rows, width int) {
 
 // splitPhases writes plane (H, W) to de (H, stride, l), as splitPhasesGo.
 func splitPhases(de, plane []float32, w, stride, l int) { splitPhasesGo(de, plane, w, stride, l, 0) }
+
+// fastMaskRows says whether maskRows runs in assembly: not here.
+const fastMaskRows = false
+
+// maskRows sets row i of dst (n rows of len(mask) values, one after the
+// other) to the bits of src[i·lds:] and those of mask.
+func maskRows(dst, src, mask []float32, lds, n int) { maskRowsGo(dst, src, mask, lds, n) }

@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"github.com/alexnet-go/trainer/gpu"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -90,6 +91,29 @@ func TestConvBands(t *testing.T) {
 				if !slices.Equal(got[j], first[j]) {
 					t.Errorf("%s %s: %s differs bitwise from threads=1", dev, name, what)
 				}
+			}
+		}
+	}
+}
+
+// TestMaskRows checks maskRows (assembly for rows of 8 values and more)
+// against maskRowsGo on masks of padding, NaNs and infinities included:
+// a masked value is +0 whatever it was.
+func TestMaskRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, w := range []int{1, 7, 8, 9, 49, 225} {
+		const n = 3
+		lds := w + 5
+		src := randSlice(r, (n-1)*lds+w)
+		src[0], src[len(src)-1] = float32(math.NaN()), float32(math.Inf(-1))
+		mask := make([]float32, w)
+		tapMask(mask, min(w, 7), 1, w-1, 1, min(w, 7)-1)
+		got, want := make([]float32, n*w), make([]float32, n*w)
+		maskRows(got, src, mask, lds, n)
+		maskRowsGo(want, src, mask, lds, n)
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("width %d: value %d is %v, want %v", w, i, got[i], want[i])
 			}
 		}
 	}
