@@ -63,7 +63,7 @@ func (d *Device) ConvBackwardData(dx, dy, w gpu.Buffer, s gpu.ConvShape) error {
 		dyb, lddy := bl.gather(t, &sc.tmp, dyd, s) // (K, B·P·Q) or a band's
 		dcol := grow(&sc.col, crs*ld)              // (C·R·S, B·P·Q)
 		d.gemm(t, true, false, crs, ld, s.K, 1, wd, crs, dyb, lddy, 0, dcol, ld)
-		d.col2im(t, dxd, dcol, s, bl)
+		d.col2im(t, sc, dxd, dcol, s, bl)
 	})
 	return nil
 }
@@ -119,7 +119,17 @@ func (d *Device) byBlocks(s gpu.ConvShape, fn func(t int, sc *convScratch, bl co
 // column matrix, the block of y or dy, the phases of strided inputs and
 // the masks of stride-1 taps;
 // worker 0's parts holds ConvBackwardFilter's partial sums.
-type convScratch struct{ col, tmp, phases, parts, masks []float32 }
+type convScratch struct {
+	col, tmp, phases, parts, masks []float32
+	maskOf                         maskKey // what masks holds
+}
+
+// maskKey names the masks of tapMasks: a shape and band (the block's
+// images do not change them); pq = 0 for none.
+type maskKey struct {
+	s          gpu.ConvShape
+	p0, p1, pq int
+}
 
 // grow returns the first n values of *p, reallocated if it is shorter.
 func grow(p *[]float32, n int) []float32 {
@@ -314,16 +324,7 @@ func (d *Device) im2col(t int, sc *convScratch, xd []float32, s gpu.ConvShape, b
 		})
 		return col
 	}
-	var masks []float32
-	if pq := ld / b; fastMaskRows && b >= 2 && pq >= 8 && s.Stride == 1 && s.Q() == s.W {
-		// Each tap's padding is one pattern of zeros over a block
-		// image's positions, the same for every channel and image.
-		masks = grow(&sc.masks, s.R*s.S*pq)
-		for rt := range s.R * s.S {
-			lo, hi, qlo, qhi := tapRange(s, rt/s.S, rt%s.S, bl.p0, bl.p1)
-			tapMask(masks[rt*pq:(rt+1)*pq], s.Q(), lo, hi, qlo, qhi)
-		}
-	}
+	masks := tapMasks(sc, s, bl)
 	parallelFor(crs, t, func(lo, hi int) {
 		im2colRows(col[lo*ld:], ld, xd[n0*xs:(n0+b)*xs], masks, s, lo, hi, bl.p0, bl.p1)
 	})
@@ -394,9 +395,10 @@ func im2colPhases(col []float32, ld int, de []float32, s gpu.ConvShape, l, j0, j
 // band's, into images n0…n0+b−1 of dx (N, C, H, W), which it first zeros
 // unless the band is not the image's first, its channels split over t
 // threads: channel c's rows of dcol land only in channel c of dx.
-func (d *Device) col2im(t int, dxd, dcol []float32, s gpu.ConvShape, bl convBlk) {
+func (d *Device) col2im(t int, sc *convScratch, dxd, dcol []float32, s gpu.ConvShape, bl convBlk) {
 	rs, hw := s.R*s.S, s.H*s.W
 	ld := bl.cols(s)
+	masks := tapMasks(sc, s, bl)
 	parallelFor(s.C, t, func(lo, hi int) {
 		dxb := dxd[bl.n0*s.C*hw : (bl.n0+bl.b)*s.C*hw]
 		if bl.p0 == 0 {
@@ -404,7 +406,7 @@ func (d *Device) col2im(t int, dxd, dcol []float32, s gpu.ConvShape, bl convBlk)
 				clear(dxb[(i*s.C+lo)*hw : (i*s.C+hi)*hw])
 			}
 		}
-		col2imRows(dxb, dcol[lo*rs*ld:], ld, s, lo*rs, hi*rs, bl.p0, bl.p1)
+		col2imRows(dxb, dcol[lo*rs*ld:], ld, masks, s, lo*rs, hi*rs, bl.p0, bl.p1)
 	})
 }
 
@@ -571,7 +573,7 @@ func zeroColumns(m []float32, q, plo, phi, qlo, qhi int) {
 // images dxb (b, C, H, W) they came from, each pixel's terms in the order
 // of j. With stride 1 and Q = W it zeros the entries of dcol that fall in
 // the padding, which it may then overwrite.
-func col2imRows(dxb, dcol []float32, ld int, s gpu.ConvShape, j0, j1, p0, p1 int) {
+func col2imRows(dxb, dcol []float32, ld int, masks []float32, s gpu.ConvShape, j0, j1, p0, p1 int) {
 	p, q, hw := s.P(), s.Q(), s.H*s.W
 	pq, xs := (p1-p0)*q, s.C*hw
 	b := len(dxb) / xs
@@ -587,6 +589,15 @@ func col2imRows(dxb, dcol []float32, ld int, s gpu.ConvShape, j0, j1, p0, p1 int
 			// valid rows adds nothing there.
 			off := (r-s.Pad)*s.W + t - s.Pad + p0*q
 			lo, hi := max((plo-p0)*q, -off), min((phi-p0)*q, hw-off)
+			if masks != nil {
+				// The same through the tap's mask, all the block's
+				// images in one call.
+				if hi > lo {
+					rt := j % (s.R * s.S)
+					maskAddRows(dxb[c*hw+lo+off:], srow[lo:], masks[rt*pq+lo:rt*pq+hi], xs, pq, b)
+				}
+				continue
+			}
 			for n := range b {
 				src := srow[n*pq : (n+1)*pq]
 				zeroColumns(src, q, plo-p0, phi-p0, qlo, qhi)
@@ -649,6 +660,32 @@ func tapMask(mask []float32, q, lo, hi, qlo, qhi int) {
 	}
 }
 
+// tapMasks returns, for a stride-1 convolution with Q = W, the masks of
+// tapMask of block bl's taps, tap (r, t) at (r·S+t)·(p1−p0)·Q, in sc: one
+// pattern of zeros over an image's positions, the same for every channel
+// and image of the block. It returns nil where the masked loops do not
+// run: other shapes, rows of fewer than eight values, fewer than four
+// planes to share the masks, no assembly. The masks stay in sc for the
+// next block of the same shape and band.
+func tapMasks(sc *convScratch, s gpu.ConvShape, bl convBlk) []float32 {
+	pq := (bl.p1 - bl.p0) * s.Q()
+	if !fastMaskRows || s.Stride != 1 || s.Q() != s.W || pq < 8 || bl.b*s.C < 4 {
+		return nil
+	}
+	key := maskKey{s, bl.p0, bl.p1, pq}
+	key.s.N = 0
+	masks := grow(&sc.masks, s.R*s.S*pq)
+	if sc.maskOf == key {
+		return masks
+	}
+	sc.maskOf = key
+	for rt := range s.R * s.S {
+		lo, hi, qlo, qhi := tapRange(s, rt/s.S, rt%s.S, bl.p0, bl.p1)
+		tapMask(masks[rt*pq:(rt+1)*pq], s.Q(), lo, hi, qlo, qhi)
+	}
+	return masks
+}
+
 // tapRange returns, for tap (r, t) of a stride-1 convolution with Q = W
 // and the band of output rows p0…p1−1, the positions [lo, hi) of the
 // band whose shifted input falls inside the plane and the valid columns
@@ -671,6 +708,18 @@ func maskRowsGo(dst, src, mask []float32, lds, n int) {
 		d, s := dst[i*w:(i+1)*w], src[i*lds:i*lds+w]
 		for k, m := range mask {
 			d[k] = math.Float32frombits(math.Float32bits(s[k]) & math.Float32bits(m))
+		}
+	}
+}
+
+// maskAddRowsGo adds to row i of dst, at dst[i·ldd:], the bits of
+// src[i·lds:] and those of mask, len(mask) values a row: the reference
+// for maskAddRows' assembly.
+func maskAddRowsGo(dst, src, mask []float32, ldd, lds, n int) {
+	for i := range n {
+		d, s := dst[i*ldd:i*ldd+len(mask)], src[i*lds:i*lds+len(mask)]
+		for k, m := range mask {
+			d[k] += math.Float32frombits(math.Float32bits(s[k]) & math.Float32bits(m))
 		}
 	}
 }

@@ -72,3 +72,22 @@ func maskRows(dst, src, mask []float32, lds, n int) {
 	_, _ = dst[n*w-1], src[(n-1)*lds+w-1]
 	maskRowsAsm(dst, src, mask, lds, n)
 }
+
+//go:noescape
+func maskAddRowsAsm(dst, src, mask []float32, ldd, lds, n int)
+
+// maskAddRows adds to row i of dst, at dst[i·ldd:], the bits of
+// src[i·lds:] and those of mask, as maskAddRowsGo: in AVX assembly, one
+// correctly rounded sum per value, so the same bits.
+func maskAddRows(dst, src, mask []float32, ldd, lds, n int) {
+	w := len(mask)
+	if n <= 0 || w == 0 {
+		return
+	}
+	if !useAVX {
+		maskAddRowsGo(dst, src, mask, ldd, lds, n)
+		return
+	}
+	_, _ = dst[(n-1)*ldd+w-1], src[(n-1)*lds+w-1]
+	maskAddRowsAsm(dst, src, mask, ldd, lds, n)
+}

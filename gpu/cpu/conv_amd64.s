@@ -190,3 +190,60 @@ maskLast:
 maskDone:
 	VZEROUPPER
 	RET
+
+// func maskAddRowsAsm(dst, src, mask []float32, ldd, lds, n int)
+//
+// For n rows, dst[i·ldd+k] += src[i·lds+k] AND mask[k] for k <
+// len(mask): eight values at a time, then one at a time, so that nothing
+// outside the rows is written. The Go wrapper in conv_amd64.go checks the
+// bounds.
+TEXT ·maskAddRowsAsm(SB), NOSPLIT, $0-96
+	MOVQ dst_base+0(FP), DI
+	MOVQ src_base+24(FP), SI
+	MOVQ mask_base+48(FP), DX
+	MOVQ mask_len+56(FP), CX
+	MOVQ ldd+72(FP), R8
+	SHLQ $2, R8
+	MOVQ lds+80(FP), R9
+	SHLQ $2, R9
+	MOVQ n+88(FP), R10
+	MOVQ CX, R11
+	ANDQ $-8, R11
+	SHLQ $2, R11
+	SHLQ $2, CX
+	TESTQ R10, R10
+	JZ   maddDone
+
+maddRow:
+	XORQ AX, AX
+
+maddVec:
+	CMPQ AX, R11
+	JAE  maddTail
+	VMOVUPS (SI)(AX*1), Y0
+	VANDPS  (DX)(AX*1), Y0, Y0
+	VADDPS  (DI)(AX*1), Y0, Y0
+	VMOVUPS Y0, (DI)(AX*1)
+	ADDQ $32, AX
+	JMP  maddVec
+
+maddTail:
+	CMPQ AX, CX
+	JAE  maddNext
+	VMOVSS (SI)(AX*1), X0
+	VMOVSS (DX)(AX*1), X1
+	VANDPS X1, X0, X0
+	VADDSS (DI)(AX*1), X0, X0
+	VMOVSS X0, (DI)(AX*1)
+	ADDQ $4, AX
+	JMP  maddTail
+
+maddNext:
+	ADDQ R8, DI
+	ADDQ R9, SI
+	DECQ R10
+	JNZ  maddRow
+
+maddDone:
+	VZEROUPPER
+	RET

@@ -20,3 +20,9 @@ const fastMaskRows = false
 // maskRows sets row i of dst (n rows of len(mask) values, one after the
 // other) to the bits of src[i·lds:] and those of mask.
 func maskRows(dst, src, mask []float32, lds, n int) { maskRowsGo(dst, src, mask, lds, n) }
+
+// maskAddRows adds to row i of dst, at dst[i·ldd:], the bits of
+// src[i·lds:] and those of mask.
+func maskAddRows(dst, src, mask []float32, ldd, lds, n int) {
+	maskAddRowsGo(dst, src, mask, ldd, lds, n)
+}
