@@ -326,7 +326,7 @@ func (d *Device) im2col(t int, sc *convScratch, xd []float32, s gpu.ConvShape, b
 	}
 	masks := tapMasks(sc, s, bl)
 	parallelFor(crs, t, func(lo, hi int) {
-		im2colRows(col[lo*ld:], ld, xd[n0*xs:(n0+b)*xs], masks, s, lo, hi, bl.p0, bl.p1)
+		im2colRows(col[lo*ld:], ld, xd, n0*xs, b, masks, s, lo, hi, bl.p0, bl.p1)
 	})
 	return col
 }
@@ -458,15 +458,17 @@ func validRange(off, stride, size, n int) (lo, hi int) {
 	return lo, hi
 }
 
-// im2colRows writes rows j0…j1−1 of the column matrix of the images xb
-// (b, C, H, W) into col, row j−j0 at col[(j−j0)·ld:], image n's P·Q values
-// at n·P·Q on. Each row's tap and ranges are worked out once for all b
-// images: for alexnet-small's 7×7 layers that bookkeeping (divisions,
-// mostly) cost more than the 49 values it placed.
-func im2colRows(col []float32, ld int, xb, masks []float32, s gpu.ConvShape, j0, j1, p0, p1 int) {
+// im2colRows writes rows j0…j1−1 of the column matrix of the b images
+// of xd (N, C, H, W) from xd[x0:] on into col, row j−j0 at
+// col[(j−j0)·ld:], image n's P·Q values (of the band p0…p1−1) at n·P·Q
+// on. Each row's tap and ranges are worked out once for all b images: for
+// alexnet-small's 7×7 layers that bookkeeping (divisions, mostly) cost
+// more than the 49 values it placed. With masks (see tapMasks) a
+// stride-1 row is one masked copy for all the images.
+func im2colRows(col []float32, ld int, xd []float32, x0, b int, masks []float32, s gpu.ConvShape, j0, j1, p0, p1 int) {
 	p, q, hw := s.P(), s.Q(), s.H*s.W
 	pq, xs := (p1-p0)*q, s.C*hw
-	b := len(xb) / xs
+	xb := xd[x0 : x0+b*xs]
 	for j := j0; j < j1; j++ {
 		c, r, t := j/(s.R*s.S), j/s.S%s.R, j%s.S
 		qlo, qhi := validRange(t-s.Pad, s.Stride, s.W, q)
@@ -484,16 +486,19 @@ func im2colRows(col []float32, ld int, xb, masks []float32, s gpu.ConvShape, j0,
 			// are one mask of the tap, the same for every image.
 			m0, m1 := 0, 0
 			if masks != nil && hi > lo {
-				at := c*hw + off // image n reads xb[n·xs+at:][:pq]
+				// Image n reads xd[at+n·xs:][:pq], its neighbours' values
+				// (masked) included: all but the batch's first and last
+				// images stay inside xd.
+				at := x0 + c*hw + off
 				if at < 0 {
 					m0 = (-at + xs - 1) / xs
 				}
-				if end := len(xb) - at - pq; end >= 0 {
+				if end := len(xd) - at - pq; end >= 0 {
 					m1 = min(b, end/xs+1)
 				}
 				if m0 < m1 {
 					rt := j % (s.R * s.S)
-					maskRows(drow[m0*pq:], xb[m0*xs+at:], masks[rt*pq:(rt+1)*pq], xs, m1-m0)
+					maskRows(drow[m0*pq:], xd[at+m0*xs:], masks[rt*pq:(rt+1)*pq], xs, m1-m0)
 				}
 			}
 			for n := range b {
@@ -665,7 +670,8 @@ func tapMask(mask []float32, q, lo, hi, qlo, qhi int) {
 // pattern of zeros over an image's positions, the same for every channel
 // and image of the block. It returns nil where the masked loops do not
 // run: other shapes, rows of fewer than eight values, fewer than four
-// planes to share the masks, no assembly. The masks stay in sc for the
+// planes a block (alexnet-small's conv1, one plane of 32×32 an image,
+// ran its backward pass slower through the masks), no assembly. The masks stay in sc for the
 // next block of the same shape and band.
 func tapMasks(sc *convScratch, s gpu.ConvShape, bl convBlk) []float32 {
 	pq := (bl.p1 - bl.p0) * s.Q()
