@@ -17,9 +17,13 @@ import (
 //	dcol (C·R·S, B·P·Q) = wᵀ · dy,   dx = col2im(dcol)
 //	dw (K, C·R·S)    += dy · colᵀ
 //
-// B depends on the shape alone (see convBlock), and every product is split
-// over the threads by Device.gemm into blocks that depend on the shape
-// alone, so the results are the same, bit for bit, for any thread count.
+// An image whose column matrix alone is too big for the cache (alexnet's
+// conv1) is instead cut into bands of output rows, one product per band,
+// the band's columns of y and dy read and written in place. B and the
+// bands depend on the shape alone (see convBlock), and every product is
+// split over the threads by Device.gemm into blocks that depend on the
+// shape alone, so the results are the same, bit for bit, for any thread
+// count.
 // The copies between the (N, K, P, Q) tensors and the block's (K, B·P·Q)
 // matrices cost a pass over y or dy; the products they buy are B times
 // wider than one image's, which is what keeps small layers near the GEMM
