@@ -91,3 +91,41 @@ func maskAddRows(dst, src, mask []float32, ldd, lds, n int) {
 	_, _ = dst[(n-1)*ldd+w-1], src[(n-1)*lds+w-1]
 	maskAddRowsAsm(dst, src, mask, ldd, lds, n)
 }
+
+// hasFMA reports whether the processor has FMA3 (CPUID.1:ECX bit 12).
+func hasFMA() bool {
+	_, _, ecx, _ := cpuid(1, 0)
+	return useAVX && ecx&(1<<12) != 0
+}
+
+// fastDirect says whether directConv runs in assembly: AVX-512 with FMA.
+var fastDirect = hasFMA() && hasAVX512()
+
+//go:noescape
+func convRows8Asm(y, x, w *float32, ldy, c, r, s, wp, hwp int)
+
+// hasAVX512 reports whether the processor has AVX-512F (CPUID.7:EBX bit
+// 16) and the operating system saves its registers (XCR0 bits 5–7).
+func hasAVX512() bool {
+	if !useAVX {
+		return false
+	}
+	if eax, _, _, _ := cpuid(0, 0); eax < 7 {
+		return false
+	}
+	_, ebx, _, _ := cpuid(7, 0)
+	xcr0, _ := xgetbv()
+	const zmm = 7 << 5
+	return ebx&(1<<16) != 0 && xcr0&zmm == zmm
+}
+
+// convRows8 sets 32 outputs of one output row of eight filters, filter
+// i's at y[i·ldy:][:32], from the padded input x (rows of wp values,
+// planes of hwp) and the eight filters' weights interleaved, w (C·R·S, 8),
+// as convRows8Go, in AVX-512 assembly with fused multiply-adds: the same
+// bits.
+func convRows8(y, x, w []float32, ldy, c, r, s, wp, hwp int) {
+	_, _ = y[7*ldy+31], w[c*r*s*8-1]
+	_ = x[(c-1)*hwp+(r-1)*wp+s-1+31]
+	convRows8Asm(&y[0], &x[0], &w[0], ldy, c, r, s, wp, hwp)
+}

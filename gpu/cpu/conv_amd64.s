@@ -247,3 +247,115 @@ maddNext:
 maddDone:
 	VZEROUPPER
 	RET
+
+// func convRows8Asm(y, x, w *float32, ldy, c, r, s, wp, hwp int)
+//
+// The direct convolution's inner block with AVX-512: 32 outputs of one
+// output row for eight filters, filter i's at y[i·ldy:][:32], from the
+// zero-padded input x (rows of wp values, planes of hwp) and the eight
+// filters' weights interleaved, w[(c·R+r)·S+t][i]: y[q] = Σ over c, r, t
+// in that order of x[c·hwp + r·wp + t + q]·w[c,r,t], one fused
+// multiply-add per term, starting from zero.
+TEXT ·convRows8Asm(SB), NOSPLIT, $0-72
+	MOVQ x+8(FP), SI
+	MOVQ w+16(FP), R8
+	MOVQ c+32(FP), R10
+	MOVQ r+40(FP), R11
+	MOVQ s+48(FP), R12
+	MOVQ wp+56(FP), R13
+	SHLQ $2, R13
+	MOVQ hwp+64(FP), R14
+	SHLQ $2, R14
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+
+d8Plane:
+	MOVQ SI, DX
+	MOVQ R11, BX
+
+d8Row:
+	MOVQ DX, AX
+	MOVQ R12, CX
+
+d8Tap:
+	VMOVUPS (AX), Z16
+	VMOVUPS 64(AX), Z17
+	VBROADCASTSS (R8), Z18
+	VBROADCASTSS 4(R8), Z19
+	VBROADCASTSS 8(R8), Z20
+	VBROADCASTSS 12(R8), Z21
+	VFMADD231PS Z16, Z18, Z0
+	VFMADD231PS Z17, Z18, Z1
+	VFMADD231PS Z16, Z19, Z2
+	VFMADD231PS Z17, Z19, Z3
+	VFMADD231PS Z16, Z20, Z4
+	VFMADD231PS Z17, Z20, Z5
+	VFMADD231PS Z16, Z21, Z6
+	VFMADD231PS Z17, Z21, Z7
+	VBROADCASTSS 16(R8), Z18
+	VBROADCASTSS 20(R8), Z19
+	VBROADCASTSS 24(R8), Z20
+	VBROADCASTSS 28(R8), Z21
+	VFMADD231PS Z16, Z18, Z8
+	VFMADD231PS Z17, Z18, Z9
+	VFMADD231PS Z16, Z19, Z10
+	VFMADD231PS Z17, Z19, Z11
+	VFMADD231PS Z16, Z20, Z12
+	VFMADD231PS Z17, Z20, Z13
+	VFMADD231PS Z16, Z21, Z14
+	VFMADD231PS Z17, Z21, Z15
+	ADDQ $4, AX
+	ADDQ $32, R8
+	DECQ CX
+	JNZ  d8Tap
+
+	ADDQ R13, DX
+	DECQ BX
+	JNZ  d8Row
+
+	ADDQ R14, SI
+	DECQ R10
+	JNZ  d8Plane
+
+	MOVQ y+0(FP), DI
+	MOVQ ldy+24(FP), R9
+	SHLQ $2, R9
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, 64(DI)
+	ADDQ R9, DI
+	VMOVUPS Z2, (DI)
+	VMOVUPS Z3, 64(DI)
+	ADDQ R9, DI
+	VMOVUPS Z4, (DI)
+	VMOVUPS Z5, 64(DI)
+	ADDQ R9, DI
+	VMOVUPS Z6, (DI)
+	VMOVUPS Z7, 64(DI)
+	ADDQ R9, DI
+	VMOVUPS Z8, (DI)
+	VMOVUPS Z9, 64(DI)
+	ADDQ R9, DI
+	VMOVUPS Z10, (DI)
+	VMOVUPS Z11, 64(DI)
+	ADDQ R9, DI
+	VMOVUPS Z12, (DI)
+	VMOVUPS Z13, 64(DI)
+	ADDQ R9, DI
+	VMOVUPS Z14, (DI)
+	VMOVUPS Z15, 64(DI)
+	VZEROUPPER
+	RET

@@ -26,3 +26,11 @@ func maskRows(dst, src, mask []float32, lds, n int) { maskRowsGo(dst, src, mask,
 func maskAddRows(dst, src, mask []float32, ldd, lds, n int) {
 	maskAddRowsGo(dst, src, mask, ldd, lds, n)
 }
+
+// fastDirect says whether directConv runs in assembly: not here.
+const fastDirect = false
+
+// convRows8 is convRows8Go.
+func convRows8(y, x, w []float32, ldy, c, r, s, wp, hwp int) {
+	convRows8Go(y, x, w, ldy, c, r, s, wp, hwp)
+}

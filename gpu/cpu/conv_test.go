@@ -145,3 +145,61 @@ func TestMaskAddRows(t *testing.T) {
 		}
 	}
 }
+
+// TestConvRows8 checks the direct convolution's AVX-512 block against
+// convRows8Go, bit for bit.
+func TestConvRows8(t *testing.T) {
+	if !fastDirect {
+		t.Skip("no AVX-512 with FMA on this processor (or not amd64): directConv is not used")
+	}
+	r := rand.New(rand.NewPCG(15, 16))
+	for _, c := range []struct{ c, r, s, wp, hp int }{{1, 5, 5, 36, 7}, {3, 3, 2, 40, 4}, {2, 1, 1, 33, 1}} {
+		const ldy = 45
+		x, w := randSlice(r, c.c*c.hp*c.wp), randSlice(r, c.c*c.r*c.s*8)
+		got, want := randSlice(r, 8*ldy), make([]float32, 8*ldy)
+		copy(want, got)
+		convRows8(got, x[1:], w, ldy, c.c, c.r, c.s, c.wp, c.hp*c.wp)
+		convRows8Go(want, x[1:], w, ldy, c.c, c.r, c.s, c.wp, c.hp*c.wp)
+		if !slices.Equal(got, want) {
+			t.Errorf("%+v: convRows8 differs from convRows8Go", c)
+		}
+	}
+}
+
+// directShapes are convolutions Conv computes directly (see
+// directConvOK): alexnet-small's conv1 on three images, and shallow
+// ones with two and three channels, one and two runs of 32 a row.
+var directShapes = []gpu.ConvShape{
+	{N: 3, C: 1, H: 32, W: 32, K: 16, R: 5, S: 5, Stride: 1, Pad: 2},
+	{N: 2, C: 2, H: 6, W: 34, K: 8, R: 3, S: 3, Stride: 1, Pad: 0},
+	{N: 2, C: 3, H: 5, W: 64, K: 16, R: 3, S: 3, Stride: 1, Pad: 1},
+}
+
+// TestDirectConv checks the directly computed convolutions against
+// float64, and that every thread count gives the same bits.
+func TestDirectConv(t *testing.T) {
+	if !fastDirect {
+		t.Skip("no AVX-512 with FMA on this processor (or not amd64): directConv is not used")
+	}
+	r := rand.New(rand.NewPCG(17, 18))
+	for _, s := range directShapes {
+		if !directConvOK(s) {
+			t.Fatalf("%+v: not computed directly", s)
+		}
+		x, w := randSlice(r, s.XLen()), randSlice(r, s.WLen())
+		want, _, _ := refConv(x, w, make([]float32, s.YLen()), s)
+		name := fmt.Sprintf("%+v", s)
+		var first []float32
+		for i, d := range testDevices() {
+			y := alloc(t, d, s.YLen())
+			must(t, d.Conv(y, upload(t, d, x), upload(t, d, w), s))
+			dev := fmt.Sprintf("%s/threads=%d", d.blas.desc[:6], d.threads)
+			closeTo(t, dev+" "+name+" y", data(y), want, 1e-5, 1e-4)
+			if i == 0 {
+				first = slices.Clone(data(y))
+			} else if !slices.Equal(data(y), first) {
+				t.Errorf("%s %s: y differs bitwise from the first device's", dev, name)
+			}
+		}
+	}
+}
