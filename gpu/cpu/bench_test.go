@@ -236,3 +236,35 @@ func BenchmarkConvAlexNet(b *testing.B) {
 		})
 	}
 }
+
+// linearShapes are the fully-connected layers of alexnet (fc6 and fc7, one
+// tower) and alexnet-small (fc6 and fc7, one tower), at batch 128.
+var linearShapes = []struct {
+	name string
+	s    gpu.LinearShape
+}{
+	{"alexnet-fc6", gpu.LinearShape{N: 128, In: 9216, Out: 2048}},
+	{"alexnet-fc7", gpu.LinearShape{N: 128, In: 4096, Out: 2048}},
+	{"small-fc6", gpu.LinearShape{N: 128, In: 1024, Out: 256}},
+	{"small-fc7", gpu.LinearShape{N: 128, In: 512, Out: 256}},
+}
+
+// BenchmarkLinear times the fully-connected layers on one thread: the
+// forward product, and the backward products for the data and for the
+// weights (with the bias sums).
+func BenchmarkLinear(b *testing.B) {
+	d := New(Options{Threads: 1})
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, c := range linearShapes {
+		s := c.s
+		x, w := upload(b, d, randSlice(r, s.N*s.In)), upload(b, d, randSlice(r, s.Out*s.In))
+		bias, db := upload(b, d, randSlice(r, s.Out)), upload(b, d, randSlice(r, s.Out))
+		y := upload(b, d, randSlice(r, s.N*s.Out))
+		flops := 2 * float64(s.N) * float64(s.In) * float64(s.Out) / 1e9
+		opBench(b, c.name+"/", flops, "GFLOP", []namedOp{
+			{"forward", func() error { return d.Linear(y, x, w, bias, s) }},
+			{"backward-data", func() error { return d.LinearBackwardData(x, y, w, s) }},
+			{"backward-weights", func() error { return d.LinearBackwardWeights(w, db, y, x, s) }},
+		})
+	}
+}
