@@ -121,22 +121,37 @@ func (d *Device) Dropout(y, mask, x gpu.Buffer, s gpu.DropoutShape) error {
 	}
 	yd, md, xd := d.data("y", y, s.N), d.data("mask", mask, s.N), d.data("x", x, s.N)
 	scale := 1 / (1 - s.P)
+	if s.P == 0 {
+		scale = 1
+	}
+	// gpu.DropoutKeep without its branch, which mispredicts every other
+	// value at P = ½: the sign of its 24 random bits less the threshold
+	// masks the scale's bits. P = 0 keeps everything.
+	thresh := dropoutThreshold(s.P)
+	bits := math.Float32bits(scale)
 	d.elementwise(s.N, func(lo, hi int) {
 		ys := yd[lo:hi]
 		ms, xs := md[lo:hi][:len(ys)], xd[lo:hi][:len(ys)]
+		z := s.Seed + uint64(lo)*0x9E3779B97F4A7C15
 		for i := range ys {
-			m := float32(1)
-			if s.P > 0 {
-				m = 0
-				if gpu.DropoutKeep(s.Seed, lo+i, s.P) {
-					m = scale
-				}
-			}
+			z += 0x9E3779B97F4A7C15
+			h := (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+			h = (h ^ (h >> 27)) * 0x94D049BB133111EB
+			h ^= h >> 31
+			drop := uint32(((h >> 40) - thresh) >> 63) // 1 where u < P
+			m := math.Float32frombits(bits &^ -drop)
 			ms[i] = m
 			ys[i] = xs[i] * m
 		}
 	})
 	return nil
+}
+
+// dropoutThreshold returns the least t of 24 bits with t·2⁻²⁴ ≥ p, so that
+// gpu.DropoutKeep's u = t·2⁻²⁴ ≥ p exactly when t ≥ dropoutThreshold(p):
+// p·2²⁴ is exact in float64, and u ≥ p when t reaches its ceiling.
+func dropoutThreshold(p float32) uint64 {
+	return uint64(math.Ceil(float64(p) * (1 << 24)))
 }
 
 // DropoutBackward sets dx = dy·mask over n values.

@@ -689,7 +689,7 @@ func TestDropout(t *testing.T) {
 		const n = 10000
 		x, dy := randSlice(r, n), randSlice(r, n)
 		xb := upload(t, d, x)
-		for _, p := range []float32{0, 0.5, 0.25} {
+		for _, p := range []float32{0, 0.5, 0.25, 0.3, 1} {
 			s := gpu.DropoutShape{N: n, P: p, Seed: 42}
 			y, mask, dx := alloc(t, d, n), alloc(t, d, n), alloc(t, d, n)
 			must(t, d.Dropout(y, mask, xb, s))
@@ -711,6 +711,30 @@ func TestDropout(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestDropoutThreshold checks the threshold Dropout compares its random
+// bits with against gpu.DropoutKeep's own comparison, u·2⁻²⁴ ≥ p, on both
+// sides of the threshold, for p that make p·2²⁴ whole and not.
+func TestDropoutThreshold(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	ps := []float32{0, 1, 0.5, 0.3, 0.1, 1e-9, math.Nextafter32(1, 0)}
+	for range 10000 {
+		ps = append(ps, r.Float32())
+	}
+	keep := func(u uint64, p float32) bool { return float32(u)*(1.0/(1<<24)) >= p }
+	for _, p := range ps {
+		th := dropoutThreshold(p)
+		if th > 1<<24 {
+			t.Fatalf("p=%v: threshold %d past 2²⁴", p, th)
+		}
+		if th < 1<<24 && !keep(th, p) {
+			t.Errorf("p=%v: bits %d at the threshold are dropped by DropoutKeep's test", p, th)
+		}
+		if th > 0 && keep(th-1, p) {
+			t.Errorf("p=%v: bits %d below the threshold are kept by DropoutKeep's test", p, th-1)
+		}
+	}
 }
 
 func TestConcatSplit(t *testing.T) {
