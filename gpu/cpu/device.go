@@ -127,9 +127,7 @@ func (d *Device) Alloc(n int) (gpu.Buffer, error) {
 	if n < 0 {
 		return nil, fmt.Errorf("cpu: %s: Alloc(%d): negative size", d.name, n)
 	}
-	data := make([]float32, n)
-	adviseHugePages(data)
-	return &Buffer{dev: d, data: data}, nil
+	return &Buffer{dev: d, data: make([]float32, n)}, nil
 }
 
 // Free does nothing: the garbage collector reclaims buffers.
