@@ -190,8 +190,8 @@ func TestElementwiseKernels2(t *testing.T) {
 // other architecture runs).
 func TestConformanceGo(t *testing.T) {
 	needAVX(t)
-	defer func(v bool) { useAVX = v }(useAVX)
-	useAVX = false
+	defer func(a, a2, m, d bool) { useAVX, useAVX2, fastMaskRows, fastDirect = a, a2, m, d }(useAVX, useAVX2, fastMaskRows, fastDirect)
+	useAVX, useAVX2, fastMaskRows, fastDirect = false, false, false, false
 	gputest.Run(t, New(Options{Threads: 2}))
 }
 

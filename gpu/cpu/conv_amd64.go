@@ -38,11 +38,13 @@ func splitPhases4Asm(de, plane []float32, w, l, rows int)
 
 // splitPhases writes plane (H, W) to de (H, stride, l) as splitPhasesGo
 // does: with stride 4 (alexnet's conv1) the first 8·⌊W/32⌋ values of each
-// phase in AVX assembly, 32 columns of a row at a time, the rest in Go.
+// phase in assembly, 32 columns of a row at a time, the rest in Go. The
+// assembly's VPERMPS is AVX2, not AVX: it runs where the processor has
+// AVX2 (a Sandy Bridge would stop on it).
 func splitPhases(de, plane []float32, w, stride, l int) {
 	rows := len(plane) / w
 	k0 := 0
-	if useAVX && stride == 4 && w >= 32 && rows > 0 {
+	if useAVX2 && stride == 4 && w >= 32 && rows > 0 {
 		k0 = w / 32 * 8
 		_, _ = de[(rows-1)*4*l+3*l+k0-1], plane[rows*w-1]
 		splitPhases4Asm(de, plane, w, l, rows)
@@ -90,6 +92,23 @@ func maskAddRows(dst, src, mask []float32, ldd, lds, n int) {
 	}
 	_, _ = dst[(n-1)*ldd+w-1], src[(n-1)*lds+w-1]
 	maskAddRowsAsm(dst, src, mask, ldd, lds, n)
+}
+
+// useAVX2 says whether the loops that need AVX2 (VPERMPS) run their
+// assembly: AVX2 is CPUID.7:EBX bit 5, on top of AVX.
+var useAVX2 = hasAVX2()
+
+// hasAVX2 reports whether the processor has AVX2 and the operating system
+// saves the YMM registers.
+func hasAVX2() bool {
+	if !useAVX {
+		return false
+	}
+	if eax, _, _, _ := cpuid(0, 0); eax < 7 {
+		return false
+	}
+	_, ebx, _, _ := cpuid(7, 0)
+	return ebx&(1<<5) != 0
 }
 
 // hasFMA reports whether the processor has FMA3 (CPUID.1:ECX bit 12).

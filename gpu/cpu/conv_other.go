@@ -15,7 +15,7 @@ func copyRows(dst []float32, ldd int, src []float32, lds, rows, width int) {
 func splitPhases(de, plane []float32, w, stride, l int) { splitPhasesGo(de, plane, w, stride, l, 0) }
 
 // fastMaskRows says whether maskRows runs in assembly: not here.
-const fastMaskRows = false
+var fastMaskRows = false
 
 // maskRows sets row i of dst (n rows of len(mask) values, one after the
 // other) to the bits of src[i·lds:] and those of mask.
@@ -28,7 +28,11 @@ func maskAddRows(dst, src, mask []float32, ldd, lds, n int) {
 }
 
 // fastDirect says whether directConv runs in assembly: not here.
-const fastDirect = false
+var fastDirect = false
+
+// useAVX2 says whether the loops that need AVX2 run their assembly: there
+// is none here.
+var useAVX2 = false
 
 // convRows8 is convRows8Go.
 func convRows8(y, x, w []float32, ldy, c, r, s, wp, hwp int) {
