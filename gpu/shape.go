@@ -191,12 +191,18 @@ func (s SGDMultiShape) Validate(tensors int) error {
 // and element i is kept when u = ⌊z / 2⁴⁰⌋ / 2²⁴, the top 24 bits of z as a
 // fraction in [0, 1), is at least p: with probability 1 − p.
 func DropoutKeep(seed uint64, i int, p float32) bool {
+	u := float32(DropoutBits(seed, i)) * (1.0 / (1 << 24)) // in [0, 1)
+	return u >= p
+}
+
+// DropoutBits returns ⌊z / 2⁴⁰⌋, the 24 random bits DropoutKeep draws for
+// element i (see there): element i is kept when they reach p·2²⁴.
+func DropoutBits(seed uint64, i int) uint64 {
 	z := seed + uint64(i+1)*0x9E3779B97F4A7C15
 	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
 	z = (z ^ (z >> 27)) * 0x94D049BB133111EB
 	z ^= z >> 31
-	u := float32(z>>40) * (1.0 / (1 << 24)) // 24 random bits in [0, 1)
-	return u >= p
+	return z >> 40
 }
 
 // AugmentShape describes Augment: N source images of C×Size×Size bytes,

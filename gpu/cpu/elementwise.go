@@ -132,13 +132,8 @@ func (d *Device) Dropout(y, mask, x gpu.Buffer, s gpu.DropoutShape) error {
 	d.elementwise(s.N, func(lo, hi int) {
 		ys := yd[lo:hi]
 		ms, xs := md[lo:hi][:len(ys)], xd[lo:hi][:len(ys)]
-		z := s.Seed + uint64(lo)*0x9E3779B97F4A7C15
 		for i := range ys {
-			z += 0x9E3779B97F4A7C15
-			h := (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
-			h = (h ^ (h >> 27)) * 0x94D049BB133111EB
-			h ^= h >> 31
-			drop := uint32(((h >> 40) - thresh) >> 63) // 1 where u < P
+			drop := uint32((gpu.DropoutBits(s.Seed, lo+i) - thresh) >> 63) // 1 where u < P
 			m := math.Float32frombits(bits &^ -drop)
 			ms[i] = m
 			ys[i] = xs[i] * m
@@ -148,8 +143,9 @@ func (d *Device) Dropout(y, mask, x gpu.Buffer, s gpu.DropoutShape) error {
 }
 
 // dropoutThreshold returns the least t of 24 bits with t·2⁻²⁴ ≥ p, so that
-// gpu.DropoutKeep's u = t·2⁻²⁴ ≥ p exactly when t ≥ dropoutThreshold(p):
-// p·2²⁴ is exact in float64, and u ≥ p when t reaches its ceiling.
+// gpu.DropoutKeep keeps element i exactly when gpu.DropoutBits(seed, i) ≥
+// dropoutThreshold(p): p·2²⁴ is exact in float64, and u ≥ p when t
+// reaches its ceiling.
 func dropoutThreshold(p float32) uint64 {
 	return uint64(math.Ceil(float64(p) * (1 << 24)))
 }
