@@ -144,6 +144,15 @@ func (bl convBlk) gather(t int, scratch *[]float32, v []float32, s gpu.ConvShape
 	return gatherBlock(t, scratch, v, s.K, pq, bl.n0, bl.b), bl.b * pq
 }
 
+// convBands calls fn on the block of images n0…n0+nb−1 (fewer at the
+// batch's end) of convBlock's nb and rows, band after band of rows output
+// rows.
+func convBands(s gpu.ConvShape, nb, rows, n0 int, fn func(bl convBlk)) {
+	for p0 := 0; p0 < s.P(); p0 += rows {
+		fn(convBlk{n0, min(nb, s.N-n0), p0, min(p0+rows, s.P())})
+	}
+}
+
 // byBlocks runs fn on every block of a convolution: on whole blocks of
 // images per thread, fn told to use one thread and the worker's scratch,
 // when there are at least as many blocks of images as threads, else block
@@ -154,9 +163,7 @@ func (d *Device) byBlocks(s gpu.ConvShape, fn func(t int, sc *convScratch, bl co
 	nb, rows := d.convBlock(s)
 	blocks := (s.N + nb - 1) / nb
 	bands := func(t int, sc *convScratch, n0 int) {
-		for p0 := 0; p0 < s.P(); p0 += rows {
-			fn(t, sc, convBlk{n0, min(nb, s.N-n0), p0, min(p0+rows, s.P())})
-		}
+		convBands(s, nb, rows, n0, func(bl convBlk) { fn(t, sc, bl) })
 	}
 	if t > 1 && blocks >= t {
 		parallelWorkers(blocks, t, func(wk, lo, hi int) {
@@ -181,10 +188,10 @@ type convScratch struct {
 }
 
 // maskKey names the masks of tapMasks: a shape and band (the block's
-// images do not change them); pq = 0 for none.
+// images do not change them); the zero key, a shape of no taps, none.
 type maskKey struct {
-	s          gpu.ConvShape
-	p0, p1, pq int
+	s      gpu.ConvShape
+	p0, p1 int
 }
 
 // grow returns the first n values of *p, reallocated if it is shorter.
@@ -234,13 +241,12 @@ func (d *Device) ConvBackwardFilter(dw, dy, x gpu.Buffer, s gpu.ConvShape) error
 		sum := sumOf(g)
 		first := g * blocks / groups
 		for i := first; i < (g+1)*blocks/groups; i++ {
-			for p0 := 0; p0 < s.P(); p0 += rows {
-				bl := convBlk{i * nb, min(nb, s.N-i*nb), p0, min(p0+rows, s.P())}
+			convBands(s, nb, rows, i*nb, func(bl convBlk) {
 				ld := bl.cols(s)
 				dyb, lddy := bl.gather(t, &sc.tmp, dyd, s) // (K, B·P·Q) or a band's
 				col := d.im2col(t, sc, xd, s, bl)          // (C·R·S, B·P·Q)
 				beta := float32(1)
-				if i == first && p0 == 0 {
+				if i == first && bl.p0 == 0 {
 					beta = 0
 				}
 				if trans {
@@ -248,7 +254,7 @@ func (d *Device) ConvBackwardFilter(dw, dy, x gpu.Buffer, s gpu.ConvShape) error
 				} else {
 					d.gemm(t, false, true, s.K, crs, ld, 1, dyb, lddy, col, ld, beta, sum, crs)
 				}
-			}
+			})
 		}
 	}
 	if t > 1 && groups >= t {
@@ -387,11 +393,25 @@ func (d *Device) im2col(t int, sc *convScratch, xd []float32, s gpu.ConvShape, b
 	return col
 }
 
-// bandRows returns the rows [lo, hi) of the valid output rows [plo, phi)
-// that fall in the band p0…p1−1.
-func bandRows(plo, phi, p0, p1 int) (lo, hi int) {
-	lo = min(max(plo, p0), p1)
-	return lo, min(max(phi, lo), p1)
+// tapRows returns the output rows [plo, phi) of the band p0…p1−1 and the
+// output columns [qlo, qhi) whose input pixel under tap (r, t) lies inside
+// the plane, not in the padding.
+func tapRows(s gpu.ConvShape, r, t, p0, p1 int) (plo, phi, qlo, qhi int) {
+	qlo, qhi = validRange(t-s.Pad, s.Stride, s.W, s.Q())
+	plo, phi = validRange(r-s.Pad, s.Stride, s.H, s.P())
+	plo = min(max(plo, p0), p1)
+	return plo, min(max(phi, plo), p1), qlo, qhi
+}
+
+// tapShift returns, for a stride-1 convolution with Q = W, where tap
+// (r, t)'s input lies: position i of the band p0…p1−1 (counted from its
+// first row) reads the plane's pixel i+off, and the positions [lo, hi)
+// are those of the valid rows [plo, phi) whose pixel is inside the plane
+// (columns wrapped around a row's end still among them).
+func tapShift(s gpu.ConvShape, r, t, p0, plo, phi int) (off, lo, hi int) {
+	q := s.Q()
+	off = (r-s.Pad)*s.W + t - s.Pad + p0*q
+	return off, max((plo-p0)*q, -off), min((phi-p0)*q, s.H*s.W-off)
 }
 
 // splitPhasesGo writes plane (H, W) to de (H, stride, l): row h's
@@ -419,15 +439,13 @@ func splitPhasesGo(de, plane []float32, w, stride, l, k0 int) {
 // input row i·Stride+r−Pad at columns q·Stride+t−Pad, which is one phase
 // of that row, (t−Pad) mod Stride, from column ⌊(t−Pad)/Stride⌋ + q on.
 func im2colPhases(col []float32, ld int, de []float32, s gpu.ConvShape, l, j0, j1, p0, p1 int) {
-	p, q, st := s.P(), s.Q(), s.Stride
+	q, st := s.Q(), s.Stride
 	bq := (p1 - p0) * q
 	ps := s.H * st * l
 	b := len(de) / (s.C * ps)
 	for j := j0; j < j1; j++ {
 		c, r, t := j/(s.R*s.S), j/s.S%s.R, j%s.S
-		qlo, qhi := validRange(t-s.Pad, st, s.W, q)
-		plo, phi := validRange(r-s.Pad, st, s.H, p)
-		plo, phi = bandRows(plo, phi, p0, p1)
+		plo, phi, qlo, qhi := tapRows(s, r, t, p0, p1)
 		ph := ((t-s.Pad)%st + st) % st
 		off := (t - s.Pad - ph) / st
 		for n := range b {
@@ -522,22 +540,19 @@ func validRange(off, stride, size, n int) (lo, hi int) {
 // more than the 49 values it placed. With masks (see tapMasks) a
 // stride-1 row is one masked copy for all the images.
 func im2colRows(col []float32, ld int, xd []float32, x0, b int, masks []float32, s gpu.ConvShape, j0, j1, p0, p1 int) {
-	p, q, hw := s.P(), s.Q(), s.H*s.W
+	q, hw := s.Q(), s.H*s.W
 	pq, xs := (p1-p0)*q, s.C*hw
 	xb := xd[x0 : x0+b*xs]
 	for j := j0; j < j1; j++ {
 		c, r, t := j/(s.R*s.S), j/s.S%s.R, j%s.S
-		qlo, qhi := validRange(t-s.Pad, s.Stride, s.W, q)
-		plo, phi := validRange(r-s.Pad, s.Stride, s.H, p)
-		plo, phi = bandRows(plo, phi, p0, p1)
+		plo, phi, qlo, qhi := tapRows(s, r, t, p0, p1)
 		drow := col[(j-j0)*ld : (j-j0)*ld+b*pq]
 		if s.Stride == 1 && q == s.W {
 			// Row i of the tap is row i+r−Pad of the plane shifted by
 			// t−Pad: one copy of the valid rows, then zeros where the
 			// shift wrapped around a row's end. Positions count from
 			// the band's first row.
-			off := (r-s.Pad)*s.W + t - s.Pad + p0*q
-			lo, hi := max((plo-p0)*q, -off), min((phi-p0)*q, hw-off)
+			off, lo, hi := tapShift(s, r, t, p0, plo, phi)
 			// Images m0…m1−1 in one masked copy: the positions' zeros
 			// are one mask of the tap, the same for every image.
 			m0, m1 := 0, 0
@@ -635,21 +650,18 @@ func zeroColumns(m []float32, q, plo, phi, qlo, qhi int) {
 // of j. With stride 1 and Q = W it zeros the entries of dcol that fall in
 // the padding, which it may then overwrite.
 func col2imRows(dxb, dcol []float32, ld int, masks []float32, s gpu.ConvShape, j0, j1, p0, p1 int) {
-	p, q, hw := s.P(), s.Q(), s.H*s.W
+	q, hw := s.Q(), s.H*s.W
 	pq, xs := (p1-p0)*q, s.C*hw
 	b := len(dxb) / xs
 	for j := j0; j < j1; j++ {
 		c, r, t := j/(s.R*s.S), j/s.S%s.R, j%s.S
-		qlo, qhi := validRange(t-s.Pad, s.Stride, s.W, q)
-		plo, phi := validRange(r-s.Pad, s.Stride, s.H, p)
-		plo, phi = bandRows(plo, phi, p0, p1)
+		plo, phi, qlo, qhi := tapRows(s, r, t, p0, p1)
 		srow := dcol[(j-j0)*ld : (j-j0)*ld+b*pq]
 		if s.Stride == 1 && q == s.W {
 			// im2colRows' shifted copy in reverse: the entries that
 			// wrapped around a row's end are zeroed, so one add over the
 			// valid rows adds nothing there.
-			off := (r-s.Pad)*s.W + t - s.Pad + p0*q
-			lo, hi := max((plo-p0)*q, -off), min((phi-p0)*q, hw-off)
+			off, lo, hi := tapShift(s, r, t, p0, plo, phi)
 			if masks != nil {
 				// The same through the tap's mask, all the block's
 				// images in one call.
@@ -734,7 +746,7 @@ func tapMasks(sc *convScratch, s gpu.ConvShape, bl convBlk) []float32 {
 	if !fastMaskRows || s.Stride != 1 || s.Q() != s.W || pq < 8 || bl.b*s.C < 4 {
 		return nil
 	}
-	key := maskKey{s, bl.p0, bl.p1, pq}
+	key := maskKey{s, bl.p0, bl.p1}
 	key.s.N = 0
 	masks := grow(&sc.masks, s.R*s.S*pq)
 	if sc.maskOf == key {
@@ -742,23 +754,12 @@ func tapMasks(sc *convScratch, s gpu.ConvShape, bl convBlk) []float32 {
 	}
 	sc.maskOf = key
 	for rt := range s.R * s.S {
-		lo, hi, qlo, qhi := tapRange(s, rt/s.S, rt%s.S, bl.p0, bl.p1)
+		r, t := rt/s.S, rt%s.S
+		plo, phi, qlo, qhi := tapRows(s, r, t, bl.p0, bl.p1)
+		_, lo, hi := tapShift(s, r, t, bl.p0, plo, phi)
 		tapMask(masks[rt*pq:(rt+1)*pq], s.Q(), lo, hi, qlo, qhi)
 	}
 	return masks
-}
-
-// tapRange returns, for tap (r, t) of a stride-1 convolution with Q = W
-// and the band of output rows p0…p1−1, the positions [lo, hi) of the
-// band whose shifted input falls inside the plane and the valid columns
-// [qlo, qhi), as im2colRows works them out.
-func tapRange(s gpu.ConvShape, r, t, p0, p1 int) (lo, hi, qlo, qhi int) {
-	q, hw := s.Q(), s.H*s.W
-	qlo, qhi = validRange(t-s.Pad, s.Stride, s.W, q)
-	plo, phi := validRange(r-s.Pad, s.Stride, s.H, s.P())
-	plo, phi = bandRows(plo, phi, p0, p1)
-	off := (r-s.Pad)*s.W + t - s.Pad + p0*q
-	return max((plo-p0)*q, -off), min((phi-p0)*q, hw-off), qlo, qhi
 }
 
 // maskRowsGo sets row i of dst (n rows of len(mask) values, one after
