@@ -87,6 +87,23 @@ GLOBL lrnAbs<>(SB), RODATA|NOPTR, $32
 	VSQRTPS Y4, Y4; \
 	VMULPS Y4, Y3, Y4
 
+// WINQ sets, for channel c in BX, AX = lo = max(c−half, 0) and
+// DX = hi − lo, hi = min(c+half, C−1): the window's channels, half and C
+// 8-byte memory operands (the Q says so to go vet). It uses CX.
+#define WINQ(half, C) \
+	MOVQ    BX, AX; \
+	SUBQ    half, AX; \
+	XORQ    CX, CX; \
+	CMPQ    AX, CX; \
+	CMOVQLT CX, AX; \
+	MOVQ    BX, DX; \
+	ADDQ    half, DX; \
+	MOVQ    C, CX; \
+	DECQ    CX; \
+	CMPQ    DX, CX; \
+	CMOVQGT CX, DX; \
+	SUBQ    AX, DX
+
 // func lrnForwardAsm(y, x []float32, hw, c, half, n int, k, alpha float32, relu bool)
 TEXT ·lrnForwardAsm(SB), NOSPLIT, $0-89
 	CONSTS(relu+88(FP))
@@ -103,18 +120,7 @@ TEXT ·lrnForwardAsm(SB), NOSPLIT, $0-89
 fwdChan:
 	CMPQ BX, c+56(FP)
 	JGE  fwdDone
-	MOVQ    BX, AX // lo = max(c−half, 0)
-	SUBQ    half+64(FP), AX
-	XORQ    CX, CX
-	CMPQ    AX, CX
-	CMOVQLT CX, AX
-	MOVQ    BX, DX // hi = min(c+half, C−1)
-	ADDQ    half+64(FP), DX
-	MOVQ    c+56(FP), CX
-	DECQ    CX
-	CMPQ    DX, CX
-	CMOVQGT CX, DX
-	SUBQ    AX, DX // hi − lo
+	WINQ(half+64(FP), c+56(FP)) // AX = lo, DX = hi − lo
 	IMULQ R8, DX // bytes from row lo to row hi
 	IMULQ R8, AX
 	ADDQ  SI, AX // &x[lo·hw]
@@ -169,18 +175,7 @@ TEXT ·lrnRatioAsm(SB), NOSPLIT, $0-153
 ratioChan:
 	CMPQ BX, c1+136(FP)
 	JGE  ratioDone
-	MOVQ    BX, AX // lo = max(c−half, 0)
-	SUBQ    half+112(FP), AX
-	XORQ    CX, CX
-	CMPQ    AX, CX
-	CMOVQLT CX, AX
-	MOVQ    BX, DX // hi = min(c+half, C−1)
-	ADDQ    half+112(FP), DX
-	MOVQ    c+104(FP), CX
-	DECQ    CX
-	CMPQ    DX, CX
-	CMOVQGT CX, DX
-	SUBQ    AX, DX // hi − lo
+	WINQ(half+112(FP), c+104(FP)) // AX = lo, DX = hi − lo
 	IMULQ R8, DX
 	IMULQ R8, AX
 	ADDQ  x_base+24(FP), AX
@@ -247,18 +242,7 @@ TEXT ·lrnDxAsm(SB), NOSPLIT, $0-149
 dxChan:
 	CMPQ BX, c1+136(FP)
 	JGE  dxDone
-	MOVQ    BX, AX // lo = max(c−half, 0)
-	SUBQ    half+112(FP), AX
-	XORQ    CX, CX
-	CMPQ    AX, CX
-	CMOVQLT CX, AX
-	MOVQ    BX, DX // hi = min(c+half, C−1)
-	ADDQ    half+112(FP), DX
-	MOVQ    c+104(FP), CX
-	DECQ    CX
-	CMPQ    DX, CX
-	CMOVQGT CX, DX
-	SUBQ    AX, DX // hi − lo
+	WINQ(half+112(FP), c+104(FP)) // AX = lo, DX = hi − lo
 	SHLQ  $ROWSHIFT, DX // bytes from ratio[lo] to ratio[hi]
 	ADDQ  c+104(FP), AX
 	SHLQ  $ROWSHIFT, AX
