@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"math"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alexnet-go/trainer/internal/mpi/mpitest"
 	"github.com/alexnet-go/trainer/internal/safefile"
 )
 
@@ -94,27 +94,7 @@ func mpirunTrainerIn(t *testing.T, prefix, extra []string, np int, env []string,
 	}
 	line = append(append(line, os.Args[0]), args...)
 	line = append(append(append([]string{}, prefix...), mpirun), line...)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, line[0], line[1:]...)
-	// A session folder of its own: mpiruns started at once race to
-	// create the shared one.
-	session, err := os.MkdirTemp("", "ompi")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(session)
-	cmd.Env = append(os.Environ(), "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", "OMPI_MCA_orte_tmpdir_base="+session)
-	if _, ok := os.LookupEnv("OMPI_MCA_btl_vader_single_copy_mechanism"); !ok {
-		cmd.Env = append(cmd.Env, "OMPI_MCA_btl_vader_single_copy_mechanism=none")
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		t.Fatalf("%s did not end within 2 minutes: it hangs\n%s", strings.Join(line, " "), out)
-	}
-	return string(out), err
+	return mpitest.Run(t, 2*time.Minute, line)
 }
 
 // mpiArgs trains alexnet-small for 2 epochs of 5 steps of 8 images on

@@ -20,6 +20,7 @@ import (
 
 	"github.com/alexnet-go/trainer/gpu"
 	"github.com/alexnet-go/trainer/gpu/cpu"
+	"github.com/alexnet-go/trainer/internal/mpi/mpitest"
 )
 
 // The tests run the test binary itself under mpirun: TestMain sees
@@ -324,29 +325,8 @@ func mpirunIn(t testing.TB, prefix []string, np int, s string, extra ...string) 
 	// Through a shell that records the rank's exit status.
 	record := `"$0"; s=$?; echo $s > "$` + dirEnv + `/exit$OMPI_COMM_WORLD_RANK"; exit $s`
 	args = append(append(args, extra...), "/bin/sh", "-c", record, self)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	line := append(append(append([]string{}, prefix...), mpirunPath(t)), args...)
-	cmd := exec.CommandContext(ctx, line[0], line[1:]...)
-	// A session folder of its own: mpiruns started at once race to
-	// create the shared one. Short, for the sockets' paths.
-	session, err := os.MkdirTemp("", "ompi")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(session)
-	cmd.Env = append(os.Environ(), "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", "OMPI_MCA_orte_tmpdir_base="+session)
-	// Shared memory without cross-process copies (CMA), which containers
-	// often forbid, unless the caller chose.
-	if _, ok := os.LookupEnv("OMPI_MCA_btl_vader_single_copy_mechanism"); !ok {
-		cmd.Env = append(cmd.Env, "OMPI_MCA_btl_vader_single_copy_mechanism=none")
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		t.Fatalf("%s did not end within 60s: it hangs\n%s", strings.Join(line, " "), out)
-	}
+	out, err := mpitest.Run(t, 60*time.Second, line)
 	reports, exits := make([]string, np), make([]string, np)
 	for r := range np {
 		b, _ := os.ReadFile(filepath.Join(dir, "rank"+strconv.Itoa(r)))
@@ -354,7 +334,7 @@ func mpirunIn(t testing.TB, prefix []string, np int, s string, extra ...string) 
 		b, _ = os.ReadFile(filepath.Join(dir, "exit"+strconv.Itoa(r)))
 		exits[r] = strings.TrimSpace(string(b))
 	}
-	return job{err, string(out), reports, exits, dir}
+	return job{err, out, reports, exits, dir}
 }
 
 func TestCollectives(t *testing.T) {
