@@ -185,6 +185,8 @@ func (d *Device) byBlocks(s gpu.ConvShape, fn func(t int, sc *convScratch, bl co
 type convScratch struct {
 	col, tmp, phases, parts, masks []float32
 	maskOf                         maskKey // what masks holds
+	taps                           []tap
+	tapsOf                         maskKey // what taps holds
 }
 
 // maskKey names the masks of tapMasks: a shape and band (the block's
@@ -381,14 +383,15 @@ func (d *Device) im2col(t int, sc *convScratch, xd []float32, s gpu.ConvShape, b
 				splitPhases(de[u*ps+h0*st*l:(u+1)*ps], xd[at+h0*s.W:at+h1*s.W], s.W, st, l)
 			}
 		})
+		tp := tapTable(sc, s, bl.p0, bl.p1)
 		parallelFor(crs, t, func(lo, hi int) {
-			im2colPhases(col[lo*ld:], ld, de[:b*s.C*ps], s, l, lo, hi, bl.p0, bl.p1)
+			im2colPhases(col[lo*ld:], ld, de[:b*s.C*ps], tp, s, l, lo, hi, bl.p0, bl.p1)
 		})
 		return col
 	}
-	masks := tapMasks(sc, s, bl)
+	masks, tp := tapMasks(sc, s, bl), tapTable(sc, s, bl.p0, bl.p1)
 	parallelFor(crs, t, func(lo, hi int) {
-		im2colRows(col[lo*ld:], ld, xd, n0*xs, b, masks, s, lo, hi, bl.p0, bl.p1)
+		im2colRows(col[lo*ld:], ld, xd, n0*xs, b, masks, tp, s, lo, hi, bl.p0, bl.p1)
 	})
 	return col
 }
@@ -412,6 +415,36 @@ func tapShift(s gpu.ConvShape, r, t, p0, plo, phi int) (off, lo, hi int) {
 	q := s.Q()
 	off = (r-s.Pad)*s.W + t - s.Pad + p0*q
 	return off, max((plo-p0)*q, -off), min((phi-p0)*q, s.H*s.W-off)
+}
+
+// tap is where tap (r, t) of a convolution reads for a band of output
+// rows: tapRows' valid rows [plo, phi) and columns [qlo, qhi) and, for
+// stride 1, tapShift's offset and valid positions [lo, hi).
+type tap struct{ plo, phi, qlo, qhi, off, lo, hi int }
+
+// tapTable returns the R·S taps of shape s for the band p0…p1−1, tap
+// (r, t) at r·S+t, kept in sc for the next block of the same shape and
+// band. The rows of a block look their tap up: working it out for every
+// row of every block (four divisions and a copy of the shape each) was a
+// twentieth of alexnet-small's step.
+func tapTable(sc *convScratch, s gpu.ConvShape, p0, p1 int) []tap {
+	key := maskKey{s, p0, p1}
+	key.s.N = 0
+	if sc.tapsOf == key {
+		return sc.taps
+	}
+	sc.taps = sc.taps[:0]
+	for rt := range s.R * s.S {
+		r, t := rt/s.S, rt%s.S
+		var tp tap
+		tp.plo, tp.phi, tp.qlo, tp.qhi = tapRows(s, r, t, p0, p1)
+		if s.Stride == 1 {
+			tp.off, tp.lo, tp.hi = tapShift(s, r, t, p0, tp.plo, tp.phi)
+		}
+		sc.taps = append(sc.taps, tp)
+	}
+	sc.tapsOf = key
+	return sc.taps
 }
 
 // splitPhasesGo writes plane (H, W) to de (H, stride, l): row h's
@@ -438,14 +471,17 @@ func splitPhasesGo(de, plane []float32, w, stride, l, k0 int) {
 // splitPhases into de (b, C, H, Stride, l): tap (r, t)'s output row i is
 // input row i·Stride+r−Pad at columns q·Stride+t−Pad, which is one phase
 // of that row, (t−Pad) mod Stride, from column ⌊(t−Pad)/Stride⌋ + q on.
-func im2colPhases(col []float32, ld int, de []float32, s gpu.ConvShape, l, j0, j1, p0, p1 int) {
+func im2colPhases(col []float32, ld int, de []float32, taps []tap, s gpu.ConvShape, l, j0, j1, p0, p1 int) {
 	q, st := s.Q(), s.Stride
 	bq := (p1 - p0) * q
 	ps := s.H * st * l
 	b := len(de) / (s.C * ps)
+	rs := s.R * s.S
 	for j := j0; j < j1; j++ {
-		c, r, t := j/(s.R*s.S), j/s.S%s.R, j%s.S
-		plo, phi, qlo, qhi := tapRows(s, r, t, p0, p1)
+		c := j / rs
+		r, t := (j-c*rs)/s.S, (j-c*rs)%s.S
+		tp := &taps[j-c*rs]
+		plo, phi, qlo, qhi := tp.plo, tp.phi, tp.qlo, tp.qhi
 		ph := ((t-s.Pad)%st + st) % st
 		off := (t - s.Pad - ph) / st
 		for n := range b {
@@ -472,7 +508,7 @@ func im2colPhases(col []float32, ld int, de []float32, s gpu.ConvShape, l, j0, j
 func (d *Device) col2im(t int, sc *convScratch, dxd, dcol []float32, s gpu.ConvShape, bl convBlk) {
 	rs, hw := s.R*s.S, s.H*s.W
 	ld := bl.cols(s)
-	masks := tapMasks(sc, s, bl)
+	masks, tp := tapMasks(sc, s, bl), tapTable(sc, s, bl.p0, bl.p1)
 	parallelFor(s.C, t, func(lo, hi int) {
 		dxb := dxd[bl.n0*s.C*hw : (bl.n0+bl.b)*s.C*hw]
 		if bl.p0 == 0 {
@@ -480,7 +516,7 @@ func (d *Device) col2im(t int, sc *convScratch, dxd, dcol []float32, s gpu.ConvS
 				clear(dxb[(i*s.C+lo)*hw : (i*s.C+hi)*hw])
 			}
 		}
-		col2imRows(dxb, dcol[lo*rs*ld:], ld, masks, s, lo*rs, hi*rs, bl.p0, bl.p1)
+		col2imRows(dxb, dcol[lo*rs*ld:], ld, masks, tp, s, lo*rs, hi*rs, bl.p0, bl.p1)
 	})
 }
 
@@ -539,20 +575,23 @@ func validRange(off, stride, size, n int) (lo, hi int) {
 // alexnet-small's 7×7 layers that bookkeeping (divisions, mostly) cost
 // more than the 49 values it placed. With masks (see tapMasks) a
 // stride-1 row is one masked copy for all the images.
-func im2colRows(col []float32, ld int, xd []float32, x0, b int, masks []float32, s gpu.ConvShape, j0, j1, p0, p1 int) {
+func im2colRows(col []float32, ld int, xd []float32, x0, b int, masks []float32, taps []tap, s gpu.ConvShape, j0, j1, p0, p1 int) {
 	q, hw := s.Q(), s.H*s.W
 	pq, xs := (p1-p0)*q, s.C*hw
 	xb := xd[x0 : x0+b*xs]
+	rs := s.R * s.S
 	for j := j0; j < j1; j++ {
-		c, r, t := j/(s.R*s.S), j/s.S%s.R, j%s.S
-		plo, phi, qlo, qhi := tapRows(s, r, t, p0, p1)
+		c := j / rs
+		rt := j - c*rs
+		tp := &taps[rt]
+		plo, phi, qlo, qhi := tp.plo, tp.phi, tp.qlo, tp.qhi
 		drow := col[(j-j0)*ld : (j-j0)*ld+b*pq]
 		if s.Stride == 1 && q == s.W {
 			// Row i of the tap is row i+r−Pad of the plane shifted by
 			// t−Pad: one copy of the valid rows, then zeros where the
 			// shift wrapped around a row's end. Positions count from
 			// the band's first row.
-			off, lo, hi := tapShift(s, r, t, p0, plo, phi)
+			off, lo, hi := tp.off, tp.lo, tp.hi
 			// Images m0…m1−1 in one masked copy: the positions' zeros
 			// are one mask of the tap, the same for every image.
 			m0, m1 := 0, 0
@@ -568,7 +607,6 @@ func im2colRows(col []float32, ld int, xd []float32, x0, b int, masks []float32,
 					m1 = min(b, end/xs+1)
 				}
 				if m0 < m1 {
-					rt := j % (s.R * s.S)
 					maskRows(drow[m0*pq:], xd[at+m0*xs:], masks[rt*pq:(rt+1)*pq], xs, m1-m0)
 				}
 			}
@@ -588,6 +626,7 @@ func im2colRows(col []float32, ld int, xd []float32, x0, b int, masks []float32,
 			}
 			continue
 		}
+		r, t := rt/s.S, rt%s.S
 		for n := range b {
 			plane := xb[n*xs+c*hw : n*xs+(c+1)*hw]
 			dst := drow[n*pq : (n+1)*pq]
@@ -649,24 +688,26 @@ func zeroColumns(m []float32, q, plo, phi, qlo, qhi int) {
 // images dxb (b, C, H, W) they came from, each pixel's terms in the order
 // of j. With stride 1 and Q = W it zeros the entries of dcol that fall in
 // the padding, which it may then overwrite.
-func col2imRows(dxb, dcol []float32, ld int, masks []float32, s gpu.ConvShape, j0, j1, p0, p1 int) {
+func col2imRows(dxb, dcol []float32, ld int, masks []float32, taps []tap, s gpu.ConvShape, j0, j1, p0, p1 int) {
 	q, hw := s.Q(), s.H*s.W
 	pq, xs := (p1-p0)*q, s.C*hw
 	b := len(dxb) / xs
+	rs := s.R * s.S
 	for j := j0; j < j1; j++ {
-		c, r, t := j/(s.R*s.S), j/s.S%s.R, j%s.S
-		plo, phi, qlo, qhi := tapRows(s, r, t, p0, p1)
+		c := j / rs
+		rt := j - c*rs
+		tp := &taps[rt]
+		plo, phi, qlo, qhi := tp.plo, tp.phi, tp.qlo, tp.qhi
 		srow := dcol[(j-j0)*ld : (j-j0)*ld+b*pq]
 		if s.Stride == 1 && q == s.W {
 			// im2colRows' shifted copy in reverse: the entries that
 			// wrapped around a row's end are zeroed, so one add over the
 			// valid rows adds nothing there.
-			off, lo, hi := tapShift(s, r, t, p0, plo, phi)
+			off, lo, hi := tp.off, tp.lo, tp.hi
 			if masks != nil {
 				// The same through the tap's mask, all the block's
 				// images in one call.
 				if hi > lo {
-					rt := j % (s.R * s.S)
 					maskAddRows(dxb[c*hw+lo+off:], srow[lo:], masks[rt*pq+lo:rt*pq+hi], xs, pq, b)
 				}
 				continue
@@ -680,6 +721,7 @@ func col2imRows(dxb, dcol []float32, ld int, masks []float32, s gpu.ConvShape, j
 			}
 			continue
 		}
+		r, t := rt/s.S, rt%s.S
 		for n := range b {
 			plane := dxb[n*xs+c*hw : n*xs+(c+1)*hw]
 			src := srow[n*pq : (n+1)*pq]
