@@ -190,8 +190,10 @@ func TestElementwiseKernels2(t *testing.T) {
 // other architecture runs).
 func TestConformanceGo(t *testing.T) {
 	needAVX(t)
-	defer func(a, a2, m, d bool) { useAVX, useAVX2, fastMaskRows, fastDirect = a, a2, m, d }(useAVX, useAVX2, fastMaskRows, fastDirect)
-	useAVX, useAVX2, fastMaskRows, fastDirect = false, false, false, false
+	defer func(a, a2, m, d, l bool) {
+		useAVX, useAVX2, fastMaskRows, fastDirect, fastLane = a, a2, m, d, l
+	}(useAVX, useAVX2, fastMaskRows, fastDirect, fastLane)
+	useAVX, useAVX2, fastMaskRows, fastDirect, fastLane = false, false, false, false, false
 	gputest.Run(t, New(Options{Threads: 2}))
 }
 

@@ -43,6 +43,12 @@ func (d *Device) Conv(y, x, w gpu.Buffer, s gpu.ConvShape) error {
 		d.byBlocks(s, func(t int, sc *convScratch, bl convBlk) { directConv(t, sc, yd, xd, wd, s, bl.n0) })
 		return nil
 	}
+	if laneConvOK(s) {
+		wl := grow(&d.convs[0].lw, s.WLen())
+		laneWeights(wl, wd, s, false)
+		d.laneConv(d.flopThreads(s.FLOPs()), yd, xd, wl, s)
+		return nil
+	}
 	d.byBlocks(s, func(t int, sc *convScratch, bl convBlk) {
 		crs, pq := s.C*s.R*s.S, s.P()*s.Q()
 		ld := bl.cols(s)
@@ -113,6 +119,12 @@ func (d *Device) ConvBackwardData(dx, dy, w gpu.Buffer, s gpu.ConvShape) error {
 	dxd := d.data("dx", dx, s.XLen()) // (N, C, H, W)
 	dyd := d.data("dy", dy, s.YLen()) // (N, K, P, Q)
 	wd := d.data("w", w, s.WLen())    // (K, C, R, S)
+	if laneDataOK(s) {
+		wl := grow(&d.convs[0].lw, s.WLen())
+		laneWeights(wl, wd, s, true)
+		d.laneConv(d.flopThreads(s.FLOPs()), dxd, dyd, wl, laneDataShape(s))
+		return nil
+	}
 	d.byBlocks(s, func(t int, sc *convScratch, bl convBlk) {
 		crs := s.C * s.R * s.S
 		ld := bl.cols(s)
@@ -184,7 +196,8 @@ func (d *Device) byBlocks(s gpu.ConvShape, fn func(t int, sc *convScratch, bl co
 // worker 0's parts holds ConvBackwardFilter's partial sums.
 type convScratch struct {
 	col, tmp, phases, parts, masks []float32
-	maskOf                         maskKey // what masks holds
+	maskOf                         maskKey   // what masks holds
+	lw                             []float32 // worker 0's: the lane convolution's weights
 	taps                           []tap
 	tapsOf                         maskKey // what taps holds
 }

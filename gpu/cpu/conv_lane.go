@@ -1,0 +1,195 @@
+package cpu
+
+import (
+	"math"
+
+	"github.com/alexnet-go/trainer/gpu"
+)
+
+// The lane convolution: a stride-1 convolution with the images of a
+// block of lanes side by side in the lanes of an AVX-512 vector. The
+// block's input is laid out (C, H+2·Pad, W+2·Pad, lanes), zero padded, so
+// that tap (c, r, t) of output position (p, q) for all the block's images
+// is one vector at a fixed offset from the position's window; each
+// weight is then one broadcast and a fused multiply-add into each of the
+// positions it meets (laneConv8x3: eight filters at three positions).
+// There is no column matrix and nothing to pack: the products read the
+// input where it lies, at the cost of one pass to lay it out and one to
+// lay the output back.
+
+// lanes is how many images a lane convolution computes at once: the
+// float32 lanes of an AVX-512 vector.
+const lanes = 16
+
+// laneConv8x3Go sets, for filters j = 0…7 and positions i = 0…2,
+// y[yo[i] + j·ldy:][:lanes] to the sum over the taps m = (c·R+r)·S+t, in
+// that order, of x[xo[i] + c·ldplane + r·ldrow + lanes·t:][:lanes]·w[m·k+j],
+// each term one fused multiply-add starting from zero. It is the
+// reference for laneConv8x3's assembly.
+func laneConv8x3Go(y []float32, yo [3]int, x []float32, xo [3]int, w []float32, ldy, k, c, r, s, ldrow, ldplane int) {
+	var acc [8][3][lanes]float32
+	m := 0
+	for ci := range c {
+		for ri := range r {
+			for t := range s {
+				for i := range 3 {
+					v := x[xo[i]+ci*ldplane+ri*ldrow+lanes*t:][:lanes]
+					for j := range 8 {
+						wv := w[m*k+j]
+						for l, xv := range v {
+							acc[j][i][l] = fma32(xv, wv, acc[j][i][l])
+						}
+					}
+				}
+				m++
+			}
+		}
+	}
+	for j := range 8 {
+		for i := range 3 {
+			copy(y[yo[i]+j*ldy:][:lanes], acc[j][i][:])
+		}
+	}
+}
+
+// fma32 is a·b + c rounded once to float32, as a fused multiply-add
+// instruction computes it: the product is exact in float64, and the sum
+// is rounded to odd in float64 (its last bit set where it is inexact), so
+// that rounding it to float32 rounds the exact value.
+func fma32(a, b, c float32) float32 {
+	p := float64(a) * float64(b)
+	s := p + float64(c)
+	if math.IsInf(s, 0) || math.IsNaN(s) {
+		return float32(s)
+	}
+	// The error of the float64 sum (Knuth's TwoSum).
+	bv := s - p
+	e := (p - (s - bv)) + (float64(c) - bv)
+	if bits := math.Float64bits(s); e != 0 && bits&1 == 0 {
+		if (e > 0) == (s > 0) {
+			bits++
+		} else {
+			bits--
+		}
+		s = math.Float64frombits(bits)
+	}
+	return float32(s)
+}
+
+// laneConvOK says whether Conv runs shape s as a lane convolution:
+// stride 1, filters in eights, deep enough to be worth a product (the
+// shallow ones are directConv's), on a processor with the assembly.
+func laneConvOK(s gpu.ConvShape) bool {
+	return fastLane && s.Stride == 1 && s.K%8 == 0 && s.C*s.R*s.S >= convMinDepth
+}
+
+// laneDataShape is the convolution ConvBackwardData computes for shape s:
+// dx (N, C, H, W) is dy (N, K, P, Q), padded by R−1−Pad, convolved with
+// the filters turned by half a turn and transposed (C filters of K
+// channels), which is a stride-1 convolution when s is one with square
+// filters and a padding of at most R−1.
+func laneDataShape(s gpu.ConvShape) gpu.ConvShape {
+	return gpu.ConvShape{N: s.N, C: s.K, H: s.P(), W: s.Q(), K: s.C, R: s.R, S: s.S, Stride: 1, Pad: s.R - 1 - s.Pad}
+}
+
+// laneDataOK says whether ConvBackwardData runs shape s as a lane
+// convolution (of laneDataShape).
+func laneDataOK(s gpu.ConvShape) bool {
+	return s.Stride == 1 && s.R == s.S && s.Pad <= s.R-1 && laneConvOK(laneDataShape(s))
+}
+
+// laneWeights lays w (K, C, R, S) out as wl (C, R, S, K), the weights of a
+// tap's filters side by side; with flip, as the weights of laneDataShape
+// (K, R, S, C): wl[((k·R+r)·S+t)·C+c] = w[k, c, R−1−r, S−1−t].
+func laneWeights(wl, wd []float32, s gpu.ConvShape, flip bool) {
+	crs, rs := s.C*s.R*s.S, s.R*s.S
+	for k := range s.K {
+		for j, v := range wd[k*crs : (k+1)*crs] {
+			if !flip {
+				wl[j*s.K+k] = v
+				continue
+			}
+			c, rt := j/rs, j%rs
+			wl[(k*rs+rs-1-rt)*s.C+c] = v
+		}
+	}
+}
+
+// toLanes lays images n0…n0+lanes−1 of x (N, C, H, W) out as xl
+// (C, H+2·pad, W+2·pad, lanes), zero in the padding and in the lanes of
+// images past the batch's end, nimg.
+func toLanes(xl, xd []float32, c, h, w, pad, n0, nimg int) {
+	hp, wp := h+2*pad, w+2*pad
+	clear(xl[:c*hp*wp*lanes])
+	n := min(lanes, nimg-n0)
+	for ci := range c {
+		for y := range h {
+			row := xl[((ci*hp+y+pad)*wp+pad)*lanes:][:w*lanes]
+			for l := range n {
+				src := xd[((n0+l)*c+ci)*h*w+y*w:][:w]
+				for x, v := range src {
+					row[x*lanes+l] = v
+				}
+			}
+		}
+	}
+}
+
+// fromLanes lays yl (K, PQ, lanes) back into images n0… of y (N, K, PQ),
+// those before the batch's end, nimg.
+func fromLanes(yd, yl []float32, k, pq, n0, nimg int) {
+	n := min(lanes, nimg-n0)
+	for l := range n {
+		img := yd[(n0+l)*k*pq:][:k*pq]
+		for i := range img {
+			img[i] = yl[i*lanes+l]
+		}
+	}
+}
+
+// laneConv sets y (N, K, P, Q) = x ⋆ w for a shape laneConvOK accepts,
+// with the weights laid out by laneWeights, wl (C, R, S, K): a block of
+// lanes images at a time, whole blocks per thread when there are at least
+// as many as threads, else each block's products split over the threads.
+// Every output is one sum in one order whatever the split.
+func (d *Device) laneConv(t int, yd, xd, wl []float32, s gpu.ConvShape) {
+	blocks := (s.N + lanes - 1) / lanes
+	if t > 1 && blocks >= t {
+		parallelWorkers(blocks, t, func(wk, lo, hi int) {
+			for i := lo; i < hi; i++ {
+				laneBlock(1, &d.convs[wk], yd, xd, wl, s, i*lanes)
+			}
+		})
+		return
+	}
+	for n0 := 0; n0 < s.N; n0 += lanes {
+		laneBlock(t, &d.convs[0], yd, xd, wl, s, n0)
+	}
+}
+
+// laneBlock is laneConv's block of images n0…n0+lanes−1 on t threads,
+// laid out in sc: position after position, three at a time, all the
+// filters of one triple before the next, so that the input the triple
+// reads stays in the cache while every filter reads it.
+func laneBlock(t int, sc *convScratch, yd, xd, wl []float32, s gpu.ConvShape, n0 int) {
+	pq := s.P() * s.Q()
+	hp, wp := s.H+2*s.Pad, s.W+2*s.Pad
+	xl := grow(&sc.phases, s.C*hp*wp*lanes)
+	yl := grow(&sc.tmp, s.K*pq*lanes)
+	toLanes(xl, xd, s.C, s.H, s.W, s.Pad, n0, s.N)
+	groups, triples := s.K/8, (pq+2)/3
+	parallelFor(groups*triples, t, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			tr, g := i/groups, i%groups
+			var xo, yo [3]int
+			for j := range 3 {
+				pos := min(3*tr+j, pq-1)
+				p, q := pos/s.Q(), pos%s.Q()
+				xo[j] = (p*wp + q) * lanes
+				yo[j] = (g*8*pq + pos) * lanes
+			}
+			laneConv8x3(yl, yo, xl, xo, wl[g*8:], pq*lanes, s.K, s.C, s.R, s.S, wp*lanes, hp*wp*lanes)
+		}
+	})
+	fromLanes(yd, yl, s.K, pq, n0, s.N)
+}

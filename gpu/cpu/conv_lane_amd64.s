@@ -1,0 +1,159 @@
+#include "textflag.h"
+
+// func laneConv8x3Asm(y0, y1, y2, x0, x1, x2, w *float32, ldy, k, c, r, s, ldrow, ldplane int)
+//
+// The lane convolution's block with AVX-512: eight filters at three
+// output positions, sixteen images in the lanes of each vector. Filter j
+// at position i is stored at y_i[j·ldy:][:16]; position i's window starts
+// at x_i, tap (c, r, t) at x_i[c·ldplane + r·ldrow + 16·t:][:16]; the
+// weight of filter j at tap number m = (c·R+r)·S+t is w[m·k + j]. Each
+// output is the sum over the taps in that order, one fused multiply-add
+// each, starting from zero.
+TEXT ·laneConv8x3Asm(SB), NOSPLIT, $0-112
+	MOVQ x0+24(FP), SI
+	MOVQ x1+32(FP), BX
+	SUBQ SI, BX // position 1's offset from position 0, bytes
+	MOVQ x2+40(FP), CX
+	SUBQ SI, CX
+	MOVQ w+48(FP), R8
+	MOVQ k+64(FP), R9
+	SHLQ $2, R9 // from one tap's weights to the next, bytes
+	MOVQ c+72(FP), R10
+	MOVQ ldrow+96(FP), R13
+	SHLQ $2, R13
+	MOVQ ldplane+104(FP), R14
+	SHLQ $2, R14
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+
+lcPlane:
+	MOVQ SI, DX
+	MOVQ r+80(FP), R11
+
+lcRow:
+	MOVQ DX, AX
+	MOVQ s+88(FP), R12
+
+lcTap:
+	VMOVUPS (AX), Z24
+	VMOVUPS (AX)(BX*1), Z25
+	VMOVUPS (AX)(CX*1), Z26
+	VBROADCASTSS (R8), Z27
+	VBROADCASTSS 4(R8), Z28
+	VFMADD231PS Z24, Z27, Z0
+	VFMADD231PS Z25, Z27, Z1
+	VFMADD231PS Z26, Z27, Z2
+	VBROADCASTSS 8(R8), Z29
+	VFMADD231PS Z24, Z28, Z3
+	VFMADD231PS Z25, Z28, Z4
+	VFMADD231PS Z26, Z28, Z5
+	VBROADCASTSS 12(R8), Z30
+	VFMADD231PS Z24, Z29, Z6
+	VFMADD231PS Z25, Z29, Z7
+	VFMADD231PS Z26, Z29, Z8
+	VBROADCASTSS 16(R8), Z31
+	VFMADD231PS Z24, Z30, Z9
+	VFMADD231PS Z25, Z30, Z10
+	VFMADD231PS Z26, Z30, Z11
+	VBROADCASTSS 20(R8), Z27
+	VFMADD231PS Z24, Z31, Z12
+	VFMADD231PS Z25, Z31, Z13
+	VFMADD231PS Z26, Z31, Z14
+	VBROADCASTSS 24(R8), Z28
+	VFMADD231PS Z24, Z27, Z15
+	VFMADD231PS Z25, Z27, Z16
+	VFMADD231PS Z26, Z27, Z17
+	VBROADCASTSS 28(R8), Z29
+	VFMADD231PS Z24, Z28, Z18
+	VFMADD231PS Z25, Z28, Z19
+	VFMADD231PS Z26, Z28, Z20
+	VFMADD231PS Z24, Z29, Z21
+	VFMADD231PS Z25, Z29, Z22
+	VFMADD231PS Z26, Z29, Z23
+	ADDQ $64, AX
+	ADDQ R9, R8
+	DECQ R12
+	JNZ  lcTap
+
+	ADDQ R13, DX
+	DECQ R11
+	JNZ  lcRow
+
+	ADDQ R14, SI
+	DECQ R10
+	JNZ  lcPlane
+
+	MOVQ ldy+56(FP), DI
+	SHLQ $2, DI
+	MOVQ y0+0(FP), AX
+	MOVQ y1+8(FP), BX
+	MOVQ y2+16(FP), CX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, (BX)
+	VMOVUPS Z2, (CX)
+	ADDQ DI, AX
+	ADDQ DI, BX
+	ADDQ DI, CX
+	VMOVUPS Z3, (AX)
+	VMOVUPS Z4, (BX)
+	VMOVUPS Z5, (CX)
+	ADDQ DI, AX
+	ADDQ DI, BX
+	ADDQ DI, CX
+	VMOVUPS Z6, (AX)
+	VMOVUPS Z7, (BX)
+	VMOVUPS Z8, (CX)
+	ADDQ DI, AX
+	ADDQ DI, BX
+	ADDQ DI, CX
+	VMOVUPS Z9, (AX)
+	VMOVUPS Z10, (BX)
+	VMOVUPS Z11, (CX)
+	ADDQ DI, AX
+	ADDQ DI, BX
+	ADDQ DI, CX
+	VMOVUPS Z12, (AX)
+	VMOVUPS Z13, (BX)
+	VMOVUPS Z14, (CX)
+	ADDQ DI, AX
+	ADDQ DI, BX
+	ADDQ DI, CX
+	VMOVUPS Z15, (AX)
+	VMOVUPS Z16, (BX)
+	VMOVUPS Z17, (CX)
+	ADDQ DI, AX
+	ADDQ DI, BX
+	ADDQ DI, CX
+	VMOVUPS Z18, (AX)
+	VMOVUPS Z19, (BX)
+	VMOVUPS Z20, (CX)
+	ADDQ DI, AX
+	ADDQ DI, BX
+	ADDQ DI, CX
+	VMOVUPS Z21, (AX)
+	VMOVUPS Z22, (BX)
+	VMOVUPS Z23, (CX)
+	VZEROUPPER
+	RET

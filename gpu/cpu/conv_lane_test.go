@@ -1,0 +1,133 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/alexnet-go/trainer/gpu"
+)
+
+// TestFMA32 checks fma32 on ordinary values and on one whose float64
+// sum, rounded again to float32, would differ from the single rounding:
+// −2⁻²⁴·(1+2⁻²³)·(1−2⁻²³) + (1+2⁻²³) = 1 + 2⁻²⁴ + 2⁻⁷⁰, just past the
+// float32 tie between 1 and 1+2⁻²³, so it rounds up; its float64 sum is
+// the tie itself, which rounds to even, 1.
+func TestFMA32(t *testing.T) {
+	inf := float32(math.Inf(1))
+	cases := []struct{ a, b, c, want float32 }{
+		{2, 3, 1, 7},
+		{1, 1, 0, 1},
+		{-0.5, 2, 1, 0},
+		{inf, 1, 1, inf},
+		{-0x1p-24 * (1 + 0x1p-23), 1 - 0x1p-23, 1 + 0x1p-23, 1 + 0x1p-23},
+	}
+	for _, c := range cases {
+		if got := fma32(c.a, c.b, c.c); got != c.want {
+			t.Errorf("fma32(%g, %g, %g) = %.10g, want %.10g", c.a, c.b, c.c, got, c.want)
+		}
+	}
+	if c := cases[len(cases)-1]; float32(float64(c.a)*float64(c.b)+float64(c.c)) == c.want {
+		t.Error("the last case does not tell single rounding from double")
+	}
+}
+
+// TestLaneConv8x3 checks laneConv8x3's assembly against laneConv8x3Go,
+// bit for bit, positions in any order and a row stride past the taps.
+func TestLaneConv8x3(t *testing.T) {
+	if !fastLane {
+		t.Skip("no AVX-512 and FMA here: laneConv8x3 is laneConv8x3Go")
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, sh := range []struct{ c, r, s, k int }{{1, 1, 1, 8}, {2, 3, 3, 8}, {3, 5, 5, 24}, {16, 5, 5, 32}} {
+		ldrow := (sh.s + 7) * lanes
+		ldplane := (sh.r + 5) * ldrow
+		x := randSlice(r, sh.c*ldplane+64)
+		w := randSlice(r, sh.c*sh.r*sh.s*sh.k+8)
+		ldy := 5 * lanes
+		xo := [3]int{0, 2 * lanes, ldrow + lanes}
+		yo := [3]int{3 * lanes, 0, 4 * lanes}
+		for _, at := range []int{0, 8} {
+			got, want := make([]float32, 8*ldy), make([]float32, 8*ldy)
+			laneConv8x3(got, yo, x, xo, w[at:], ldy, sh.k, sh.c, sh.r, sh.s, ldrow, ldplane)
+			laneConv8x3Go(want, yo, x, xo, w[at:], ldy, sh.k, sh.c, sh.r, sh.s, ldrow, ldplane)
+			if !slices.Equal(got, want) {
+				t.Errorf("%+v at %d: assembly differs from laneConv8x3Go", sh, at)
+			}
+		}
+	}
+}
+
+// laneShapes are stride-1 shapes the lane convolution takes: alexnet-
+// small's conv2 and conv3, a batch that is not a multiple of lanes, and
+// a padding of 0.
+var laneShapes = []gpu.ConvShape{
+	{N: 17, C: 16, H: 15, W: 15, K: 32, R: 5, S: 5, Stride: 1, Pad: 2},
+	{N: 5, C: 64, H: 7, W: 7, K: 48, R: 3, S: 3, Stride: 1, Pad: 1},
+	{N: 3, C: 8, H: 6, W: 9, K: 16, R: 3, S: 3, Stride: 1, Pad: 0},
+}
+
+// TestLaneConv checks Conv and ConvBackwardData through the lane
+// convolution against float64, and that every thread count gives the
+// same bits.
+func TestLaneConv(t *testing.T) {
+	if !fastLane {
+		t.Skip("no AVX-512 and FMA here: stride-1 convolutions run through im2col")
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, s := range laneShapes {
+		if !laneConvOK(s) || !laneDataOK(s) {
+			t.Fatalf("%+v: laneConvOK %v, laneDataOK %v, want both", s, laneConvOK(s), laneDataOK(s))
+		}
+		x, w, dy := randSlice(r, s.XLen()), randSlice(r, s.WLen()), randSlice(r, s.YLen())
+		wantY, wantDX, _ := refConv(x, w, dy, s)
+		var first [][]float32
+		for _, threads := range []int{1, 2, 3} {
+			d := New(Options{Threads: threads})
+			xb, wb, dyb := upload(t, d, x), upload(t, d, w), upload(t, d, dy)
+			y, dx := alloc(t, d, s.YLen()), alloc(t, d, s.XLen())
+			must(t, d.Conv(y, xb, wb, s))
+			must(t, d.ConvBackwardData(dx, dyb, wb, s))
+			name := fmt.Sprintf("%+v threads=%d", s, threads)
+			closeTo(t, name+" y", data(y), wantY, 1e-4, 1e-4)
+			closeTo(t, name+" dx", data(dx), wantDX, 1e-4, 1e-4)
+			got := [][]float32{data(y), data(dx)}
+			if first == nil {
+				first = got
+				continue
+			}
+			for j, what := range []string{"y", "dx"} {
+				if !slices.Equal(got[j], first[j]) {
+					t.Errorf("%s: %s differs bitwise from threads=1", name, what)
+				}
+			}
+		}
+	}
+}
+
+func BenchmarkLaneConv(b *testing.B) {
+	s := gpu.ConvShape{N: 128, C: 16, H: 15, W: 15, K: 32, R: 5, S: 5, Stride: 1, Pad: 2}
+	r := rand.New(rand.NewPCG(5, 6))
+	x, w := randSlice(r, s.XLen()), randSlice(r, s.WLen())
+	d := New(Options{Threads: 1})
+	y := make([]float32, s.YLen())
+	b.Run("lane", func(b *testing.B) {
+		wl := make([]float32, s.WLen())
+		for b.Loop() {
+			laneWeights(wl, w, s, false)
+			d.laneConv(1, y, x, wl, s)
+		}
+		b.ReportMetric(float64(s.FLOPs())*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	})
+	xb, wb, yb := upload(b, d, x), upload(b, d, w), alloc(b, d, s.YLen())
+	b.Run("im2col", func(b *testing.B) {
+		defer func(v bool) { fastLane = v }(fastLane)
+		fastLane = false
+		for b.Loop() {
+			d.Conv(yb, xb, wb, s)
+		}
+		b.ReportMetric(float64(s.FLOPs())*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	})
+}
