@@ -234,6 +234,10 @@ func (d *Device) ConvBackwardFilter(dw, dy, x gpu.Buffer, s gpu.ConvShape) error
 	dwd := d.data("dw", dw, s.WLen()) // (K, C, R, S)
 	dyd := d.data("dy", dy, s.YLen()) // (N, K, P, Q)
 	xd := d.data("x", x, s.XLen())    // (N, C, H, W)
+	if laneConvOK(s) {
+		d.laneFilter(d.flopThreads(s.FLOPs()), dwd, dyd, xd, s)
+		return nil
+	}
 	crs, kc := s.C*s.R*s.S, s.WLen()
 	t := d.flopThreads(s.FLOPs())
 	nb, rows := d.convBlock(s)

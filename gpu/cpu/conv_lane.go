@@ -24,10 +24,17 @@ const lanes = 16
 // laneConv8x3Go sets, for filters j = 0…7 and positions i = 0…2,
 // y[yo[i] + j·ldy:][:lanes] to the sum over the taps m = (c·R+r)·S+t, in
 // that order, of x[xo[i] + c·ldplane + r·ldrow + lanes·t:][:lanes]·w[m·k+j],
-// each term one fused multiply-add starting from zero. It is the
-// reference for laneConv8x3's assembly.
-func laneConv8x3Go(y []float32, yo [3]int, x []float32, xo [3]int, w []float32, ldy, k, c, r, s, ldrow, ldplane int) {
+// each term one fused multiply-add starting from zero, or with add from
+// the value y holds. It is the reference for laneConv8x3's assembly.
+func laneConv8x3Go(y []float32, yo [3]int, x []float32, xo [3]int, w []float32, ldy, k, c, r, s, ldrow, ldplane int, add bool) {
 	var acc [8][3][lanes]float32
+	if add {
+		for j := range 8 {
+			for i := range 3 {
+				copy(acc[j][i][:], y[yo[i]+j*ldy:][:lanes])
+			}
+		}
+	}
 	m := 0
 	for ci := range c {
 		for ri := range r {
@@ -168,9 +175,11 @@ func (d *Device) laneConv(t int, yd, xd, wl []float32, s gpu.ConvShape) {
 }
 
 // laneBlock is laneConv's block of images n0…n0+lanes−1 on t threads,
-// laid out in sc: position after position, three at a time, all the
-// filters of one triple before the next, so that the input the triple
-// reads stays in the cache while every filter reads it.
+// laid out in sc: the channels in chunks (laneChannels), and for each
+// chunk position after position, three at a time, all the filters of one
+// triple before the next, so that the input and the weights the chunk
+// reads stay in L2 while every filter reads them. A chunk goes on from
+// the sums the one before stored, which gives the bits of one pass.
 func laneBlock(t int, sc *convScratch, yd, xd, wl []float32, s gpu.ConvShape, n0 int) {
 	pq := s.P() * s.Q()
 	hp, wp := s.H+2*s.Pad, s.W+2*s.Pad
@@ -178,18 +187,139 @@ func laneBlock(t int, sc *convScratch, yd, xd, wl []float32, s gpu.ConvShape, n0
 	yl := grow(&sc.tmp, s.K*pq*lanes)
 	toLanes(xl, xd, s.C, s.H, s.W, s.Pad, n0, s.N)
 	groups, triples := s.K/8, (pq+2)/3
-	parallelFor(groups*triples, t, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			tr, g := i/groups, i%groups
-			var xo, yo [3]int
-			for j := range 3 {
-				pos := min(3*tr+j, pq-1)
-				p, q := pos/s.Q(), pos%s.Q()
-				xo[j] = (p*wp + q) * lanes
-				yo[j] = (g*8*pq + pos) * lanes
+	cc := laneChannels(s)
+	for c0 := 0; c0 < s.C; c0 += cc {
+		nc := min(cc, s.C-c0)
+		parallelFor(groups*triples, t, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				tr, g := i/groups, i%groups
+				var xo, yo [3]int
+				for j := range 3 {
+					pos := min(3*tr+j, pq-1)
+					p, q := pos/s.Q(), pos%s.Q()
+					xo[j] = (c0*hp*wp + p*wp + q) * lanes
+					yo[j] = (g*8*pq + pos) * lanes
+				}
+				laneConv8x3(yl, yo, xl, xo, wl[c0*s.R*s.S*s.K+g*8:], pq*lanes, s.K, nc, s.R, s.S, wp*lanes, hp*wp*lanes, c0 > 0)
 			}
-			laneConv8x3(yl, yo, xl, xo, wl[g*8:], pq*lanes, s.K, s.C, s.R, s.S, wp*lanes, hp*wp*lanes)
-		}
-	})
+		})
+	}
 	fromLanes(yd, yl, s.K, pq, n0, s.N)
+}
+
+// laneL2 is the most bytes of input and weights a chunk of a lane
+// convolution's channels reads: half of a 2 MiB L2, the other half left
+// to the output and what else is there. alexnet's conv3 (256 channels of
+// 15×15 padded, 3.7 MB a block, and 1.8 MB of weights) ran at 0.8 of
+// OpenBLAS's rate in one chunk.
+const laneL2 = 1 << 20
+
+// laneChannels is how many channels a chunk of laneBlock covers: as many
+// as keep a block's input planes and the chunk's weights within laneL2,
+// at least one.
+func laneChannels(s gpu.ConvShape) int {
+	per := ((s.H+2*s.Pad)*(s.W+2*s.Pad)*lanes + s.R*s.S*s.K) * 4
+	return max(1, min(s.C, laneL2/per))
+}
+
+// laneFilter8x3Go adds to acc[(3j+i)·lanes:][:lanes], for filters j = 0…7
+// and taps i = 0…2, the products of filter j's dy, dy[j·lddy:] (rows·q
+// positions of lanes values, one after the other), and tap i's input,
+// x[xo[i] + row·ldrow + lanes·col:] at position (row, col), position after
+// position, one fused multiply-add a term; without add the sums start
+// from zero. It is the reference for laneFilter8x3's assembly.
+func laneFilter8x3Go(acc, x []float32, xo [3]int, dy []float32, lddy, rows, q, ldrow int, add bool) {
+	if !add {
+		clear(acc[:24*lanes])
+	}
+	for row := range rows {
+		for col := range q {
+			for j := range 8 {
+				dv := dy[j*lddy+(row*q+col)*lanes:][:lanes]
+				for i := range 3 {
+					xv := x[xo[i]+row*ldrow+col*lanes:][:lanes]
+					a := acc[(3*j+i)*lanes:][:lanes]
+					for l := range a {
+						a[l] = fma32(xv[l], dv[l], a[l])
+					}
+				}
+			}
+		}
+	}
+}
+
+// laneFilterRows is how many rows of positions a call of laneFilter8x3
+// covers: as many as keep eight filters' dy for them within 16 KiB, so
+// that they stay in L1 while every tap of the filters reads them.
+func laneFilterRows(q int) int { return max(1, 8192/(8*q*lanes)) }
+
+// laneFilter sets dw (K, C, R, S) = Σ over images and positions of
+// dy ⊗ x for a shape laneConvOK accepts. Each block of lanes images is
+// laid out as laneConv lays it, dy as (K, P, Q, lanes); each weight's
+// sixteen lanes gather its terms, image n's in lane n mod lanes, block
+// after block and position after position, and the lanes are summed in
+// lane order at the end. The filters' groups of eight (each group's taps
+// cut into parts when there are more threads than groups) are split over
+// t threads, which leaves every sum in the same order.
+func (d *Device) laneFilter(t int, dwd, dyd, xd []float32, s gpu.ConvShape) {
+	crs, pq := s.C*s.R*s.S, s.P()*s.Q()
+	hp, wp := s.H+2*s.Pad, s.W+2*s.Pad
+	groups, triples := s.K/8, (crs+2)/3
+	sc := &d.convs[0]
+	acc := grow(&sc.parts, groups*triples*24*lanes)
+	xl := grow(&sc.phases, s.C*hp*wp*lanes)
+	dyl := grow(&sc.tmp, s.K*pq*lanes)
+	// Where tap m = (c·R+r)·S+t reads, from the window of position
+	// (0, 0); the last triple's missing taps repeat the last.
+	taps := make([]int, 3*triples)
+	for m := range taps {
+		c, r, t := min(m, crs-1)/(s.R*s.S), min(m, crs-1)/s.S%s.R, min(m, crs-1)%s.S
+		taps[m] = ((c*hp+r)*wp + t) * lanes
+	}
+	parts := max(1, (2*t+groups-1)/groups)
+	rows := laneFilterRows(s.Q())
+	// The taps in chunks whose input planes stay in L2 while every
+	// filter's group reads them (the groups in the chunk's loop).
+	chunk := max(1, max(1, laneL2/(hp*wp*lanes*4))*s.R*s.S/3)
+	for n0 := 0; n0 < s.N; n0 += lanes {
+		toLanes(xl, xd, s.C, s.H, s.W, s.Pad, n0, s.N)
+		toLanes(dyl, dyd, s.K, s.P(), s.Q(), 0, n0, s.N)
+		for c0 := 0; c0 < triples; c0 += chunk {
+			c1 := min(c0+chunk, triples)
+			parallelFor(groups*parts, t, func(lo, hi int) {
+				for task := lo; task < hi; task++ {
+					g, part := task/parts, task%parts
+					tr0, tr1 := c0+part*(c1-c0)/parts, c0+(part+1)*(c1-c0)/parts
+					for p0 := 0; p0 < s.P(); p0 += rows {
+						nr := min(rows, s.P()-p0)
+						dy := dyl[(g*8*pq+p0*s.Q())*lanes:]
+						at := p0 * wp * lanes
+						for tr := tr0; tr < tr1; tr++ {
+							xo := [3]int{taps[3*tr] + at, taps[3*tr+1] + at, taps[3*tr+2] + at}
+							laneFilter8x3(acc[(g*triples+tr)*24*lanes:], xl, xo, dy, pq*lanes, nr, s.Q(), wp*lanes, n0 > 0 || p0 > 0)
+						}
+					}
+				}
+			})
+		}
+	}
+	for f := range s.K {
+		g, j := f/8, f%8
+		for m := range crs {
+			tr, i := m/3, m%3
+			dwd[f*crs+m] = laneSum((*[lanes]float32)(acc[((g*triples+tr)*24+3*j+i)*lanes:]))
+		}
+	}
+}
+
+// laneSum is the sum of v's lanes, halves added pairwise: v[k] + v[k+8],
+// then the same on the eight sums, and so on to one.
+func laneSum(v *[lanes]float32) float32 {
+	var h [8]float32
+	for k := range h {
+		h[k] = v[k] + v[k+8]
+	}
+	a0, a1, a2, a3 := h[0]+h[4], h[1]+h[5], h[2]+h[6], h[3]+h[7]
+	b0, b1 := a0+a2, a1+a3
+	return b0 + b1
 }

@@ -5,16 +5,38 @@ package cpu
 var fastLane = hasFMA() && hasAVX512()
 
 //go:noescape
-func laneConv8x3Asm(y0, y1, y2, x0, x1, x2, w *float32, ldy, k, c, r, s, ldrow, ldplane int)
+func laneConv8x3Asm(y0, y1, y2, x0, x1, x2, w *float32, ldy, k, c, r, s, ldrow, ldplane, add int)
 
 // laneConv8x3 is laneConv8x3Go in AVX-512 assembly: the bounds are
 // checked here, once a call.
-func laneConv8x3(y []float32, yo [3]int, x []float32, xo [3]int, w []float32, ldy, k, c, r, s, ldrow, ldplane int) {
+func laneConv8x3(y []float32, yo [3]int, x []float32, xo [3]int, w []float32, ldy, k, c, r, s, ldrow, ldplane int, add bool) {
 	last := (c-1)*ldplane + (r-1)*ldrow + (s-1)*lanes + lanes
 	for i := range 3 {
 		_ = y[yo[i]+7*ldy+lanes-1]
 		_ = x[xo[i]+last-1]
 	}
 	_ = w[(c*r*s-1)*k+7]
-	laneConv8x3Asm(&y[yo[0]], &y[yo[1]], &y[yo[2]], &x[xo[0]], &x[xo[1]], &x[xo[2]], &w[0], ldy, k, c, r, s, ldrow, ldplane)
+	a := 0
+	if add {
+		a = 1
+	}
+	laneConv8x3Asm(&y[yo[0]], &y[yo[1]], &y[yo[2]], &x[xo[0]], &x[xo[1]], &x[xo[2]], &w[0], ldy, k, c, r, s, ldrow, ldplane, a)
+}
+
+//go:noescape
+func laneFilter8x3Asm(acc, x0, x1, x2, dy *float32, lddy, rows, q, ldrow, add int)
+
+// laneFilter8x3 is laneFilter8x3Go in AVX-512 assembly: the bounds are
+// checked here, once a call.
+func laneFilter8x3(acc, x []float32, xo [3]int, dy []float32, lddy, rows, q, ldrow int, add bool) {
+	_ = acc[24*lanes-1]
+	for i := range 3 {
+		_ = x[xo[i]+(rows-1)*ldrow+q*lanes-1]
+	}
+	_ = dy[7*lddy+rows*q*lanes-1]
+	a := 0
+	if add {
+		a = 1
+	}
+	laneFilter8x3Asm(&acc[0], &x[xo[0]], &x[xo[1]], &x[xo[2]], &dy[0], lddy, rows, q, ldrow, a)
 }

@@ -1,6 +1,6 @@
 #include "textflag.h"
 
-// func laneConv8x3Asm(y0, y1, y2, x0, x1, x2, w *float32, ldy, k, c, r, s, ldrow, ldplane int)
+// func laneConv8x3Asm(y0, y1, y2, x0, x1, x2, w *float32, ldy, k, c, r, s, ldrow, ldplane, add int)
 //
 // The lane convolution's block with AVX-512: eight filters at three
 // output positions, sixteen images in the lanes of each vector. Filter j
@@ -8,21 +8,11 @@
 // at x_i, tap (c, r, t) at x_i[c·ldplane + r·ldrow + 16·t:][:16]; the
 // weight of filter j at tap number m = (c·R+r)·S+t is w[m·k + j]. Each
 // output is the sum over the taps in that order, one fused multiply-add
-// each, starting from zero.
-TEXT ·laneConv8x3Asm(SB), NOSPLIT, $0-112
-	MOVQ x0+24(FP), SI
-	MOVQ x1+32(FP), BX
-	SUBQ SI, BX // position 1's offset from position 0, bytes
-	MOVQ x2+40(FP), CX
-	SUBQ SI, CX
-	MOVQ w+48(FP), R8
-	MOVQ k+64(FP), R9
-	SHLQ $2, R9 // from one tap's weights to the next, bytes
-	MOVQ c+72(FP), R10
-	MOVQ ldrow+96(FP), R13
-	SHLQ $2, R13
-	MOVQ ldplane+104(FP), R14
-	SHLQ $2, R14
+// each, starting from zero, or from the value in y if add is not 0.
+TEXT ·laneConv8x3Asm(SB), NOSPLIT, $0-120
+	MOVQ add+112(FP), AX
+	TESTQ AX, AX
+	JNZ  lcLoad
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -47,7 +37,74 @@ TEXT ·laneConv8x3Asm(SB), NOSPLIT, $0-112
 	VPXORD Z21, Z21, Z21
 	VPXORD Z22, Z22, Z22
 	VPXORD Z23, Z23, Z23
+	JMP  lcStart
 
+lcLoad:
+	MOVQ ldy+56(FP), DI
+	SHLQ $2, DI
+	MOVQ y0+0(FP), AX
+	MOVQ y1+8(FP), BX
+	MOVQ y2+16(FP), CX
+	VMOVUPS (AX), Z0
+	VMOVUPS (BX), Z1
+	VMOVUPS (CX), Z2
+	ADDQ DI, AX
+	ADDQ DI, BX
+	ADDQ DI, CX
+	VMOVUPS (AX), Z3
+	VMOVUPS (BX), Z4
+	VMOVUPS (CX), Z5
+	ADDQ DI, AX
+	ADDQ DI, BX
+	ADDQ DI, CX
+	VMOVUPS (AX), Z6
+	VMOVUPS (BX), Z7
+	VMOVUPS (CX), Z8
+	ADDQ DI, AX
+	ADDQ DI, BX
+	ADDQ DI, CX
+	VMOVUPS (AX), Z9
+	VMOVUPS (BX), Z10
+	VMOVUPS (CX), Z11
+	ADDQ DI, AX
+	ADDQ DI, BX
+	ADDQ DI, CX
+	VMOVUPS (AX), Z12
+	VMOVUPS (BX), Z13
+	VMOVUPS (CX), Z14
+	ADDQ DI, AX
+	ADDQ DI, BX
+	ADDQ DI, CX
+	VMOVUPS (AX), Z15
+	VMOVUPS (BX), Z16
+	VMOVUPS (CX), Z17
+	ADDQ DI, AX
+	ADDQ DI, BX
+	ADDQ DI, CX
+	VMOVUPS (AX), Z18
+	VMOVUPS (BX), Z19
+	VMOVUPS (CX), Z20
+	ADDQ DI, AX
+	ADDQ DI, BX
+	ADDQ DI, CX
+	VMOVUPS (AX), Z21
+	VMOVUPS (BX), Z22
+	VMOVUPS (CX), Z23
+
+lcStart:
+	MOVQ x0+24(FP), SI
+	MOVQ x1+32(FP), BX
+	SUBQ SI, BX // position 1's offset from position 0, bytes
+	MOVQ x2+40(FP), CX
+	SUBQ SI, CX
+	MOVQ w+48(FP), R8
+	MOVQ k+64(FP), R9
+	SHLQ $2, R9 // from one tap's weights to the next, bytes
+	MOVQ c+72(FP), R10
+	MOVQ ldrow+96(FP), R13
+	SHLQ $2, R13
+	MOVQ ldplane+104(FP), R14
+	SHLQ $2, R14
 lcPlane:
 	MOVQ SI, DX
 	MOVQ r+80(FP), R11
@@ -155,5 +212,165 @@ lcTap:
 	VMOVUPS Z21, (AX)
 	VMOVUPS Z22, (BX)
 	VMOVUPS Z23, (CX)
+	VZEROUPPER
+	RET
+
+// func laneFilter8x3Asm(acc, x0, x1, x2, dy *float32, lddy, rows, q, ldrow, add int)
+//
+// The lane convolution's filter gradient block with AVX-512: for eight
+// filters j and three taps i, acc[(3j+i)·16:][:16] (sixteen images'
+// partial sums, one a lane) is added, position after position of rows
+// rows of q, the product of filter j's dy (dy[j·lddy:], positions one
+// after the other) and tap i's input (x_i, positions q apart within a
+// row, rows ldrow apart): one fused multiply-add a term, in position
+// order; with add 0 the sums start from zero instead of acc.
+TEXT ·laneFilter8x3Asm(SB), NOSPLIT, $0-80
+	MOVQ acc+0(FP), DI
+	MOVQ add+72(FP), AX
+	TESTQ AX, AX
+	JNZ  lfLoad
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	JMP  lfStart
+
+lfLoad:
+	VMOVUPS 0(DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+	VMOVUPS 256(DI), Z4
+	VMOVUPS 320(DI), Z5
+	VMOVUPS 384(DI), Z6
+	VMOVUPS 448(DI), Z7
+	VMOVUPS 512(DI), Z8
+	VMOVUPS 576(DI), Z9
+	VMOVUPS 640(DI), Z10
+	VMOVUPS 704(DI), Z11
+	VMOVUPS 768(DI), Z12
+	VMOVUPS 832(DI), Z13
+	VMOVUPS 896(DI), Z14
+	VMOVUPS 960(DI), Z15
+	VMOVUPS 1024(DI), Z16
+	VMOVUPS 1088(DI), Z17
+	VMOVUPS 1152(DI), Z18
+	VMOVUPS 1216(DI), Z19
+	VMOVUPS 1280(DI), Z20
+	VMOVUPS 1344(DI), Z21
+	VMOVUPS 1408(DI), Z22
+	VMOVUPS 1472(DI), Z23
+
+lfStart:
+	MOVQ x0+8(FP), SI
+	MOVQ x1+16(FP), BX
+	SUBQ SI, BX // tap 1's offset from tap 0, bytes
+	MOVQ x2+24(FP), CX
+	SUBQ SI, CX
+	MOVQ dy+32(FP), DX
+	MOVQ lddy+40(FP), R9
+	SHLQ $2, R9 // from one filter's dy to the next, bytes
+	LEAQ (R9)(R9*2), R12
+	LEAQ (DX)(R9*4), R10 // filters 4 to 7
+	MOVQ rows+48(FP), R11
+	MOVQ ldrow+64(FP), R13
+	SHLQ $2, R13
+	MOVQ q+56(FP), AX
+	SHLQ $6, AX
+	SUBQ AX, R13 // from a row's end to the next row, bytes
+
+lfRow:
+	MOVQ q+56(FP), R8
+
+lfPos:
+	VMOVUPS (SI), Z24
+	VMOVUPS (SI)(BX*1), Z25
+	VMOVUPS (SI)(CX*1), Z26
+	VMOVUPS (DX), Z27
+	VFMADD231PS Z24, Z27, Z0
+	VFMADD231PS Z25, Z27, Z1
+	VFMADD231PS Z26, Z27, Z2
+	VMOVUPS (DX)(R9*1), Z28
+	VFMADD231PS Z24, Z28, Z3
+	VFMADD231PS Z25, Z28, Z4
+	VFMADD231PS Z26, Z28, Z5
+	VMOVUPS (DX)(R9*2), Z29
+	VFMADD231PS Z24, Z29, Z6
+	VFMADD231PS Z25, Z29, Z7
+	VFMADD231PS Z26, Z29, Z8
+	VMOVUPS (DX)(R12*1), Z30
+	VFMADD231PS Z24, Z30, Z9
+	VFMADD231PS Z25, Z30, Z10
+	VFMADD231PS Z26, Z30, Z11
+	VMOVUPS (R10), Z31
+	VFMADD231PS Z24, Z31, Z12
+	VFMADD231PS Z25, Z31, Z13
+	VFMADD231PS Z26, Z31, Z14
+	VMOVUPS (R10)(R9*1), Z27
+	VFMADD231PS Z24, Z27, Z15
+	VFMADD231PS Z25, Z27, Z16
+	VFMADD231PS Z26, Z27, Z17
+	VMOVUPS (R10)(R9*2), Z28
+	VFMADD231PS Z24, Z28, Z18
+	VFMADD231PS Z25, Z28, Z19
+	VFMADD231PS Z26, Z28, Z20
+	VMOVUPS (R10)(R12*1), Z29
+	VFMADD231PS Z24, Z29, Z21
+	VFMADD231PS Z25, Z29, Z22
+	VFMADD231PS Z26, Z29, Z23
+	ADDQ $64, SI
+	ADDQ $64, DX
+	ADDQ $64, R10
+	DECQ R8
+	JNZ  lfPos
+
+	ADDQ R13, SI
+	DECQ R11
+	JNZ  lfRow
+
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 128(DI)
+	VMOVUPS Z3, 192(DI)
+	VMOVUPS Z4, 256(DI)
+	VMOVUPS Z5, 320(DI)
+	VMOVUPS Z6, 384(DI)
+	VMOVUPS Z7, 448(DI)
+	VMOVUPS Z8, 512(DI)
+	VMOVUPS Z9, 576(DI)
+	VMOVUPS Z10, 640(DI)
+	VMOVUPS Z11, 704(DI)
+	VMOVUPS Z12, 768(DI)
+	VMOVUPS Z13, 832(DI)
+	VMOVUPS Z14, 896(DI)
+	VMOVUPS Z15, 960(DI)
+	VMOVUPS Z16, 1024(DI)
+	VMOVUPS Z17, 1088(DI)
+	VMOVUPS Z18, 1152(DI)
+	VMOVUPS Z19, 1216(DI)
+	VMOVUPS Z20, 1280(DI)
+	VMOVUPS Z21, 1344(DI)
+	VMOVUPS Z22, 1408(DI)
+	VMOVUPS Z23, 1472(DI)
 	VZEROUPPER
 	RET

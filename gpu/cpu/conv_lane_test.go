@@ -49,12 +49,40 @@ func TestLaneConv8x3(t *testing.T) {
 		ldy := 5 * lanes
 		xo := [3]int{0, 2 * lanes, ldrow + lanes}
 		yo := [3]int{3 * lanes, 0, 4 * lanes}
+		start := randSlice(r, 8*ldy)
 		for _, at := range []int{0, 8} {
-			got, want := make([]float32, 8*ldy), make([]float32, 8*ldy)
-			laneConv8x3(got, yo, x, xo, w[at:], ldy, sh.k, sh.c, sh.r, sh.s, ldrow, ldplane)
-			laneConv8x3Go(want, yo, x, xo, w[at:], ldy, sh.k, sh.c, sh.r, sh.s, ldrow, ldplane)
+			for _, add := range []bool{false, true} {
+				got, want := slices.Clone(start), slices.Clone(start)
+				laneConv8x3(got, yo, x, xo, w[at:], ldy, sh.k, sh.c, sh.r, sh.s, ldrow, ldplane, add)
+				laneConv8x3Go(want, yo, x, xo, w[at:], ldy, sh.k, sh.c, sh.r, sh.s, ldrow, ldplane, add)
+				if !slices.Equal(got, want) {
+					t.Errorf("%+v at %d, add %v: assembly differs from laneConv8x3Go", sh, at, add)
+				}
+			}
+		}
+	}
+}
+
+// TestLaneFilter8x3 checks laneFilter8x3's assembly against
+// laneFilter8x3Go, bit for bit, adding to sums already there.
+func TestLaneFilter8x3(t *testing.T) {
+	if !fastLane {
+		t.Skip("no AVX-512 and FMA here: laneFilter8x3 is laneFilter8x3Go")
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, sh := range []struct{ rows, q int }{{1, 1}, {2, 7}, {3, 15}} {
+		ldrow := (sh.q + 4) * lanes
+		x := randSlice(r, (sh.rows+3)*ldrow)
+		lddy := sh.rows*sh.q*lanes + 32
+		dy := randSlice(r, 8*lddy)
+		xo := [3]int{ldrow + 2*lanes, 0, lanes}
+		start := randSlice(r, 24*lanes)
+		for _, add := range []bool{false, true} {
+			got, want := slices.Clone(start), slices.Clone(start)
+			laneFilter8x3(got, x, xo, dy, lddy, sh.rows, sh.q, ldrow, add)
+			laneFilter8x3Go(want, x, xo, dy, lddy, sh.rows, sh.q, ldrow, add)
 			if !slices.Equal(got, want) {
-				t.Errorf("%+v at %d: assembly differs from laneConv8x3Go", sh, at)
+				t.Errorf("%+v, add %v: assembly differs from laneFilter8x3Go", sh, add)
 			}
 		}
 	}
@@ -69,9 +97,9 @@ var laneShapes = []gpu.ConvShape{
 	{N: 3, C: 8, H: 6, W: 9, K: 16, R: 3, S: 3, Stride: 1, Pad: 0},
 }
 
-// TestLaneConv checks Conv and ConvBackwardData through the lane
-// convolution against float64, and that every thread count gives the
-// same bits.
+// TestLaneConv checks Conv, ConvBackwardData and ConvBackwardFilter
+// through the lane convolution against float64, and that every thread
+// count gives the same bits.
 func TestLaneConv(t *testing.T) {
 	if !fastLane {
 		t.Skip("no AVX-512 and FMA here: stride-1 convolutions run through im2col")
@@ -82,23 +110,25 @@ func TestLaneConv(t *testing.T) {
 			t.Fatalf("%+v: laneConvOK %v, laneDataOK %v, want both", s, laneConvOK(s), laneDataOK(s))
 		}
 		x, w, dy := randSlice(r, s.XLen()), randSlice(r, s.WLen()), randSlice(r, s.YLen())
-		wantY, wantDX, _ := refConv(x, w, dy, s)
+		wantY, wantDX, wantDW := refConv(x, w, dy, s)
 		var first [][]float32
 		for _, threads := range []int{1, 2, 3} {
 			d := New(Options{Threads: threads})
 			xb, wb, dyb := upload(t, d, x), upload(t, d, w), upload(t, d, dy)
-			y, dx := alloc(t, d, s.YLen()), alloc(t, d, s.XLen())
+			y, dx, dw := alloc(t, d, s.YLen()), alloc(t, d, s.XLen()), alloc(t, d, s.WLen())
 			must(t, d.Conv(y, xb, wb, s))
 			must(t, d.ConvBackwardData(dx, dyb, wb, s))
+			must(t, d.ConvBackwardFilter(dw, dyb, xb, s))
 			name := fmt.Sprintf("%+v threads=%d", s, threads)
 			closeTo(t, name+" y", data(y), wantY, 1e-4, 1e-4)
 			closeTo(t, name+" dx", data(dx), wantDX, 1e-4, 1e-4)
-			got := [][]float32{data(y), data(dx)}
+			closeTo(t, name+" dw", data(dw), wantDW, 1e-4, 1e-4)
+			got := [][]float32{data(y), data(dx), data(dw)}
 			if first == nil {
 				first = got
 				continue
 			}
-			for j, what := range []string{"y", "dx"} {
+			for j, what := range []string{"y", "dx", "dw"} {
 				if !slices.Equal(got[j], first[j]) {
 					t.Errorf("%s: %s differs bitwise from threads=1", name, what)
 				}
@@ -107,27 +137,44 @@ func TestLaneConv(t *testing.T) {
 	}
 }
 
+// BenchmarkLaneConv times each direction of alexnet-small's conv2 and
+// conv3 and alexnet's conv2 and conv3 (32 images) through the lane
+// convolution and through im2col and OpenBLAS.
 func BenchmarkLaneConv(b *testing.B) {
-	s := gpu.ConvShape{N: 128, C: 16, H: 15, W: 15, K: 32, R: 5, S: 5, Stride: 1, Pad: 2}
+	shapes := []struct {
+		name string
+		s    gpu.ConvShape
+	}{
+		{"small-conv2", gpu.ConvShape{N: 128, C: 16, H: 15, W: 15, K: 32, R: 5, S: 5, Stride: 1, Pad: 2}},
+		{"small-conv3", gpu.ConvShape{N: 128, C: 64, H: 7, W: 7, K: 48, R: 3, S: 3, Stride: 1, Pad: 1}},
+		{"alexnet-conv2", gpu.ConvShape{N: 32, C: 48, H: 27, W: 27, K: 128, R: 5, S: 5, Stride: 1, Pad: 2}},
+		{"alexnet-conv3", gpu.ConvShape{N: 128, C: 256, H: 13, W: 13, K: 192, R: 3, S: 3, Stride: 1, Pad: 1}},
+		{"alexnet-conv5", gpu.ConvShape{N: 128, C: 192, H: 13, W: 13, K: 128, R: 3, S: 3, Stride: 1, Pad: 1}},
+	}
 	r := rand.New(rand.NewPCG(5, 6))
-	x, w := randSlice(r, s.XLen()), randSlice(r, s.WLen())
 	d := New(Options{Threads: 1})
-	y := make([]float32, s.YLen())
-	b.Run("lane", func(b *testing.B) {
-		wl := make([]float32, s.WLen())
-		for b.Loop() {
-			laneWeights(wl, w, s, false)
-			d.laneConv(1, y, x, wl, s)
+	for _, sh := range shapes {
+		s := sh.s
+		xb, wb, dyb := upload(b, d, randSlice(r, s.XLen())), upload(b, d, randSlice(r, s.WLen())), upload(b, d, randSlice(r, s.YLen()))
+		yb, dxb, dwb := alloc(b, d, s.YLen()), alloc(b, d, s.XLen()), alloc(b, d, s.WLen())
+		for _, path := range []string{"lane", "im2col"} {
+			for _, dir := range []string{"fwd", "data", "filter"} {
+				b.Run(sh.name+"/"+dir+"/"+path, func(b *testing.B) {
+					defer func(v bool) { fastLane = v }(fastLane)
+					fastLane = fastLane && path == "lane"
+					for b.Loop() {
+						switch dir {
+						case "fwd":
+							must(b, d.Conv(yb, xb, wb, s))
+						case "data":
+							must(b, d.ConvBackwardData(dxb, dyb, wb, s))
+						case "filter":
+							must(b, d.ConvBackwardFilter(dwb, dyb, xb, s))
+						}
+					}
+					b.ReportMetric(float64(s.FLOPs())*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+			}
 		}
-		b.ReportMetric(float64(s.FLOPs())*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-	})
-	xb, wb, yb := upload(b, d, x), upload(b, d, w), alloc(b, d, s.YLen())
-	b.Run("im2col", func(b *testing.B) {
-		defer func(v bool) { fastLane = v }(fastLane)
-		fastLane = false
-		for b.Loop() {
-			d.Conv(yb, xb, wb, s)
-		}
-		b.ReportMetric(float64(s.FLOPs())*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-	})
+	}
 }
