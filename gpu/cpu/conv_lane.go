@@ -124,11 +124,18 @@ func laneWeights(wl, wd []float32, s gpu.ConvShape, flip bool) {
 
 // toLanes lays images n0…n0+lanes−1 of x (N, C, H, W) out as xl
 // (C, H+2·pad, W+2·pad, lanes), zero in the padding and in the lanes of
-// images past the batch's end, nimg.
+// images past the batch's end, nimg: a block of sixteen images a plane at
+// a time in assembly (laneIn), fewer in Go.
 func toLanes(xl, xd []float32, c, h, w, pad, n0, nimg int) {
 	hp, wp := h+2*pad, w+2*pad
 	clear(xl[:c*hp*wp*lanes])
 	n := min(lanes, nimg-n0)
+	if fastLane && n == lanes {
+		for ci := range c {
+			laneIn(xl[((ci*hp+pad)*wp+pad)*lanes:], xd[(n0*c+ci)*h*w:], w, h, c*h*w, w, wp*lanes)
+		}
+		return
+	}
 	for ci := range c {
 		for y := range h {
 			row := xl[((ci*hp+y+pad)*wp+pad)*lanes:][:w*lanes]
@@ -143,12 +150,19 @@ func toLanes(xl, xd []float32, c, h, w, pad, n0, nimg int) {
 }
 
 // fromLanes lays yl (K, PQ, lanes) back into images n0… of y (N, K, PQ),
-// those before the batch's end, nimg.
+// those before the batch's end, nimg: a block of sixteen images sixteen
+// positions at a time in assembly (laneOut), the rest in Go.
 func fromLanes(yd, yl []float32, k, pq, n0, nimg int) {
 	n := min(lanes, nimg-n0)
+	i0 := 0
+	if fastLane && n == lanes {
+		blocks := k * pq / lanes
+		laneOut(yd[n0*k*pq:], yl, blocks, k*pq)
+		i0 = blocks * lanes
+	}
 	for l := range n {
 		img := yd[(n0+l)*k*pq:][:k*pq]
-		for i := range img {
+		for i := i0; i < len(img); i++ {
 			img[i] = yl[i*lanes+l]
 		}
 	}

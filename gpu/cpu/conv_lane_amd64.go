@@ -40,3 +40,31 @@ func laneFilter8x3(acc, x []float32, xo [3]int, dy []float32, lddy, rows, q, ldr
 	}
 	laneFilter8x3Asm(&acc[0], &x[xo[0]], &x[xo[1]], &x[xo[2]], &dy[0], lddy, rows, q, ldrow, a)
 }
+
+//go:noescape
+func laneInAsm(dst, src *float32, w, rows, lds, srcRow, dstRow int)
+
+//go:noescape
+func laneOutAsm(dst, src *float32, blocks, ldd int)
+
+// laneIn sets lane l of dst[r·dstRow + lanes·x:] to src[r·srcRow + l·lds + x]
+// for the lanes images l, rows r < rows and columns x < w: toLanes'
+// transposition, in AVX-512 assembly.
+func laneIn(dst, src []float32, w, rows, lds, srcRow, dstRow int) {
+	if w <= 0 || rows <= 0 {
+		return
+	}
+	_, _ = dst[(rows-1)*dstRow+lanes*w-1], src[(rows-1)*srcRow+(lanes-1)*lds+w-1]
+	laneInAsm(&dst[0], &src[0], w, rows, lds, srcRow, dstRow)
+}
+
+// laneOut sets dst[l·ldd + i] to lane l of src[lanes·i:] for the lanes
+// images l and i < lanes·blocks: fromLanes' transposition, in AVX-512
+// assembly.
+func laneOut(dst, src []float32, blocks, ldd int) {
+	if blocks <= 0 {
+		return
+	}
+	_, _ = dst[(lanes-1)*ldd+lanes*blocks-1], src[lanes*lanes*blocks-1]
+	laneOutAsm(&dst[0], &src[0], blocks, ldd)
+}

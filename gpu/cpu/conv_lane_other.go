@@ -15,3 +15,12 @@ func laneConv8x3(y []float32, yo [3]int, x []float32, xo [3]int, w []float32, ld
 func laneFilter8x3(acc, x []float32, xo [3]int, dy []float32, lddy, rows, q, ldrow int, add bool) {
 	laneFilter8x3Go(acc, x, xo, dy, lddy, rows, q, ldrow, add)
 }
+
+// laneIn is never called here: toLanes and fromLanes take their Go
+// loops where fastLane is false.
+func laneIn(dst, src []float32, w, rows, lds, srcRow, dstRow int) {
+	panic("cpu: laneIn without assembly")
+}
+
+// laneOut is never called here, as laneIn.
+func laneOut(dst, src []float32, blocks, ldd int) { panic("cpu: laneOut without assembly") }

@@ -88,6 +88,44 @@ func TestLaneFilter8x3(t *testing.T) {
 	}
 }
 
+// TestLaneLayout checks toLanes and fromLanes with their assembly
+// (sixteen images) against their Go loops, for rows of 1 to 33 values, a
+// padding, a batch's last images and tails of positions.
+func TestLaneLayout(t *testing.T) {
+	if !fastLane {
+		t.Skip("no AVX-512 here: the layouts are their Go loops")
+	}
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, sh := range []struct{ c, h, w, pad, n int }{{1, 1, 1, 0, 16}, {3, 2, 15, 2, 16}, {2, 3, 16, 1, 32}, {2, 2, 17, 0, 16}, {1, 4, 33, 1, 21}, {2, 5, 7, 1, 16}} {
+		x := randSlice(r, sh.n*sh.c*sh.h*sh.w)
+		hp, wp := sh.h+2*sh.pad, sh.w+2*sh.pad
+		for n0 := 0; n0 < sh.n; n0 += lanes {
+			got, want := randSlice(r, sh.c*hp*wp*lanes), make([]float32, sh.c*hp*wp*lanes)
+			toLanes(got, x, sh.c, sh.h, sh.w, sh.pad, n0, sh.n)
+			func() {
+				defer func(v bool) { fastLane = v }(fastLane)
+				fastLane = false
+				toLanes(want, x, sh.c, sh.h, sh.w, sh.pad, n0, sh.n)
+			}()
+			if !slices.Equal(got, want) {
+				t.Errorf("%+v n0=%d: toLanes differs from its Go loops", sh, n0)
+			}
+			// Back: (K, PQ) = (c, h·w) positions of the laid-out values.
+			yl := randSlice(r, sh.c*sh.h*sh.w*lanes)
+			gotY, wantY := make([]float32, len(x)), make([]float32, len(x))
+			fromLanes(gotY, yl, sh.c, sh.h*sh.w, n0, sh.n)
+			func() {
+				defer func(v bool) { fastLane = v }(fastLane)
+				fastLane = false
+				fromLanes(wantY, yl, sh.c, sh.h*sh.w, n0, sh.n)
+			}()
+			if !slices.Equal(gotY, wantY) {
+				t.Errorf("%+v n0=%d: fromLanes differs from its Go loops", sh, n0)
+			}
+		}
+	}
+}
+
 // laneShapes are stride-1 shapes the lane convolution takes: alexnet-
 // small's conv2 and conv3, a batch that is not a multiple of lanes, and
 // a padding of 0.
