@@ -197,6 +197,16 @@ func TestConformanceGo(t *testing.T) {
 	gputest.Run(t, New(Options{Threads: 2}))
 }
 
+// TestConformanceIm2col runs the conformance suite with the lane
+// convolution switched off and the rest of the assembly on: what an AVX2
+// processor without AVX-512 runs (masked im2col, OpenBLAS).
+func TestConformanceIm2col(t *testing.T) {
+	needAVX(t)
+	defer func(l bool) { fastLane = l }(fastLane)
+	fastLane = false
+	gputest.Run(t, New(Options{Threads: 2}))
+}
+
 // TestMaxInto requires maxInto to give the bits of Go's builtin max
 // (maxIntoGo), signed zeros and NaNs included, on every length up to 35.
 func TestMaxInto(t *testing.T) {

@@ -83,11 +83,12 @@ func fma32(a, b, c float32) float32 {
 	return float32(s)
 }
 
-// laneConvOK says whether Conv runs shape s as a lane convolution:
-// stride 1, filters in eights, deep enough to be worth a product (the
-// shallow ones are directConv's), on a processor with the assembly.
+// laneConvOK says whether Conv and ConvBackwardFilter run shape s as a
+// lane convolution: filters in eights, deep enough to be worth a product
+// (the shallow ones are directConv's), on a processor with the assembly.
+// Any stride: a position's window starts Stride pixels from the last.
 func laneConvOK(s gpu.ConvShape) bool {
-	return fastLane && s.Stride == 1 && s.K%8 == 0 && s.C*s.R*s.S >= convMinDepth
+	return fastLane && s.K%8 == 0 && s.C*s.R*s.S >= convMinDepth
 }
 
 // laneDataShape is the convolution ConvBackwardData computes for shape s:
@@ -211,7 +212,7 @@ func laneBlock(t int, sc *convScratch, yd, xd, wl []float32, s gpu.ConvShape, n0
 				for j := range 3 {
 					pos := min(3*tr+j, pq-1)
 					p, q := pos/s.Q(), pos%s.Q()
-					xo[j] = (c0*hp*wp + p*wp + q) * lanes
+					xo[j] = (c0*hp*wp + p*s.Stride*wp + q*s.Stride) * lanes
 					yo[j] = (g*8*pq + pos) * lanes
 				}
 				laneConv8x3(yl, yo, xl, xo, wl[c0*s.R*s.S*s.K+g*8:], pq*lanes, s.K, nc, s.R, s.S, wp*lanes, hp*wp*lanes, c0 > 0)
@@ -239,10 +240,10 @@ func laneChannels(s gpu.ConvShape) int {
 // laneFilter8x3Go adds to acc[(3j+i)·lanes:][:lanes], for filters j = 0…7
 // and taps i = 0…2, the products of filter j's dy, dy[j·lddy:] (rows·q
 // positions of lanes values, one after the other), and tap i's input,
-// x[xo[i] + row·ldrow + lanes·col:] at position (row, col), position after
+// x[xo[i] + row·ldrow + step·col:] at position (row, col), position after
 // position, one fused multiply-add a term; without add the sums start
 // from zero. It is the reference for laneFilter8x3's assembly.
-func laneFilter8x3Go(acc, x []float32, xo [3]int, dy []float32, lddy, rows, q, ldrow int, add bool) {
+func laneFilter8x3Go(acc, x []float32, xo [3]int, dy []float32, lddy, rows, q, ldrow, step int, add bool) {
 	if !add {
 		clear(acc[:24*lanes])
 	}
@@ -251,7 +252,7 @@ func laneFilter8x3Go(acc, x []float32, xo [3]int, dy []float32, lddy, rows, q, l
 			for j := range 8 {
 				dv := dy[j*lddy+(row*q+col)*lanes:][:lanes]
 				for i := range 3 {
-					xv := x[xo[i]+row*ldrow+col*lanes:][:lanes]
+					xv := x[xo[i]+row*ldrow+col*step:][:lanes]
 					a := acc[(3*j+i)*lanes:][:lanes]
 					for l := range a {
 						a[l] = fma32(xv[l], dv[l], a[l])
@@ -307,10 +308,10 @@ func (d *Device) laneFilter(t int, dwd, dyd, xd []float32, s gpu.ConvShape) {
 					for p0 := 0; p0 < s.P(); p0 += rows {
 						nr := min(rows, s.P()-p0)
 						dy := dyl[(g*8*pq+p0*s.Q())*lanes:]
-						at := p0 * wp * lanes
+						at := p0 * s.Stride * wp * lanes
 						for tr := tr0; tr < tr1; tr++ {
 							xo := [3]int{taps[3*tr] + at, taps[3*tr+1] + at, taps[3*tr+2] + at}
-							laneFilter8x3(acc[(g*triples+tr)*24*lanes:], xl, xo, dy, pq*lanes, nr, s.Q(), wp*lanes, n0 > 0 || p0 > 0)
+							laneFilter8x3(acc[(g*triples+tr)*24*lanes:], xl, xo, dy, pq*lanes, nr, s.Q(), s.Stride*wp*lanes, s.Stride*lanes, n0 > 0 || p0 > 0)
 						}
 					}
 				}

@@ -24,21 +24,21 @@ func laneConv8x3(y []float32, yo [3]int, x []float32, xo [3]int, w []float32, ld
 }
 
 //go:noescape
-func laneFilter8x3Asm(acc, x0, x1, x2, dy *float32, lddy, rows, q, ldrow, add int)
+func laneFilter8x3Asm(acc, x0, x1, x2, dy *float32, lddy, rows, q, ldrow, step, add int)
 
 // laneFilter8x3 is laneFilter8x3Go in AVX-512 assembly: the bounds are
 // checked here, once a call.
-func laneFilter8x3(acc, x []float32, xo [3]int, dy []float32, lddy, rows, q, ldrow int, add bool) {
+func laneFilter8x3(acc, x []float32, xo [3]int, dy []float32, lddy, rows, q, ldrow, step int, add bool) {
 	_ = acc[24*lanes-1]
 	for i := range 3 {
-		_ = x[xo[i]+(rows-1)*ldrow+q*lanes-1]
+		_ = x[xo[i]+(rows-1)*ldrow+(q-1)*step+lanes-1]
 	}
 	_ = dy[7*lddy+rows*q*lanes-1]
 	a := 0
 	if add {
 		a = 1
 	}
-	laneFilter8x3Asm(&acc[0], &x[xo[0]], &x[xo[1]], &x[xo[2]], &dy[0], lddy, rows, q, ldrow, a)
+	laneFilter8x3Asm(&acc[0], &x[xo[0]], &x[xo[1]], &x[xo[2]], &dy[0], lddy, rows, q, ldrow, step, a)
 }
 
 //go:noescape

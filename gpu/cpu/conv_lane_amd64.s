@@ -215,18 +215,18 @@ lcTap:
 	VZEROUPPER
 	RET
 
-// func laneFilter8x3Asm(acc, x0, x1, x2, dy *float32, lddy, rows, q, ldrow, add int)
+// func laneFilter8x3Asm(acc, x0, x1, x2, dy *float32, lddy, rows, q, ldrow, step, add int)
 //
 // The lane convolution's filter gradient block with AVX-512: for eight
 // filters j and three taps i, acc[(3j+i)·16:][:16] (sixteen images'
 // partial sums, one a lane) is added, position after position of rows
 // rows of q, the product of filter j's dy (dy[j·lddy:], positions one
-// after the other) and tap i's input (x_i, positions q apart within a
+// after the other) and tap i's input (x_i, positions step apart within a
 // row, rows ldrow apart): one fused multiply-add a term, in position
 // order; with add 0 the sums start from zero instead of acc.
-TEXT ·laneFilter8x3Asm(SB), NOSPLIT, $0-80
+TEXT ·laneFilter8x3Asm(SB), NOSPLIT, $0-88
 	MOVQ acc+0(FP), DI
-	MOVQ add+72(FP), AX
+	MOVQ add+80(FP), AX
 	TESTQ AX, AX
 	JNZ  lfLoad
 	VPXORD Z0, Z0, Z0
@@ -293,10 +293,12 @@ lfStart:
 	LEAQ (R9)(R9*2), R12
 	LEAQ (DX)(R9*4), R10 // filters 4 to 7
 	MOVQ rows+48(FP), R11
+	MOVQ step+72(FP), R14
+	SHLQ $2, R14 // from one position's input to the next, bytes
 	MOVQ ldrow+64(FP), R13
 	SHLQ $2, R13
 	MOVQ q+56(FP), AX
-	SHLQ $6, AX
+	IMULQ R14, AX
 	SUBQ AX, R13 // from a row's end to the next row, bytes
 
 lfRow:
@@ -338,7 +340,7 @@ lfPos:
 	VFMADD231PS Z24, Z29, Z21
 	VFMADD231PS Z25, Z29, Z22
 	VFMADD231PS Z26, Z29, Z23
-	ADDQ $64, SI
+	ADDQ R14, SI
 	ADDQ $64, DX
 	ADDQ $64, R10
 	DECQ R8

@@ -12,8 +12,8 @@ func laneConv8x3(y []float32, yo [3]int, x []float32, xo [3]int, w []float32, ld
 }
 
 // laneFilter8x3 is laneFilter8x3Go.
-func laneFilter8x3(acc, x []float32, xo [3]int, dy []float32, lddy, rows, q, ldrow int, add bool) {
-	laneFilter8x3Go(acc, x, xo, dy, lddy, rows, q, ldrow, add)
+func laneFilter8x3(acc, x []float32, xo [3]int, dy []float32, lddy, rows, q, ldrow, step int, add bool) {
+	laneFilter8x3Go(acc, x, xo, dy, lddy, rows, q, ldrow, step, add)
 }
 
 // laneIn is never called here: toLanes and fromLanes take their Go

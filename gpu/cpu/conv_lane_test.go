@@ -70,8 +70,8 @@ func TestLaneFilter8x3(t *testing.T) {
 		t.Skip("no AVX-512 and FMA here: laneFilter8x3 is laneFilter8x3Go")
 	}
 	r := rand.New(rand.NewPCG(7, 8))
-	for _, sh := range []struct{ rows, q int }{{1, 1}, {2, 7}, {3, 15}} {
-		ldrow := (sh.q + 4) * lanes
+	for _, sh := range []struct{ rows, q, step int }{{1, 1, lanes}, {2, 7, lanes}, {3, 15, lanes}, {2, 5, 4 * lanes}} {
+		ldrow := (sh.q*sh.step/lanes + 4) * lanes
 		x := randSlice(r, (sh.rows+3)*ldrow)
 		lddy := sh.rows*sh.q*lanes + 32
 		dy := randSlice(r, 8*lddy)
@@ -79,8 +79,8 @@ func TestLaneFilter8x3(t *testing.T) {
 		start := randSlice(r, 24*lanes)
 		for _, add := range []bool{false, true} {
 			got, want := slices.Clone(start), slices.Clone(start)
-			laneFilter8x3(got, x, xo, dy, lddy, sh.rows, sh.q, ldrow, add)
-			laneFilter8x3Go(want, x, xo, dy, lddy, sh.rows, sh.q, ldrow, add)
+			laneFilter8x3(got, x, xo, dy, lddy, sh.rows, sh.q, ldrow, sh.step, add)
+			laneFilter8x3Go(want, x, xo, dy, lddy, sh.rows, sh.q, ldrow, sh.step, add)
 			if !slices.Equal(got, want) {
 				t.Errorf("%+v, add %v: assembly differs from laneFilter8x3Go", sh, add)
 			}
@@ -126,10 +126,12 @@ func TestLaneLayout(t *testing.T) {
 	}
 }
 
-// laneShapes are stride-1 shapes the lane convolution takes: alexnet-
-// small's conv2 and conv3, a batch that is not a multiple of lanes, and
-// a padding of 0.
+// laneShapes are shapes the lane convolution takes: alexnet-small's
+// conv2 and conv3, a batch that is not a multiple of lanes, a padding of
+// 0, and strides of 2 and 4 (alexnet's conv1, smaller).
 var laneShapes = []gpu.ConvShape{
+	{N: 17, C: 3, H: 31, W: 31, K: 8, R: 11, S: 11, Stride: 4, Pad: 0},
+	{N: 16, C: 4, H: 9, W: 10, K: 16, R: 5, S: 5, Stride: 2, Pad: 1},
 	{N: 17, C: 16, H: 15, W: 15, K: 32, R: 5, S: 5, Stride: 1, Pad: 2},
 	{N: 5, C: 64, H: 7, W: 7, K: 48, R: 3, S: 3, Stride: 1, Pad: 1},
 	{N: 3, C: 8, H: 6, W: 9, K: 16, R: 3, S: 3, Stride: 1, Pad: 0},
@@ -144,8 +146,8 @@ func TestLaneConv(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, s := range laneShapes {
-		if !laneConvOK(s) || !laneDataOK(s) {
-			t.Fatalf("%+v: laneConvOK %v, laneDataOK %v, want both", s, laneConvOK(s), laneDataOK(s))
+		if !laneConvOK(s) || laneDataOK(s) != (s.Stride == 1) {
+			t.Fatalf("%+v: laneConvOK %v, laneDataOK %v, want true and %v", s, laneConvOK(s), laneDataOK(s), s.Stride == 1)
 		}
 		x, w, dy := randSlice(r, s.XLen()), randSlice(r, s.WLen()), randSlice(r, s.YLen())
 		wantY, wantDX, wantDW := refConv(x, w, dy, s)
@@ -185,6 +187,7 @@ func BenchmarkLaneConv(b *testing.B) {
 	}{
 		{"small-conv2", gpu.ConvShape{N: 128, C: 16, H: 15, W: 15, K: 32, R: 5, S: 5, Stride: 1, Pad: 2}},
 		{"small-conv3", gpu.ConvShape{N: 128, C: 64, H: 7, W: 7, K: 48, R: 3, S: 3, Stride: 1, Pad: 1}},
+		{"alexnet-conv1", gpu.ConvShape{N: 32, C: 3, H: 227, W: 227, K: 48, R: 11, S: 11, Stride: 4, Pad: 0}},
 		{"alexnet-conv2", gpu.ConvShape{N: 32, C: 48, H: 27, W: 27, K: 128, R: 5, S: 5, Stride: 1, Pad: 2}},
 		{"alexnet-conv3", gpu.ConvShape{N: 128, C: 256, H: 13, W: 13, K: 192, R: 3, S: 3, Stride: 1, Pad: 1}},
 		{"alexnet-conv5", gpu.ConvShape{N: 128, C: 192, H: 13, W: 13, K: 128, R: 3, S: 3, Stride: 1, Pad: 1}},
