@@ -96,28 +96,31 @@ func TestLaneLayout(t *testing.T) {
 		t.Skip("no AVX-512 here: the layouts are their Go loops")
 	}
 	r := rand.New(rand.NewPCG(9, 10))
-	for _, sh := range []struct{ c, h, w, pad, n int }{{1, 1, 1, 0, 16}, {3, 2, 15, 2, 16}, {2, 3, 16, 1, 32}, {2, 2, 17, 0, 16}, {1, 4, 33, 1, 21}, {2, 5, 7, 1, 16}} {
+	const guard = 64 // values past the end, which must stay as they are
+	for _, sh := range []struct{ c, h, w, pad, n int }{{1, 1, 1, 0, 16}, {3, 2, 15, 2, 16}, {2, 3, 16, 1, 32}, {2, 2, 17, 0, 16}, {1, 4, 33, 1, 21}, {2, 5, 7, 1, 16}, {1, 2, 15, 0, 16}} {
 		x := randSlice(r, sh.n*sh.c*sh.h*sh.w)
 		hp, wp := sh.h+2*sh.pad, sh.w+2*sh.pad
 		for n0 := 0; n0 < sh.n; n0 += lanes {
-			got, want := randSlice(r, sh.c*hp*wp*lanes), make([]float32, sh.c*hp*wp*lanes)
-			toLanes(got, x, sh.c, sh.h, sh.w, sh.pad, n0, sh.n)
+			size := sh.c * hp * wp * lanes
+			got, want := randSlice(r, size+guard), make([]float32, size+guard)
+			copy(want[size:], got[size:])
+			toLanes(got[:size], x, sh.c, sh.h, sh.w, sh.pad, n0, sh.n)
 			func() {
 				defer func(v bool) { fastLane = v }(fastLane)
 				fastLane = false
-				toLanes(want, x, sh.c, sh.h, sh.w, sh.pad, n0, sh.n)
+				toLanes(want[:size], x, sh.c, sh.h, sh.w, sh.pad, n0, sh.n)
 			}()
 			if !slices.Equal(got, want) {
 				t.Errorf("%+v n0=%d: toLanes differs from its Go loops", sh, n0)
 			}
 			// Back: (K, PQ) = (c, h·w) positions of the laid-out values.
 			yl := randSlice(r, sh.c*sh.h*sh.w*lanes)
-			gotY, wantY := make([]float32, len(x)), make([]float32, len(x))
-			fromLanes(gotY, yl, sh.c, sh.h*sh.w, n0, sh.n)
+			gotY, wantY := make([]float32, len(x)+guard), make([]float32, len(x)+guard)
+			fromLanes(gotY[:len(x)], yl, sh.c, sh.h*sh.w, n0, sh.n)
 			func() {
 				defer func(v bool) { fastLane = v }(fastLane)
 				fastLane = false
-				fromLanes(wantY, yl, sh.c, sh.h*sh.w, n0, sh.n)
+				fromLanes(wantY[:len(x)], yl, sh.c, sh.h*sh.w, n0, sh.n)
 			}()
 			if !slices.Equal(gotY, wantY) {
 				t.Errorf("%+v n0=%d: fromLanes differs from its Go loops", sh, n0)
@@ -128,9 +131,11 @@ func TestLaneLayout(t *testing.T) {
 
 // laneShapes are shapes the lane convolution takes: alexnet-small's
 // conv2 and conv3, a batch that is not a multiple of lanes, a padding of
-// 0, and strides of 2 and 4 (alexnet's conv1, smaller).
+// 0, strides of 2 and 4 (alexnet's conv1, smaller), and planes so large
+// that a block's channels come in chunks.
 var laneShapes = []gpu.ConvShape{
 	{N: 17, C: 3, H: 31, W: 31, K: 8, R: 11, S: 11, Stride: 4, Pad: 0},
+	{N: 3, C: 8, H: 64, W: 64, K: 8, R: 3, S: 3, Stride: 1, Pad: 1}, // planes of 279 KB: chunks of 3 channels
 	{N: 16, C: 4, H: 9, W: 10, K: 16, R: 5, S: 5, Stride: 2, Pad: 1},
 	{N: 17, C: 16, H: 15, W: 15, K: 32, R: 5, S: 5, Stride: 1, Pad: 2},
 	{N: 5, C: 64, H: 7, W: 7, K: 48, R: 3, S: 3, Stride: 1, Pad: 1},
@@ -146,6 +151,9 @@ func TestLaneConv(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, s := range laneShapes {
+		if s.H == 64 && laneChannels(s) >= s.C {
+			t.Fatalf("%+v: one chunk of %d channels, want several", s, laneChannels(s))
+		}
 		if !laneConvOK(s) || laneDataOK(s) != (s.Stride == 1) {
 			t.Fatalf("%+v: laneConvOK %v, laneDataOK %v, want true and %v", s, laneConvOK(s), laneDataOK(s), s.Stride == 1)
 		}
