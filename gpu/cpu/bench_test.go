@@ -190,8 +190,9 @@ var smallConvs = []struct {
 }
 
 // BenchmarkConvSmall times each of alexnet-small's convolutions (one
-// tower, batch 128) on one thread, each direction, beside the rate of a
-// square SGEMM on the same thread in the same run.
+// tower, batch 128) on one thread, each direction and each path (see
+// benchConvs), beside the rate of a square SGEMM on the same thread in
+// the same run.
 func BenchmarkConvSmall(b *testing.B) {
 	d := New(Options{Threads: 1})
 	r := rand.New(rand.NewPCG(1, 2))
@@ -199,14 +200,35 @@ func BenchmarkConvSmall(b *testing.B) {
 		a, x, c := randSlice(r, 512*512), randSlice(r, 512*512), make([]float32, 512*512)
 		cpuRate(b, 2*512*512*512/1e9, "GFLOP", func() { d.Sgemm(false, false, 512, 512, 512, 1, a, 512, x, 512, 0, c, 512) })
 	})
-	for _, c := range smallConvs {
+	benchConvs(b, d, r, smallConvs)
+}
+
+// benchConvs times each convolution of convs on d, each direction, by
+// each path the processor has: "lane" (the lane convolution, where there
+// is AVX-512) and "im2col" (im2col and OpenBLAS, the lane path switched
+// off), which shapes the lanes do not take also run under "lane".
+func benchConvs(b *testing.B, d *Device, r *rand.Rand, convs []struct {
+	name string
+	s    gpu.ConvShape
+}) {
+	paths := []string{"im2col"}
+	if fastLane {
+		paths = []string{"lane", "im2col"}
+	}
+	for _, c := range convs {
 		s := c.s
 		x, w, y := upload(b, d, randSlice(r, s.XLen())), upload(b, d, randSlice(r, s.WLen())), upload(b, d, randSlice(r, s.YLen()))
-		opBench(b, c.name+"/", float64(s.FLOPs())/1e9, "GFLOP", []namedOp{
-			{"forward", func() error { return d.Conv(y, x, w, s) }},
-			{"backward-data", func() error { return d.ConvBackwardData(x, y, w, s) }},
-			{"backward-filter", func() error { return d.ConvBackwardFilter(w, y, x, s) }},
-		})
+		for _, path := range paths {
+			func() {
+				defer func(v bool) { fastLane = v }(fastLane)
+				fastLane = path == "lane"
+				opBench(b, c.name+"/"+path+"/", float64(s.FLOPs())/1e9, "GFLOP", []namedOp{
+					{"forward", func() error { return d.Conv(y, x, w, s) }},
+					{"backward-data", func() error { return d.ConvBackwardData(x, y, w, s) }},
+					{"backward-filter", func() error { return d.ConvBackwardFilter(w, y, x, s) }},
+				})
+			}()
+		}
 	}
 }
 
@@ -222,19 +244,9 @@ var alexnetConvs = []struct {
 }
 
 // BenchmarkConvAlexNet times alexnet's convolutions (one tower, batch 32)
-// on one thread, each direction.
+// on one thread, each direction and each path (see benchConvs).
 func BenchmarkConvAlexNet(b *testing.B) {
-	d := New(Options{Threads: 1})
-	r := rand.New(rand.NewPCG(1, 2))
-	for _, c := range alexnetConvs {
-		s := c.s
-		x, w, y := upload(b, d, randSlice(r, s.XLen())), upload(b, d, randSlice(r, s.WLen())), upload(b, d, randSlice(r, s.YLen()))
-		opBench(b, c.name+"/", float64(s.FLOPs())/1e9, "GFLOP", []namedOp{
-			{"forward", func() error { return d.Conv(y, x, w, s) }},
-			{"backward-data", func() error { return d.ConvBackwardData(x, y, w, s) }},
-			{"backward-filter", func() error { return d.ConvBackwardFilter(w, y, x, s) }},
-		})
-	}
+	benchConvs(b, New(Options{Threads: 1}), rand.New(rand.NewPCG(1, 2)), alexnetConvs)
 }
 
 // linearShapes are the fully-connected layers of alexnet (fc6 and fc7, one
