@@ -6,6 +6,12 @@ import (
 	"github.com/alexnet-go/trainer/gpu"
 )
 
+// On processors with AVX-512, Conv, ConvBackwardFilter and (stride 1)
+// ConvBackwardData take every shape with filters in eights and at least
+// convMinDepth taps as a lane convolution (conv_lane.go), sixteen images
+// in a vector's lanes, with no matrix product. The rest, and every shape
+// elsewhere, are lowered as follows.
+//
 // Convolution is lowered to matrix products (im2col), a block of images
 // at a time. For a block of B images the column matrix col (C·R·S, B·P·Q)
 // holds in row (c,r,s), column (n,p,q) the input pixel of image n that tap
