@@ -867,11 +867,7 @@ func convRows8Go(y, x, w []float32, ldy, c, r, s, wp, hwp int) {
 				row := x[ci*hwp+ri*wp+t:][:32]
 				for i, wv := range wi {
 					for q, v := range row {
-						// Exact product, one rounding to float64, one to
-						// float32: the fused result but where the sum
-						// needs more than 53 bits, far rarer than the
-						// random tests can meet.
-						acc[i][q] = float32(math.FMA(float64(v), float64(wv), float64(acc[i][q])))
+						acc[i][q] = fma32(v, wv, acc[i][q])
 					}
 				}
 			}
