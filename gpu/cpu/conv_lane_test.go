@@ -131,11 +131,11 @@ func TestLaneLayout(t *testing.T) {
 
 // laneShapes are shapes the lane convolution takes: alexnet-small's
 // conv2 and conv3, a batch that is not a multiple of lanes, a padding of
-// 0, strides of 2 and 4 (alexnet's conv1, smaller), and planes so large
+// 0, strides of 2 and 4 (alexnet's conv1, smaller), and rows so long
 // that a block's channels come in chunks.
 var laneShapes = []gpu.ConvShape{
 	{N: 17, C: 3, H: 31, W: 31, K: 8, R: 11, S: 11, Stride: 4, Pad: 0},
-	{N: 3, C: 8, H: 64, W: 64, K: 8, R: 3, S: 3, Stride: 1, Pad: 1}, // planes of 279 KB: chunks of 3 channels
+	{N: 3, C: 8, H: 4, W: 1022, K: 8, R: 3, S: 3, Stride: 1, Pad: 1}, // four rows of 1024 a channel, 262 KB: chunks of 4 channels
 	{N: 16, C: 4, H: 9, W: 10, K: 16, R: 5, S: 5, Stride: 2, Pad: 1},
 	{N: 17, C: 16, H: 15, W: 15, K: 32, R: 5, S: 5, Stride: 1, Pad: 2},
 	{N: 5, C: 64, H: 7, W: 7, K: 48, R: 3, S: 3, Stride: 1, Pad: 1},
@@ -151,7 +151,7 @@ func TestLaneConv(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, s := range laneShapes {
-		if s.H == 64 && laneChannels(s) >= s.C {
+		if s.W == 1022 && laneChannels(s) >= s.C {
 			t.Fatalf("%+v: one chunk of %d channels, want several", s, laneChannels(s))
 		}
 		if !laneConvOK(s) || laneDataOK(s) != (s.Stride == 1) {
