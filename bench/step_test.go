@@ -274,7 +274,7 @@ func BenchmarkGEMM(b *testing.B) {
 		{"conv2-im2col-128x729x1200", 128, 729, 1200},
 		{"square-1024", 1024, 1024, 1024},
 	}
-	b.Logf("BLAS: %s", cpu.BLAS())
+	b.Logf("BLAS: %s; convolutions: %s", cpu.BLAS(), cpu.Convolutions())
 	for _, threads := range []int{1, runtime.NumCPU()} {
 		d := cpu.New(cpu.Options{Threads: threads})
 		for _, s := range shapes {

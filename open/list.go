@@ -60,7 +60,7 @@ func List(w io.Writer, tryOpen bool) error {
 		}
 	}
 	d := cpu.New(cpu.Options{})
-	fmt.Fprintf(w, "CPU: %d cores (%s/%s), %d threads per device by default\n  BLAS: %s\n",
-		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, d.Threads(), cpu.BLAS())
+	fmt.Fprintf(w, "CPU: %d cores (%s/%s), %d threads per device by default\n  BLAS: %s\n  convolutions: %s\n",
+		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, d.Threads(), cpu.BLAS(), cpu.Convolutions())
 	return nil
 }

@@ -83,6 +83,15 @@ func fma32(a, b, c float32) float32 {
 	return float32(s)
 }
 
+// Convolutions says how the CPU device computes convolutions on this
+// processor, for logs and `trainer devices`.
+func Convolutions() string {
+	if fastLane {
+		return "lane convolutions (AVX-512), im2col and BLAS for the shapes they do not take"
+	}
+	return "im2col and BLAS (the lane convolutions need AVX-512)"
+}
+
 // laneConvOK says whether Conv and ConvBackwardFilter run shape s as a
 // lane convolution: filters in eights, deep enough to be worth a product
 // (the shallow ones are directConv's), on a processor with the assembly.

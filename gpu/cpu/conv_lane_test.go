@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/alexnet-go/trainer/gpu"
@@ -181,6 +182,18 @@ func TestLaneConv(t *testing.T) {
 					t.Errorf("%s: %s differs bitwise from threads=1", name, what)
 				}
 			}
+		}
+	}
+}
+
+// TestConvolutions checks that what the device says of its convolutions
+// (trainer devices prints it) follows the path it takes.
+func TestConvolutions(t *testing.T) {
+	defer func(v bool) { fastLane = v }(fastLane)
+	for _, lane := range []bool{true, false} {
+		fastLane = lane
+		if got := Convolutions(); strings.HasPrefix(got, "lane") != lane {
+			t.Errorf("with the lane path %v: %q", lane, got)
 		}
 	}
 }
