@@ -97,7 +97,22 @@ func Convolutions() string {
 // (the shallow ones are directConv's), on a processor with the assembly.
 // Any stride: a position's window starts Stride pixels from the last.
 func laneConvOK(s gpu.ConvShape) bool {
-	return fastLane && s.K%8 == 0 && s.C*s.R*s.S >= convMinDepth
+	return fastLane && s.K%8 == 0 && s.C*s.R*s.S >= convMinDepth && laneFull(s.N)
+}
+
+// laneFull says whether n images fill more than half of the blocks of
+// lanes they take: a lane convolution costs a whole block for the last
+// few images of a batch. Measured (alexnet's conv1 and conv2 and
+// alexnet-small's conv2, forward, one thread), a lane convolution took,
+// against im2col, 6.5–14 times as long at 1 image, 1.1–1.8 times at 8,
+// 0.9–1.4 at 10, 0.6–1.45 at 17 and 0.5–0.8 at 16: batches of a few
+// images (predicting a photo, an evaluation's last images) go through
+// im2col; every batch of 9 images or more takes the lane path (past 16
+// the blocks are always more than half full), so that replicas with 10,
+// 15 or 30 images each compute the same way.
+func laneFull(n int) bool {
+	blocks := (n + lanes - 1) / lanes
+	return 2*n > lanes*blocks
 }
 
 // laneDataShape is the convolution ConvBackwardData computes for shape s:

@@ -131,16 +131,26 @@ func TestLaneLayout(t *testing.T) {
 }
 
 // laneShapes are shapes the lane convolution takes: alexnet-small's
-// conv2 and conv3, a batch that is not a multiple of lanes, a padding of
-// 0, strides of 2 and 4 (alexnet's conv1, smaller), and rows so long
+// conv2 and conv3, batches that are not multiples of lanes (a last block
+// of 1 to 15 images), a padding of 0, strides of 2 and 4 (alexnet's conv1, smaller), and rows so long
 // that a block's channels come in chunks.
 var laneShapes = []gpu.ConvShape{
 	{N: 17, C: 3, H: 31, W: 31, K: 8, R: 11, S: 11, Stride: 4, Pad: 0},
-	{N: 3, C: 8, H: 4, W: 1022, K: 8, R: 3, S: 3, Stride: 1, Pad: 1}, // four rows of 1024 a channel, 262 KB: chunks of 4 channels
+	{N: 15, C: 8, H: 4, W: 1022, K: 8, R: 3, S: 3, Stride: 1, Pad: 1}, // four rows of 1024 a channel, 262 KB: chunks of 4 channels
 	{N: 16, C: 4, H: 9, W: 10, K: 16, R: 5, S: 5, Stride: 2, Pad: 1},
-	{N: 17, C: 16, H: 15, W: 15, K: 32, R: 5, S: 5, Stride: 1, Pad: 2},
-	{N: 5, C: 64, H: 7, W: 7, K: 48, R: 3, S: 3, Stride: 1, Pad: 1},
-	{N: 3, C: 8, H: 6, W: 9, K: 16, R: 3, S: 3, Stride: 1, Pad: 0},
+	{N: 30, C: 16, H: 15, W: 15, K: 32, R: 5, S: 5, Stride: 1, Pad: 2},
+	{N: 9, C: 64, H: 7, W: 7, K: 48, R: 3, S: 3, Stride: 1, Pad: 1},
+	{N: 15, C: 8, H: 6, W: 9, K: 16, R: 3, S: 3, Stride: 1, Pad: 0},
+}
+
+// TestLaneFull checks which batches the lane convolution takes: those
+// that fill more than half of their blocks of lanes, 9 images and up.
+func TestLaneFull(t *testing.T) {
+	for n, want := range map[int]bool{1: false, 8: false, 9: true, 10: true, 15: true, 16: true, 17: true, 24: true, 30: true, 32: true, 33: true, 49: true, 64: true, 128: true} {
+		if got := laneFull(n); got != want {
+			t.Errorf("laneFull(%d) = %v, want %v", n, got, want)
+		}
+	}
 }
 
 // TestLaneConv checks Conv, ConvBackwardData and ConvBackwardFilter
