@@ -818,11 +818,8 @@ func tapMasks(sc *convScratch, s gpu.ConvShape, bl convBlk) []float32 {
 		return masks
 	}
 	sc.maskOf = key
-	for rt := range s.R * s.S {
-		r, t := rt/s.S, rt%s.S
-		plo, phi, qlo, qhi := tapRows(s, r, t, bl.p0, bl.p1)
-		_, lo, hi := tapShift(s, r, t, bl.p0, plo, phi)
-		tapMask(masks[rt*pq:(rt+1)*pq], s.Q(), lo, hi, qlo, qhi)
+	for rt, tp := range tapTable(sc, s, bl.p0, bl.p1) {
+		tapMask(masks[rt*pq:(rt+1)*pq], s.Q(), tp.lo, tp.hi, tp.qlo, tp.qhi)
 	}
 	return masks
 }
