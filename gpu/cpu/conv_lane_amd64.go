@@ -1,8 +1,16 @@
 package cpu
 
-// fastLane says whether stride-1 convolutions run as lane convolutions
-// (see laneConv): AVX-512 with FMA.
+// fastLane says whether convolutions run as lane convolutions (see
+// laneConvOK): AVX-512 with FMA.
 var fastLane = hasFMA() && hasAVX512()
+
+// flag is 1 for true and 0 for false, as the assembly takes add.
+func flag(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 //go:noescape
 func laneConv8x3Asm(y0, y1, y2, x0, x1, x2, w *float32, ldy, k, c, r, s, ldrow, ldplane, add int)
@@ -16,11 +24,7 @@ func laneConv8x3(y []float32, yo [3]int, x []float32, xo [3]int, w []float32, ld
 		_ = x[xo[i]+last-1]
 	}
 	_ = w[(c*r*s-1)*k+7]
-	a := 0
-	if add {
-		a = 1
-	}
-	laneConv8x3Asm(&y[yo[0]], &y[yo[1]], &y[yo[2]], &x[xo[0]], &x[xo[1]], &x[xo[2]], &w[0], ldy, k, c, r, s, ldrow, ldplane, a)
+	laneConv8x3Asm(&y[yo[0]], &y[yo[1]], &y[yo[2]], &x[xo[0]], &x[xo[1]], &x[xo[2]], &w[0], ldy, k, c, r, s, ldrow, ldplane, flag(add))
 }
 
 //go:noescape
@@ -34,11 +38,7 @@ func laneFilter8x3(acc, x []float32, xo [3]int, dy []float32, lddy, rows, q, ldr
 		_ = x[xo[i]+(rows-1)*ldrow+(q-1)*step+lanes-1]
 	}
 	_ = dy[7*lddy+rows*q*lanes-1]
-	a := 0
-	if add {
-		a = 1
-	}
-	laneFilter8x3Asm(&acc[0], &x[xo[0]], &x[xo[1]], &x[xo[2]], &dy[0], lddy, rows, q, ldrow, step, a)
+	laneFilter8x3Asm(&acc[0], &x[xo[0]], &x[xo[1]], &x[xo[2]], &dy[0], lddy, rows, q, ldrow, step, flag(add))
 }
 
 //go:noescape

@@ -2,8 +2,7 @@
 
 package cpu
 
-// fastLane says whether stride-1 convolutions run as lane convolutions:
-// not here.
+// fastLane says whether convolutions run as lane convolutions: not here.
 var fastLane = false
 
 // laneConv8x3 is laneConv8x3Go.
