@@ -7,10 +7,11 @@ import (
 )
 
 // On processors with AVX-512, Conv, ConvBackwardFilter and (stride 1)
-// ConvBackwardData take every shape with filters in eights and at least
-// convMinDepth taps as a lane convolution (conv_lane.go), sixteen images
-// in a vector's lanes, with no matrix product. The rest, and every shape
-// elsewhere, are lowered as follows.
+// ConvBackwardData take every shape with filters in eights, at least
+// convMinDepth taps and more than 8 images as a lane convolution
+// (laneConvOK in conv_lane.go), sixteen images in a vector's lanes, with
+// no matrix product. The rest, and every shape elsewhere, are lowered as
+// follows.
 //
 // Convolution is lowered to matrix products (im2col), a block of images
 // at a time. For a block of B images the column matrix col (C·R·S, B·P·Q)
